@@ -1,0 +1,465 @@
+//! The session engine: every rule about when a session is valid lives here.
+//!
+//! ```text
+//! login ──► create ──► [active] ──validate/touch──► [active]
+//!                          │
+//!        ┌─────────────────┼──────────────────────┬───────────────────┐
+//!   revoke (reason)   epoch bump (reason)   idle deadline      absolute deadline
+//!        └─────────────────┴──────────────────────┴───────────────────┘
+//!                          ▼
+//!                  [ended: reason, at]  ──purge after retention──► gone (invalid_token)
+//! ```
+//!
+//! Validity is decided here, server-side, at every check (invariant 2): the token
+//! must parse, its record must exist, its verifier must match in constant time, and
+//! the session must not be revoked, out of date with the user's credential epoch,
+//! idle past its idle deadline or past its absolute deadline.
+
+use std::fmt;
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::model::{
+    ClientInfo, PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch, UserId,
+};
+use crate::policy::{Policy, PolicyError};
+use crate::reason::{Reason, Revocation};
+use crate::store::{Store, StoreError};
+use crate::token::{Token, TokenKind};
+
+/// Why a token was refused, and since when. Safe to show to the token's holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rejection {
+    /// The reason code.
+    pub reason: Reason,
+    /// When the session ended; `None` for `invalid_token`.
+    pub at: Option<Timestamp>,
+}
+
+impl Rejection {
+    /// The rejection for anything that is not a live token of ours.
+    pub const INVALID: Rejection = Rejection {
+        reason: Reason::InvalidToken,
+        at: None,
+    };
+
+    fn ended(r: Revocation) -> Self {
+        Rejection {
+            reason: r.reason,
+            at: Some(r.at),
+        }
+    }
+}
+
+/// A failed engine operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The token or session is not valid.
+    #[error("session rejected: {}", .0.reason)]
+    Rejected(Rejection),
+    /// The named record does not exist (or is not the caller's).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Error::NotFound(what),
+            other => Error::Store(other),
+        }
+    }
+}
+
+/// Result of engine operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A session that passed every check at one instant. Only the engine constructs
+/// it, so holding one proves the check happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidSession {
+    id: SessionId,
+    user_id: UserId,
+    created_at: Timestamp,
+    last_seen_at: Timestamp,
+    idle_deadline: Timestamp,
+    absolute_deadline: Timestamp,
+}
+
+impl ValidSession {
+    fn from_state(s: &SessionState) -> Self {
+        ValidSession {
+            id: s.id,
+            user_id: s.user_id.clone(),
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            idle_deadline: s.idle_deadline,
+            absolute_deadline: s.absolute_deadline,
+        }
+    }
+
+    /// The session's public id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+    /// Its owner.
+    pub fn user_id(&self) -> &UserId {
+        &self.user_id
+    }
+    /// Login time.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+    /// Last recorded activity.
+    pub fn last_seen_at(&self) -> Timestamp {
+        self.last_seen_at
+    }
+    /// When it ends without further activity.
+    pub fn idle_deadline(&self) -> Timestamp {
+        self.idle_deadline
+    }
+    /// When it ends regardless of activity.
+    pub fn absolute_deadline(&self) -> Timestamp {
+        self.absolute_deadline
+    }
+}
+
+/// A freshly created session and its token. The token is handed to the client once
+/// and then dropped (and zeroized); only its hash is stored.
+#[derive(Debug)]
+pub struct Issued {
+    /// The secret token.
+    pub token: Token,
+    /// The new session.
+    pub session: ValidSession,
+}
+
+/// Creates, checks, renews and ends sessions over a [`Store`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use sessionguard_core::{ClientInfo, Engine, MemoryStore, Policy, Reason, UserId};
+///
+/// let engine = Engine::new(MemoryStore::new(), Policy::default()).unwrap();
+/// let user = UserId::new("alice").unwrap();
+/// let issued = engine.create_session(&user, 0, ClientInfo::default()).await.unwrap();
+/// let token = issued.token.reveal();
+///
+/// assert!(engine.validate(&token).await.is_ok());
+/// engine.logout(&token).await.unwrap();
+/// let err = engine.validate(&token).await.unwrap_err();
+/// assert!(matches!(err, sessionguard_core::Error::Rejected(r) if r.reason == Reason::LoggedOut));
+/// # });
+/// ```
+pub struct Engine<S, C = SystemClock> {
+    store: S,
+    clock: C,
+    policy: Policy,
+}
+
+impl<S, C> fmt::Debug for Engine<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Engine<S, SystemClock> {
+    /// An engine on the system clock.
+    pub fn new(store: S, policy: Policy) -> Result<Self, PolicyError> {
+        Self::with_clock(store, SystemClock, policy)
+    }
+}
+
+impl<S: Store, C: Clock> Engine<S, C> {
+    /// An engine on the given clock.
+    pub fn with_clock(store: S, clock: C, policy: Policy) -> Result<Self, PolicyError> {
+        policy.validate()?;
+        Ok(Engine {
+            store,
+            clock,
+            policy,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Creates a session for `user`, who was authenticated while the user's
+    /// credential epoch was `epoch` (read together with the credentials). The id and
+    /// token are always fresh: no client-chosen identifier is ever adopted.
+    ///
+    /// Fails with `Rejected(password_changed)` (or whichever reason bumped the epoch)
+    /// if the user's epoch moved since it was read.
+    pub async fn create_session(
+        &self,
+        user: &UserId,
+        epoch: u64,
+        client: ClientInfo,
+    ) -> Result<Issued> {
+        let now = self.clock.now();
+        let token = Token::generate(TokenKind::Session);
+        let absolute_deadline = now.saturating_add(self.policy.absolute_timeout);
+        let state = SessionState {
+            id: token.id(),
+            verifier_hash: token.verifier_hash(),
+            user_id: user.clone(),
+            epoch,
+            created_at: now,
+            last_seen_at: now,
+            idle_deadline: now
+                .saturating_add(self.policy.idle_timeout)
+                .min(absolute_deadline),
+            absolute_deadline,
+            revoked: None,
+        };
+        let session = ValidSession::from_state(&state);
+        match self
+            .store
+            .insert_session(SessionRecord { state, client })
+            .await
+        {
+            Ok(()) => Ok(Issued { token, session }),
+            Err(StoreError::EpochMoved) => {
+                let e = self.store.user_epoch(user).await?;
+                Err(Error::Rejected(
+                    e.last_bump.map_or(Rejection::INVALID, Rejection::ended),
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Logs `user` in: revokes the session token the client presented with the
+    /// login request, if it is a live token of ours (reason `superseded`), then
+    /// creates a new session. Anti-fixation: the presented token is never reused.
+    pub async fn login(
+        &self,
+        user: &UserId,
+        epoch: u64,
+        client: ClientInfo,
+        presented: Option<&str>,
+    ) -> Result<Issued> {
+        if let Some(old) = presented {
+            self.revoke_token(old, Reason::Superseded).await?;
+        }
+        self.create_session(user, epoch, client).await
+    }
+
+    /// Checks a session token and records activity, extending the idle deadline (at
+    /// most up to the absolute deadline). Writes are coalesced per
+    /// [`Policy::touch_interval`].
+    pub async fn validate(&self, token: &str) -> Result<ValidSession> {
+        let now = self.clock.now();
+        let mut state = self.check(token, now).await?;
+        if now.duration_since(state.last_seen_at) >= self.policy.touch_interval() {
+            let idle = now
+                .saturating_add(self.policy.idle_timeout)
+                .min(state.absolute_deadline);
+            if idle > state.idle_deadline {
+                self.store.touch_session(&state.id, now, idle).await?;
+                state.last_seen_at = now;
+                state.idle_deadline = idle;
+            }
+        }
+        Ok(ValidSession::from_state(&state))
+    }
+
+    /// Checks a session token without recording activity: the idle deadline does not
+    /// move (for "you will be signed out in N minutes" warnings).
+    pub async fn status(&self, token: &str) -> Result<ValidSession> {
+        let now = self.clock.now();
+        let state = self.check(token, now).await?;
+        Ok(ValidSession::from_state(&state))
+    }
+
+    /// Ends the session of `token` with `logged_out`. Fails like
+    /// [`Engine::status`] if the token is not live. Durable when it returns.
+    pub async fn logout(&self, token: &str) -> Result<ValidSession> {
+        let session = self.status(token).await?;
+        self.revoke(&session.id, Reason::LoggedOut).await?;
+        Ok(session)
+    }
+
+    /// Revokes the session of `token` with `reason` if the token is genuine (its
+    /// verifier matches); anything else is ignored. Returns whether it revoked.
+    /// Knowing a session's public id is not enough to end it.
+    pub async fn revoke_token(&self, token: &str, reason: Reason) -> Result<bool> {
+        let Ok(parsed) = Token::parse(token, TokenKind::Session) else {
+            return Ok(false);
+        };
+        match self.store.load_session(&parsed.id()).await? {
+            Some((state, _)) if parsed.verify(&state.verifier_hash) => {
+                self.revoke(&state.id, reason).await
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Revokes one session by id with `reason`. Returns whether this call revoked
+    /// it (`false` if it was already revoked or is unknown). Durable when it returns.
+    pub async fn revoke(&self, id: &SessionId, reason: Reason) -> Result<bool> {
+        debug_assert!(reason.is_revocation(), "{reason} is derived, never stored");
+        let at = self.clock.now();
+        Ok(self
+            .store
+            .revoke_session(id, Revocation { reason, at })
+            .await?)
+    }
+
+    /// Revokes the session `id` on behalf of its owner (`revoked_by_user`). Fails
+    /// with `NotFound` if it is not a live session of `owner`, so users cannot
+    /// probe or end other users' sessions.
+    pub async fn revoke_own(&self, owner: &UserId, id: &SessionId) -> Result<()> {
+        let now = self.clock.now();
+        match self.store.load_session(id).await? {
+            Some((state, epoch))
+                if &state.user_id == owner && verdict(&state, &epoch, now).is_ok() =>
+            {
+                self.revoke(id, Reason::RevokedByUser).await?;
+                Ok(())
+            }
+            _ => Err(Error::NotFound("session")),
+        }
+    }
+
+    /// Ends every session of `user` at once (O(1): a credential-epoch bump).
+    /// Durable when it returns.
+    pub async fn revoke_user(&self, user: &UserId, reason: Reason) -> Result<UserEpoch> {
+        debug_assert!(reason.is_revocation(), "{reason} is derived, never stored");
+        let at = self.clock.now();
+        Ok(self
+            .store
+            .revoke_user_sessions(user, Revocation { reason, at }, None)
+            .await?)
+    }
+
+    /// Ends every session of the current session's user except the current one.
+    pub async fn revoke_others(&self, current: &ValidSession, reason: Reason) -> Result<UserEpoch> {
+        debug_assert!(reason.is_revocation(), "{reason} is derived, never stored");
+        let at = self.clock.now();
+        Ok(self
+            .store
+            .revoke_user_sessions(
+                &current.user_id,
+                Revocation { reason, at },
+                Some(&current.id),
+            )
+            .await?)
+    }
+
+    /// Stores a new password hash for the current session's user, which ends every
+    /// session of that user (this one included) with `password_changed`, and
+    /// returns a fresh session for the device that made the change.
+    pub async fn change_password(
+        &self,
+        current: &ValidSession,
+        new_hash: PasswordHash,
+        client: ClientInfo,
+    ) -> Result<Issued> {
+        let at = self.clock.now();
+        let epoch = self
+            .store
+            .set_password(
+                &current.user_id,
+                new_hash,
+                Revocation {
+                    reason: Reason::PasswordChanged,
+                    at,
+                },
+            )
+            .await?;
+        self.create_session(&current.user_id, epoch.epoch, client)
+            .await
+    }
+
+    /// The live sessions of `user`, most recently active first.
+    pub async fn list_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>> {
+        let now = self.clock.now();
+        let epoch = self.store.user_epoch(user).await?;
+        let mut live: Vec<SessionRecord> = self
+            .store
+            .list_user_sessions(user)
+            .await?
+            .into_iter()
+            .filter(|r| verdict(&r.state, &epoch, now).is_ok())
+            .collect();
+        live.sort_by(|a, b| b.state.last_seen_at.cmp(&a.state.last_seen_at));
+        Ok(live)
+    }
+
+    /// Deletes records that ended more than `tombstone_retention` ago. Returns how
+    /// many were deleted.
+    pub async fn purge_expired(&self) -> Result<u64> {
+        let cutoff = self
+            .clock
+            .now()
+            .saturating_sub(self.policy.tombstone_retention);
+        Ok(self.store.purge_sessions(cutoff).await?)
+    }
+
+    async fn check(&self, token: &str, now: Timestamp) -> Result<SessionState> {
+        // Parsing rejects malformed, foreign and mistyped tokens before any lookup.
+        let parsed = Token::parse(token, TokenKind::Session)
+            .map_err(|_| Error::Rejected(Rejection::INVALID))?;
+        let Some((state, epoch)) = self.store.load_session(&parsed.id()).await? else {
+            return Err(Error::Rejected(Rejection::INVALID));
+        };
+        // The verifier is checked before anything about the session is revealed.
+        if !parsed.verify(&state.verifier_hash) {
+            return Err(Error::Rejected(Rejection::INVALID));
+        }
+        verdict(&state, &epoch, now).map_err(Error::Rejected)?;
+        Ok(state)
+    }
+}
+
+/// Whether a session is live at `now`, or the first reason it ended.
+///
+/// Every way a session can end has a time; of those that apply (a revocation always
+/// applies, a deadline once it has passed), the earliest is the reason reported. So
+/// a session revoked after it had already timed out says `idle_timeout`, and one
+/// that timed out after a password change says `password_changed`.
+pub fn verdict(state: &SessionState, user: &UserEpoch, now: Timestamp) -> Result<(), Rejection> {
+    let stale_epoch = if state.epoch < user.epoch {
+        // An epoch is only ever bumped with a reason; if a store lost it, the session
+        // is ended all the same.
+        Some(user.last_bump.ok_or(Rejection::INVALID)?)
+    } else {
+        None
+    };
+    let idle = Revocation {
+        reason: Reason::IdleTimeout,
+        at: state.idle_deadline,
+    };
+    let absolute = Revocation {
+        reason: Reason::AbsoluteTimeout,
+        at: state.absolute_deadline,
+    };
+    let first = [state.revoked, stale_epoch]
+        .into_iter()
+        .flatten()
+        .chain([idle, absolute].into_iter().filter(|d| d.at <= now))
+        .min_by_key(|r| r.at);
+    match first {
+        Some(end) => Err(Rejection::ended(end)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,39 @@
+//! # sessionguard-core
+//!
+//! The session engine of sessionguard, with no HTTP and no storage backend in it:
+//!
+//! - [`token`]: the opaque token format (typed prefix, checksum, public id, secret
+//!   verifier of which only a hash is stored);
+//! - [`Policy`]: idle and absolute timeouts, both always on;
+//! - [`Engine`]: create, validate (and touch), status, revoke one, revoke all of a
+//!   user (credential epoch, O(1)), revoke others, change password, list, purge;
+//! - [`Store`]: the storage contract, atomic and durable per method, implemented by
+//!   [`MemoryStore`] here and by durable backends in their own crates;
+//! - [`Clock`]: injectable time; [`ManualClock`] drives tests without sleeping;
+//! - [`password`]: argon2id hashing with OWASP parameters.
+//!
+//! Every ended session carries a [`Reason`], kept as a tombstone so that a client
+//! can be told why it was signed out.
+
+pub mod clock;
+pub mod engine;
+pub mod memory;
+pub mod model;
+pub mod password;
+pub mod policy;
+pub mod reason;
+pub mod store;
+pub mod token;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use engine::{Engine, Error, Issued, Rejection, ValidSession, verdict};
+pub use memory::{MemoryIndex, MemoryStore};
+pub use model::{
+    ClientInfo, InvalidUserId, PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch,
+    UserId, UserRecord,
+};
+pub use password::{Password, PasswordError, PasswordHasher};
+pub use policy::{Policy, PolicyError};
+pub use reason::{Reason, Revocation};
+pub use store::{Store, StoreError, StoreResult};
+pub use token::{Token, TokenError, TokenId, TokenKind};
