@@ -17,6 +17,11 @@
 
 use std::fmt;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::model::{
     ClientInfo, PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch, UserId,
@@ -24,7 +29,7 @@ use crate::model::{
 use crate::policy::{Policy, PolicyError};
 use crate::reason::{Reason, Revocation};
 use crate::store::{Store, StoreError};
-use crate::token::{Token, TokenKind};
+use crate::token::{Token, TokenKind, VerifierHash};
 
 /// Why a token was refused, and since when. Safe to show to the token's holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +88,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidSession {
     id: SessionId,
+    verifier_hash: VerifierHash,
     user_id: UserId,
     created_at: Timestamp,
     last_seen_at: Timestamp,
@@ -94,6 +100,7 @@ impl ValidSession {
     fn from_state(s: &SessionState) -> Self {
         ValidSession {
             id: s.id,
+            verifier_hash: s.verifier_hash,
             user_id: s.user_id.clone(),
             created_at: s.created_at,
             last_seen_at: s.last_seen_at,
@@ -126,6 +133,28 @@ impl ValidSession {
     pub fn absolute_deadline(&self) -> Timestamp {
         self.absolute_deadline
     }
+
+    /// The session's anti-CSRF token: derived from the stored verifier hash, so it is
+    /// stable for the session's life, differs between sessions, needs no storage, and
+    /// cannot be computed by a cross-site attacker (nor does it reveal the session
+    /// token). Browsers send it back in a header on state-changing requests.
+    pub fn csrf_token(&self) -> String {
+        csrf_token_for(&self.verifier_hash)
+    }
+
+    /// Whether `presented` is this session's anti-CSRF token (constant time).
+    pub fn verify_csrf(&self, presented: &str) -> bool {
+        let expected = self.csrf_token();
+        presented.len() == expected.len()
+            && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+    }
+}
+
+fn csrf_token_for(hash: &VerifierHash) -> String {
+    let mut h = Sha256::new();
+    h.update(b"sessionguard/csrf/v1");
+    h.update(hash.as_bytes());
+    URL_SAFE_NO_PAD.encode(h.finalize())
 }
 
 /// A freshly created session and its token. The token is handed to the client once
