@@ -1,1 +1,120 @@
-pub fn placeholder_for_build() {}
+//! The store conformance suite: every sessionguard backend must pass it.
+//!
+//! Each case exercises one clause of the [`Store`] contract, including the atomic
+//! ones under concurrency. A backend crate runs the whole suite with one line:
+//!
+//! ```ignore
+//! async fn make_store() -> MyStore { /* a fresh, empty store */ }
+//! sessionguard_test_kit::store_conformance!(make_store);
+//!
+//! // Backends that promise durability also run:
+//! async fn open_at(dir: &std::path::Path) -> MyStore { /* open the store kept in dir */ }
+//! sessionguard_test_kit::durable_store_conformance!(open_at);
+//! ```
+//!
+//! The macros expand to one `#[test]` per case, so a failure names the clause.
+
+pub mod cases;
+pub mod durable;
+pub mod fixtures;
+
+use std::future::Future;
+
+#[doc(hidden)]
+pub use sessionguard_core::Store;
+
+/// Runs a case on a fresh multi-threaded runtime (two workers, so concurrency
+/// cases really interleave).
+pub fn run<F: Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime can be built in tests")
+        .block_on(f);
+}
+
+/// Expands to one test per conformance case, each on a store from `$make`
+/// (an `async fn() -> impl Store` returning a fresh, empty store).
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:path) => {
+        $crate::__cases!(
+            store_conformance, $make, cases;
+            insert_then_load_round_trips,
+            load_of_unknown_id_is_none,
+            insert_never_overwrites,
+            insert_with_stale_epoch_is_refused,
+            touch_extends_but_never_shortens,
+            touch_never_revives_a_revoked_session,
+            touch_of_unknown_id_is_a_no_op,
+            revoke_first_reason_wins,
+            revoke_user_bumps_epoch_with_reason,
+            revoke_user_keeps_only_the_named_live_session_of_that_user,
+            epoch_bumps_accumulate,
+            list_is_per_user_and_includes_ended_records,
+            purge_removes_exactly_records_ended_by_cutoff,
+            users_are_found_by_exact_username_and_by_id,
+            usernames_and_user_ids_are_unique,
+            set_password_swaps_hash_and_bumps_epoch,
+            sidecar_user_has_epoch_without_credentials,
+            concurrent_revokes_of_one_session_have_one_winner,
+            concurrent_epoch_bumps_are_never_lost,
+            concurrent_user_creation_has_one_winner,
+            password_change_is_never_seen_half_done,
+            keep_during_revoke_all_is_atomic,
+        );
+    };
+}
+
+/// Expands to one test per durability case. `$open` is an
+/// `async fn(&std::path::Path) -> impl Store` that opens the store kept in a
+/// directory; each case opens, drops and reopens it.
+#[macro_export]
+macro_rules! durable_store_conformance {
+    ($open:path) => {
+        $crate::__durable_cases!(
+            durable_store_conformance, $open;
+            everything_acknowledged_survives_reopen,
+            purge_survives_reopen,
+            touch_survives_clean_reopen_and_never_moves_backwards,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cases {
+    ($module:ident, $make:path, $cases:ident; $($case:ident),* $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    $crate::run(async { $crate::$cases::$case($make().await).await });
+                }
+            )*
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __durable_cases {
+    ($module:ident, $open:path; $($case:ident),* $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    $crate::run(async {
+                        let dir = $crate::fixtures::TempDir::new();
+                        $crate::durable::$case(dir.path().to_path_buf(), |p: ::std::path::PathBuf| async move { $open(&p).await }).await;
+                    });
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,540 @@
+//! One function per clause of the [`Store`] contract.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sessionguard_core::{Reason, Store, StoreError, UserEpoch};
+
+use crate::fixtures::{at, hash, rev, session, user};
+
+/// A stored record reads back field for field, and is listed under its user.
+pub async fn insert_then_load_round_trips<S: Store>(store: S) {
+    let u = user("alice");
+    let (_t, rec) = session(&u, 0, 0);
+    store.insert_session(rec.clone()).await.unwrap();
+    let (state, epoch) = store.load_session(&rec.state.id).await.unwrap().unwrap();
+    assert_eq!(state, rec.state);
+    assert_eq!(epoch, UserEpoch::default());
+    assert_eq!(store.list_user_sessions(&u).await.unwrap(), vec![rec]);
+}
+
+/// An id never stored reads as `None`, not an error.
+pub async fn load_of_unknown_id_is_none<S: Store>(store: S) {
+    let (_t, rec) = session(&user("alice"), 0, 0);
+    assert!(store.load_session(&rec.state.id).await.unwrap().is_none());
+}
+
+/// Inserting an existing id fails and leaves the original untouched.
+pub async fn insert_never_overwrites<S: Store>(store: S) {
+    let u = user("alice");
+    let (_t, rec) = session(&u, 0, 0);
+    store.insert_session(rec.clone()).await.unwrap();
+    let (_t2, mut other) = session(&user("mallory"), 0, 5);
+    other.state.id = rec.state.id;
+    let err = store.insert_session(other).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("session")), "{err:?}");
+    let (state, _) = store.load_session(&rec.state.id).await.unwrap().unwrap();
+    assert_eq!(state, rec.state);
+    assert!(
+        store
+            .list_user_sessions(&user("mallory"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A session built on an epoch that has since moved is refused; one on the
+/// current epoch is accepted.
+pub async fn insert_with_stale_epoch_is_refused<S: Store>(store: S) {
+    let u = user("alice");
+    store
+        .revoke_user_sessions(&u, rev(Reason::PasswordChanged, 1), None)
+        .await
+        .unwrap();
+    let (_t, stale) = session(&u, 0, 2);
+    let err = store.insert_session(stale.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::EpochMoved), "{err:?}");
+    assert!(store.load_session(&stale.state.id).await.unwrap().is_none());
+    let (_t, current) = session(&u, 1, 2);
+    store.insert_session(current).await.unwrap();
+}
+
+/// A touch moves the idle deadline forward, never back.
+pub async fn touch_extends_but_never_shortens<S: Store>(store: S) {
+    let (_t, rec) = session(&user("alice"), 0, 0);
+    let id = rec.state.id;
+    store.insert_session(rec).await.unwrap();
+    store.touch_session(&id, at(600), at(2400)).await.unwrap();
+    let (s, _) = store.load_session(&id).await.unwrap().unwrap();
+    assert_eq!((s.last_seen_at, s.idle_deadline), (at(600), at(2400)));
+    store.touch_session(&id, at(300), at(2100)).await.unwrap();
+    let (s, _) = store.load_session(&id).await.unwrap().unwrap();
+    assert_eq!((s.last_seen_at, s.idle_deadline), (at(600), at(2400)));
+}
+
+/// A revoked session stays revoked, with its idle deadline frozen.
+pub async fn touch_never_revives_a_revoked_session<S: Store>(store: S) {
+    let (_t, rec) = session(&user("alice"), 0, 0);
+    let id = rec.state.id;
+    store.insert_session(rec).await.unwrap();
+    assert!(
+        store
+            .revoke_session(&id, rev(Reason::LoggedOut, 10))
+            .await
+            .unwrap()
+    );
+    store.touch_session(&id, at(20), at(1820)).await.unwrap();
+    let (s, _) = store.load_session(&id).await.unwrap().unwrap();
+    assert_eq!(s.revoked, Some(rev(Reason::LoggedOut, 10)));
+    assert_eq!(s.idle_deadline, at(1800));
+}
+
+/// Touching an unknown id succeeds and creates nothing.
+pub async fn touch_of_unknown_id_is_a_no_op<S: Store>(store: S) {
+    let (_t, rec) = session(&user("alice"), 0, 0);
+    store
+        .touch_session(&rec.state.id, at(1), at(2))
+        .await
+        .unwrap();
+    assert!(store.load_session(&rec.state.id).await.unwrap().is_none());
+}
+
+/// The first revocation is kept; later ones report `false` and change nothing.
+pub async fn revoke_first_reason_wins<S: Store>(store: S) {
+    let (_t, rec) = session(&user("alice"), 0, 0);
+    let id = rec.state.id;
+    store.insert_session(rec).await.unwrap();
+    assert!(
+        store
+            .revoke_session(&id, rev(Reason::LoggedOut, 5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_session(&id, rev(Reason::RevokedByAdmin, 6))
+            .await
+            .unwrap()
+    );
+    let (s, _) = store.load_session(&id).await.unwrap().unwrap();
+    assert_eq!(s.revoked, Some(rev(Reason::LoggedOut, 5)));
+    let (_t, unknown) = session(&user("alice"), 0, 0);
+    assert!(
+        !store
+            .revoke_session(&unknown.state.id, rev(Reason::LoggedOut, 5))
+            .await
+            .unwrap()
+    );
+}
+
+/// Revoke-all bumps the user's epoch with its reason and leaves other users alone.
+pub async fn revoke_user_bumps_epoch_with_reason<S: Store>(store: S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (_t, a) = session(&alice, 0, 0);
+    let (_t, b) = session(&bob, 0, 0);
+    store.insert_session(a.clone()).await.unwrap();
+    store.insert_session(b.clone()).await.unwrap();
+    let e = store
+        .revoke_user_sessions(&alice, rev(Reason::PasswordChanged, 9), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        e,
+        UserEpoch {
+            epoch: 1,
+            last_bump: Some(rev(Reason::PasswordChanged, 9))
+        }
+    );
+    let (s, ue) = store.load_session(&a.state.id).await.unwrap().unwrap();
+    assert_eq!((s.epoch, ue), (0, e));
+    assert_eq!(store.user_epoch(&alice).await.unwrap(), e);
+    let (_, bob_epoch) = store.load_session(&b.state.id).await.unwrap().unwrap();
+    assert_eq!(bob_epoch, UserEpoch::default());
+}
+
+/// `keep` carries exactly one live session of that user to the new epoch.
+pub async fn revoke_user_keeps_only_the_named_live_session_of_that_user<S: Store>(store: S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (_t, keep) = session(&alice, 0, 0);
+    let (_t, other) = session(&alice, 0, 0);
+    let (_t, revoked) = session(&alice, 0, 0);
+    let (_t, bobs) = session(&bob, 0, 0);
+    for r in [&keep, &other, &revoked, &bobs] {
+        store.insert_session(r.clone()).await.unwrap();
+    }
+    store
+        .revoke_session(&revoked.state.id, rev(Reason::LoggedOut, 1))
+        .await
+        .unwrap();
+
+    store
+        .revoke_user_sessions(
+            &alice,
+            rev(Reason::SignedOutEverywhere, 2),
+            Some(&keep.state.id),
+        )
+        .await
+        .unwrap();
+    let epoch_of = |id| {
+        let store = &store;
+        async move { store.load_session(&id).await.unwrap().unwrap().0.epoch }
+    };
+    assert_eq!(epoch_of(keep.state.id).await, 1);
+    assert_eq!(epoch_of(other.state.id).await, 0);
+
+    // A revoked session is not carried.
+    store
+        .revoke_user_sessions(
+            &alice,
+            rev(Reason::SignedOutEverywhere, 3),
+            Some(&revoked.state.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(epoch_of(revoked.state.id).await, 0);
+    // Neither is another user's session.
+    store
+        .revoke_user_sessions(
+            &alice,
+            rev(Reason::SignedOutEverywhere, 4),
+            Some(&bobs.state.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(epoch_of(bobs.state.id).await, 0);
+    // Nor one that was already out of date before the bump.
+    store
+        .revoke_user_sessions(
+            &alice,
+            rev(Reason::SignedOutEverywhere, 5),
+            Some(&other.state.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(epoch_of(other.state.id).await, 0);
+    assert_eq!(store.user_epoch(&alice).await.unwrap().epoch, 4);
+}
+
+/// Each bump adds one and records the latest reason.
+pub async fn epoch_bumps_accumulate<S: Store>(store: S) {
+    let u = user("alice");
+    store
+        .revoke_user_sessions(&u, rev(Reason::SignedOutEverywhere, 1), None)
+        .await
+        .unwrap();
+    let e = store
+        .revoke_user_sessions(&u, rev(Reason::RevokedByAdmin, 2), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        e,
+        UserEpoch {
+            epoch: 2,
+            last_bump: Some(rev(Reason::RevokedByAdmin, 2))
+        }
+    );
+}
+
+/// Listing returns the user's records only, ended ones included.
+pub async fn list_is_per_user_and_includes_ended_records<S: Store>(store: S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (_t, a1) = session(&alice, 0, 0);
+    let (_t, a2) = session(&alice, 0, 1);
+    let (_t, b1) = session(&bob, 0, 0);
+    for r in [&a1, &a2, &b1] {
+        store.insert_session(r.clone()).await.unwrap();
+    }
+    store
+        .revoke_session(&a2.state.id, rev(Reason::LoggedOut, 2))
+        .await
+        .unwrap();
+    let ids: HashSet<_> = store
+        .list_user_sessions(&alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.state.id)
+        .collect();
+    assert_eq!(ids, HashSet::from([a1.state.id, a2.state.id]));
+    assert_eq!(store.list_user_sessions(&bob).await.unwrap().len(), 1);
+    assert!(
+        store
+            .list_user_sessions(&user("carol"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Purge deletes the records whose idle deadline is at or before the cutoff, and
+/// nothing else.
+pub async fn purge_removes_exactly_records_ended_by_cutoff<S: Store>(store: S) {
+    let u = user("alice");
+    let (_t, early) = session(&u, 0, 0); // idle deadline at 1800
+    let (_t, edge) = session(&u, 0, 100); // 1900
+    let (_t, late) = session(&u, 0, 200); // 2000
+    for r in [&early, &edge, &late] {
+        store.insert_session(r.clone()).await.unwrap();
+    }
+    assert_eq!(store.purge_sessions(at(1900)).await.unwrap(), 2);
+    assert!(store.load_session(&early.state.id).await.unwrap().is_none());
+    assert!(store.load_session(&edge.state.id).await.unwrap().is_none());
+    assert!(store.load_session(&late.state.id).await.unwrap().is_some());
+    let listed = store.list_user_sessions(&u).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state.id, late.state.id);
+    assert_eq!(store.purge_sessions(at(1900)).await.unwrap(), 0);
+}
+
+/// Users are found by exact (case-sensitive) username and by id, with their epoch.
+pub async fn users_are_found_by_exact_username_and_by_id<S: Store>(store: S) {
+    let id = user("u_1");
+    store.create_user(&id, "Alice", hash("a")).await.unwrap();
+    let rec = store.find_user_by_username("Alice").await.unwrap().unwrap();
+    assert_eq!(
+        (rec.id.clone(), rec.username.as_str(), rec.epoch),
+        (id.clone(), "Alice", 0)
+    );
+    assert_eq!(rec.password_hash, hash("a"));
+    assert_eq!(store.get_user(&id).await.unwrap(), Some(rec));
+    assert!(
+        store
+            .find_user_by_username("alice")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.get_user(&user("u_2")).await.unwrap().is_none());
+}
+
+/// A taken username or id is refused.
+pub async fn usernames_and_user_ids_are_unique<S: Store>(store: S) {
+    store
+        .create_user(&user("u_1"), "alice", hash("a"))
+        .await
+        .unwrap();
+    let err = store
+        .create_user(&user("u_2"), "alice", hash("b"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("username")), "{err:?}");
+    let err = store
+        .create_user(&user("u_1"), "bob", hash("b"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("user")), "{err:?}");
+    assert!(store.find_user_by_username("bob").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .find_user_by_username("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        hash("a")
+    );
+}
+
+/// A password change replaces the hash and bumps the epoch together.
+pub async fn set_password_swaps_hash_and_bumps_epoch<S: Store>(store: S) {
+    let id = user("u_1");
+    store.create_user(&id, "alice", hash("old")).await.unwrap();
+    let e = store
+        .set_password(&id, hash("new"), rev(Reason::PasswordChanged, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        e,
+        UserEpoch {
+            epoch: 1,
+            last_bump: Some(rev(Reason::PasswordChanged, 3))
+        }
+    );
+    let rec = store.find_user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!((rec.password_hash, rec.epoch), (hash("new"), 1));
+    let err = store
+        .set_password(&user("u_404"), hash("x"), rev(Reason::PasswordChanged, 3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound("user")), "{err:?}");
+}
+
+/// A user known only by id (sidecar mode) has an epoch but no credentials.
+pub async fn sidecar_user_has_epoch_without_credentials<S: Store>(store: S) {
+    let id = user("app-user-42");
+    store
+        .revoke_user_sessions(&id, rev(Reason::RevokedByAdmin, 1), None)
+        .await
+        .unwrap();
+    assert!(store.get_user(&id).await.unwrap().is_none());
+    assert_eq!(store.user_epoch(&id).await.unwrap().epoch, 1);
+    let err = store
+        .set_password(&id, hash("x"), rev(Reason::PasswordChanged, 2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound("user")), "{err:?}");
+}
+
+const TASKS: usize = 16;
+const TRIALS: usize = 20;
+
+/// Of many simultaneous revocations of one session exactly one succeeds, and its
+/// reason is the one stored.
+pub async fn concurrent_revokes_of_one_session_have_one_winner<S: Store>(store: S) {
+    let store = Arc::new(store);
+    let reasons = [
+        Reason::LoggedOut,
+        Reason::RevokedByAdmin,
+        Reason::RevokedByUser,
+        Reason::Displaced,
+    ];
+    for _ in 0..TRIALS {
+        let (_t, rec) = session(&user("alice"), 0, 0);
+        let id = rec.state.id;
+        store.insert_session(rec).await.unwrap();
+        let handles: Vec<_> = (0..TASKS)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let r = rev(reasons[i % reasons.len()], 10 + i as u64);
+                tokio::spawn(async move { (r, store.revoke_session(&id, r).await.unwrap()) })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for h in handles {
+            let (r, won) = h.await.unwrap();
+            if won {
+                winners.push(r);
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one revocation wins");
+        let (s, _) = store.load_session(&id).await.unwrap().unwrap();
+        assert_eq!(s.revoked, Some(winners[0]));
+    }
+}
+
+/// Simultaneous revoke-alls are each counted: epochs 1..=N, each returned once.
+pub async fn concurrent_epoch_bumps_are_never_lost<S: Store>(store: S) {
+    let store = Arc::new(store);
+    let u = user("alice");
+    let handles: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let (store, u) = (Arc::clone(&store), u.clone());
+            tokio::spawn(async move {
+                store
+                    .revoke_user_sessions(&u, rev(Reason::RevokedByAdmin, i as u64), None)
+                    .await
+                    .unwrap()
+                    .epoch
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for h in handles {
+        seen.push(h.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=TASKS as u64).collect::<Vec<_>>());
+    assert_eq!(store.user_epoch(&u).await.unwrap().epoch, TASKS as u64);
+}
+
+/// Of many simultaneous sign-ups for one username exactly one succeeds.
+pub async fn concurrent_user_creation_has_one_winner<S: Store>(store: S) {
+    let store = Arc::new(store);
+    for trial in 0..TRIALS {
+        let name = format!("user{trial}");
+        let handles: Vec<_> = (0..TASKS)
+            .map(|i| {
+                let (store, name) = (Arc::clone(&store), name.clone());
+                tokio::spawn(async move {
+                    let id = user(&format!("u_{name}_{i}"));
+                    store
+                        .create_user(&id, &name, hash(&i.to_string()))
+                        .await
+                        .is_ok()
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for h in handles {
+            wins += usize::from(h.await.unwrap());
+        }
+        assert_eq!(wins, 1, "exactly one sign-up wins for {name}");
+    }
+}
+
+/// Readers never see the new password hash with the old epoch.
+pub async fn password_change_is_never_seen_half_done<S: Store>(store: S) {
+    let store = Arc::new(store);
+    let id = user("u_1");
+    store.create_user(&id, "alice", hash("0")).await.unwrap();
+    let reader = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for _ in 0..2000 {
+                let rec = store.find_user_by_username("alice").await.unwrap().unwrap();
+                let n: u64 = rec
+                    .password_hash
+                    .as_phc()
+                    .rsplit('$')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(n, rec.epoch, "hash and epoch change together");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for n in 1..=TRIALS as u64 {
+        store
+            .set_password(&id, hash(&n.to_string()), rev(Reason::PasswordChanged, n))
+            .await
+            .unwrap();
+    }
+    reader.await.unwrap();
+}
+
+/// Revoke-all with `keep`, racing other revoke-alls with `keep`: the keep check
+/// and the bump are one step, so only the first bump finds its keeper current and
+/// carries it (to epoch 1); every later keeper is already out of date. A store that
+/// reads the epoch and carries the keeper in separate steps carries several.
+pub async fn keep_during_revoke_all_is_atomic<S: Store>(store: S) {
+    let store = Arc::new(store);
+    for _ in 0..TRIALS {
+        let u = user(&format!("u_{}", sessionguard_core::TokenId::random()));
+        let mut ids = Vec::new();
+        for _ in 0..TASKS {
+            let (_t, rec) = session(&u, 0, 0);
+            ids.push(rec.state.id);
+            store.insert_session(rec).await.unwrap();
+        }
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (store, u, id) = (Arc::clone(&store), u.clone(), *id);
+                tokio::spawn(async move {
+                    store
+                        .revoke_user_sessions(&u, rev(Reason::SignedOutEverywhere, 1), Some(&id))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        assert_eq!(store.user_epoch(&u).await.unwrap().epoch, TASKS as u64);
+        let mut epochs = Vec::new();
+        for id in &ids {
+            epochs.push(store.load_session(id).await.unwrap().unwrap().0.epoch);
+        }
+        epochs.sort_unstable();
+        let mut expected = vec![0; TASKS - 1];
+        expected.push(1);
+        assert_eq!(
+            epochs, expected,
+            "exactly the first keeper was carried, once"
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Small builders shared by the cases.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sessionguard_core::{
+    ClientInfo, PasswordHash, Reason, Revocation, SessionRecord, SessionState, Timestamp, Token,
+    TokenId, TokenKind, UserId,
+};
+
+/// A fixed instant the cases count from.
+pub const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+/// `T0 + secs`.
+pub fn at(secs: u64) -> Timestamp {
+    T0.saturating_add(Duration::from_secs(secs))
+}
+
+/// A user id.
+pub fn user(name: &str) -> UserId {
+    UserId::new(name).expect("fixture user ids are valid")
+}
+
+/// A revocation.
+pub fn rev(reason: Reason, secs: u64) -> Revocation {
+    Revocation {
+        reason,
+        at: at(secs),
+    }
+}
+
+/// A fresh session record for `user` at epoch `epoch`, created at `T0 + created`,
+/// with a 30-minute idle and 12-hour absolute deadline.
+pub fn session(user: &UserId, epoch: u64, created: u64) -> (Token, SessionRecord) {
+    let token = Token::generate(TokenKind::Session);
+    let created_at = at(created);
+    let state = SessionState {
+        id: token.id(),
+        verifier_hash: token.verifier_hash(),
+        user_id: user.clone(),
+        epoch,
+        created_at,
+        last_seen_at: created_at,
+        idle_deadline: at(created + 1800),
+        absolute_deadline: at(created + 12 * 3600),
+        revoked: None,
+    };
+    let client = ClientInfo::new(
+        Some("Mozilla/5.0 (conformance)"),
+        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
+    );
+    (token, SessionRecord { state, client })
+}
+
+/// A password hash (the store never interprets it).
+pub fn hash(tag: &str) -> PasswordHash {
+    PasswordHash::from_phc(format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ${tag}"))
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a fresh directory under the system temp dir.
+    pub fn new() -> Self {
+        let p =
+            std::env::temp_dir().join(format!("sessionguard-conformance-{}", TokenId::random()));
+        std::fs::create_dir_all(&p).expect("the temp dir is writable");
+        TempDir(p)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
