@@ -430,7 +430,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .into_iter()
             .filter(|r| verdict(&r.state, &epoch, now).is_ok())
             .collect();
-        live.sort_by(|a, b| b.state.last_seen_at.cmp(&a.state.last_seen_at));
+        live.sort_by_key(|r| std::cmp::Reverse(r.state.last_seen_at));
         Ok(live)
     }
 
@@ -465,7 +465,9 @@ impl<S: Store, C: Clock> Engine<S, C> {
 /// Every way a session can end has a time; of those that apply (a revocation always
 /// applies, a deadline once it has passed), the earliest is the reason reported. So
 /// a session revoked after it had already timed out says `idle_timeout`, and one
-/// that timed out after a password change says `password_changed`.
+/// that timed out after a password change says `password_changed`. On a tie the
+/// earlier-listed cause wins: a recorded revocation, then the epoch, then the
+/// absolute deadline (an idle deadline capped by it says `absolute_timeout`).
 pub fn verdict(state: &SessionState, user: &UserEpoch, now: Timestamp) -> Result<(), Rejection> {
     let stale_epoch = if state.epoch < user.epoch {
         // An epoch is only ever bumped with a reason; if a store lost it, the session
@@ -485,7 +487,7 @@ pub fn verdict(state: &SessionState, user: &UserEpoch, now: Timestamp) -> Result
     let first = [state.revoked, stale_epoch]
         .into_iter()
         .flatten()
-        .chain([idle, absolute].into_iter().filter(|d| d.at <= now))
+        .chain([absolute, idle].into_iter().filter(|d| d.at <= now))
         .min_by_key(|r| r.at);
     match first {
         Some(end) => Err(Rejection::ended(end)),

@@ -15,6 +15,9 @@
 //! Every ended session carries a [`Reason`], kept as a tombstone so that a client
 //! can be told why it was signed out.
 
+// Library code states its invariants with `expect`; tests may unwrap.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod clock;
 pub mod engine;
 pub mod memory;
