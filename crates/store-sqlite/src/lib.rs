@@ -1,1 +1,701 @@
+//! # sessionguard-store-sqlite
+//!
+//! The durable embedded [`Store`] of sessionguard: one SQLite file, owned by one
+//! process.
+//!
+//! **Read path: memory.** A [`MemoryIndex`] holds every user, epoch and session. It
+//! is rebuilt from the file when the store is opened and is the authoritative read
+//! copy afterwards: `load_session` (the validation hot path), `user_epoch`,
+//! `list_user_sessions`, `find_user_by_username` and `get_user` never run SQL and
+//! never block on I/O.
+//!
+//! **Write path: disk first, then memory, under one writer lock.** Every mutation
+//! runs on Tokio's blocking pool and takes the single writer, a mutex around the
+//! one SQLite connection. Holding it, the mutation decides its outcome from the
+//! index (conflict, epoch moved, already revoked...) — the index is exact because
+//! every write goes through this lock — writes exactly that outcome in one SQL
+//! transaction, commits, and only then applies the same change to the index. An
+//! `Ok` therefore means the change is on disk, readers never see a change that is
+//! not durable, and a failed transaction leaves the index untouched.
+//!
+//! **Durability.** The file is in WAL mode with `synchronous=FULL`, so a commit is
+//! fsynced before it is acknowledged: an acknowledged revocation survives `kill -9`
+//! and power loss. The connection runs in `locking_mode=EXCLUSIVE` and takes its
+//! lock when the store opens, so a second process opening the same file (a second
+//! server on the same data directory, which would serve from a stale cache) fails
+//! at once with [`DatabaseInUse`]. The file is created with mode 0600 (its
+//! directory, if created, 0700); it holds verifier hashes, never tokens.
+//!
+//! **Touches are buffered.** Recording activity happens on almost every request, so
+//! [`Store::touch_session`] only updates the index (which enforces "never revive,
+//! never shorten") and notes the new deadline in a pending map. A background thread
+//! writes the pending map in one transaction about once a second; [`SqliteStore::flush`]
+//! and dropping the last handle write it too. Losing buffered touches in a crash
+//! only gives sessions an earlier idle deadline after restart — they end sooner,
+//! which is the safe direction.
 
+mod schema;
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
+use sessionguard_core::{
+    MemoryIndex, PasswordHash, Revocation, SessionId, SessionRecord, SessionState, Store,
+    StoreError, StoreResult, Timestamp, UserEpoch, UserId, UserRecord,
+};
+
+/// How often the background thread writes buffered touches.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long `open` waits for another connection's lock before reporting
+/// [`DatabaseInUse`]. Only `open` can meet a foreign lock: afterwards this process
+/// holds the file exclusively.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// A [`Store`] on an SQLite file, with its read path in memory. Clones share the
+/// same database; the file is closed (after writing buffered touches) when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+/// What the handles share. Its `Drop` stops the flusher thread before the
+/// connection can close, so dropping the last handle releases the file at once.
+struct Shared {
+    inner: Arc<Inner>,
+    flusher: Option<Flusher>,
+}
+
+/// The background touch writer: dropping `stop` disconnects its channel, which
+/// ends the thread.
+struct Flusher {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// The store proper, used by the handles, the blocking pool and the flusher.
+///
+/// Lock order: `writer`, then `touches`; the index's own lock is innermost.
+struct Inner {
+    path: PathBuf,
+    index: MemoryIndex,
+    /// The single writer. Every SQL statement after `open` runs under it.
+    writer: Mutex<Connection>,
+    /// Touches applied to the index but not yet written to disk.
+    touches: Mutex<HashMap<SessionId, Touch>>,
+}
+
+/// A buffered touch: the values the index holds for the session.
+#[derive(Debug, Clone, Copy)]
+struct Touch {
+    last_seen_at: Timestamp,
+    idle_deadline: Timestamp,
+}
+
+/// The database file is locked by another connection: most likely another
+/// sessionguard server using the same data directory. Returned by
+/// [`SqliteStore::open`] as the source of a [`StoreError::Backend`].
+#[derive(Debug)]
+pub struct DatabaseInUse {
+    path: PathBuf,
+}
+
+impl fmt::Display for DatabaseInUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the database {} is in use by another process \
+             (is another sessionguard server running on the same data directory?)",
+            self.path.display()
+        )
+    }
+}
+
+impl DatabaseInUse {
+    /// The database file that is in use.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl StdError for DatabaseInUse {}
+
+/// A failure to set up the database file, with the path in its message.
+#[derive(Debug)]
+struct OpenError(String);
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for OpenError {}
+
+impl SqliteStore {
+    /// Opens (creating if needed, with its parent directory) the database file at
+    /// `path`, migrates the schema, loads the in-memory index and starts the
+    /// background touch flusher. Blocking; call it at start-up.
+    ///
+    /// Fails with [`StoreError::Backend`] whose source is [`DatabaseInUse`] if
+    /// another process (or another open store in this process) holds the file, and
+    /// with [`StoreError::Corrupt`] naming the table and column if a stored row
+    /// cannot be decoded.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        prepare_file(&path).map_err(|e| {
+            StoreError::backend(OpenError(format!(
+                "cannot create or open the database {}: {e}",
+                path.display()
+            )))
+        })?;
+        let mut conn = connect(&path)?;
+        schema::migrate(&mut conn)?;
+        let index = MemoryIndex::new();
+        let loaded = schema::load_index(&conn, &index)?;
+        tracing::info!(
+            path = %path.display(),
+            users = loaded.users,
+            sessions = loaded.sessions,
+            "opened the session store"
+        );
+
+        let inner = Arc::new(Inner {
+            path,
+            index,
+            writer: Mutex::new(conn),
+            touches: Mutex::new(HashMap::new()),
+        });
+        let (stop, stopped) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sessionguard-touch-flusher".into())
+            .spawn({
+                let inner = Arc::clone(&inner);
+                move || flush_loop(&inner, &stopped)
+            })
+            .map_err(StoreError::backend)?;
+        Ok(SqliteStore {
+            shared: Arc::new(Shared {
+                inner,
+                flusher: Some(Flusher { stop, thread }),
+            }),
+        })
+    }
+
+    /// Writes buffered idle touches to disk now. Blocking.
+    pub fn flush(&self) -> StoreResult<()> {
+        self.shared.inner.flush()
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.shared.inner
+    }
+
+    /// Runs a mutation on the blocking pool (it takes the writer lock and fsyncs).
+    async fn write<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.shared.inner);
+        match tokio::task::spawn_blocking(move || op(&inner)).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "a session store write task failed");
+                Err(StoreError::backend(e))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner().path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(Flusher { stop, thread }) = self.flusher.take() {
+            // Disconnecting the channel wakes the thread, which then returns.
+            drop(stop);
+            if thread.join().is_err() {
+                tracing::error!("the touch flusher thread panicked");
+            }
+        }
+        if let Err(e) = self.inner.flush() {
+            tracing::warn!(
+                error = %chain(&e),
+                "could not write buffered touches on close; those sessions will end earlier"
+            );
+        }
+    }
+}
+
+fn flush_loop(inner: &Inner, stop: &mpsc::Receiver<()>) {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(FLUSH_INTERVAL) {
+        if let Err(e) = inner.flush() {
+            // The batch was put back; the next round retries it.
+            tracing::warn!(error = %chain(&e), "could not write buffered touches");
+        }
+    }
+}
+
+/// An error with its sources, for logs.
+fn chain(e: &StoreError) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Creates the parent directory (0700) and the file (0600) if missing, and makes
+/// the file 0600 in any case.
+fn prepare_file(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Opens the connection with the durability settings and takes the exclusive lock.
+fn connect(path: &Path) -> StoreResult<Connection> {
+    // Busy or locked while setting up means another connection holds the file.
+    let fail = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::backend(DatabaseInUse {
+                path: path.to_path_buf(),
+            })
+        }
+        _ => StoreError::backend(e),
+    };
+    let conn = Connection::open(path).map_err(fail)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+    // Exclusive before WAL: the WAL index then lives in process memory (no -shm
+    // file), and the file lock, once taken, is held until the connection closes.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        .map_err(fail)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(fail)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::backend(OpenError(format!(
+            "the database {} refused WAL mode (journal_mode is {mode})",
+            path.display()
+        ))));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(fail)?;
+    // Entering WAL mode already locks the file; a write transaction makes sure the
+    // lock is taken now, not at the first write, so a second server fails here
+    // instead of serving from a stale cache.
+    conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")
+        .map_err(fail)?;
+    Ok(conn)
+}
+
+/// Runs `f` in one immediate transaction and commits it (an fsync, with
+/// `synchronous=FULL`). On any error the transaction is rolled back.
+fn write_tx(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<()>,
+) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::backend)?;
+    f(&tx).map_err(StoreError::backend)?;
+    tx.commit().map_err(StoreError::backend)
+}
+
+/// An epoch as SQLite's signed 64-bit integer.
+fn epoch_sql(epoch: u64) -> StoreResult<i64> {
+    i64::try_from(epoch).map_err(StoreError::backend)
+}
+
+impl Inner {
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the writer cannot leave a half-applied change: an
+        // uncommitted transaction rolls back when dropped, and the index is changed
+        // only after a commit, by steps that cannot fail.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn touches(&self) -> MutexGuard<'_, HashMap<SessionId, Touch>> {
+        // The map is always consistent: it is only inserted into, drained or
+        // pruned, each by a single call.
+        self.touches.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert_session(&self, record: SessionRecord) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let s = &record.state;
+        if self.index.load_session(&s.id).is_some() {
+            return Err(StoreError::Conflict("session"));
+        }
+        if self.index.user_epoch(&s.user_id).epoch != s.epoch {
+            return Err(StoreError::EpochMoved);
+        }
+        let epoch = epoch_sql(s.epoch)?;
+        write_tx(&mut conn, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO sessions (id, verifier_hash, user_id, epoch, created_at,
+                     last_seen_at, idle_deadline, absolute_deadline, revoked_reason,
+                     revoked_at, user_agent, ip)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                s.id.as_bytes(),
+                s.verifier_hash.as_bytes(),
+                s.user_id.as_str(),
+                epoch,
+                s.created_at.as_millis(),
+                s.last_seen_at.as_millis(),
+                s.idle_deadline.as_millis(),
+                s.absolute_deadline.as_millis(),
+                s.revoked.map(|r| r.reason.tag()),
+                s.revoked.map(|r| r.at.as_millis()),
+                record.client.user_agent(),
+                record.client.ip().map(|ip| ip.to_string()),
+            ])?;
+            Ok(())
+        })?;
+        // The checks above were made under the writer lock, so restoring is
+        // exactly what `MemoryIndex::insert_session` would do.
+        self.index.restore_session(record);
+        Ok(())
+    }
+
+    fn revoke_session(&self, id: SessionId, revocation: Revocation) -> StoreResult<bool> {
+        let mut conn = self.writer();
+        let state = match self.index.load_session(&id) {
+            Some((state, _)) if state.revoked.is_none() => state,
+            _ => return Ok(false),
+        };
+        // The deadlines are frozen as the index holds them, buffered touch included,
+        // so the tombstone on disk matches the one in memory.
+        write_tx(&mut conn, |tx| {
+            tx.prepare_cached(
+                "UPDATE sessions SET revoked_reason = ?2, revoked_at = ?3,
+                     last_seen_at = ?4, idle_deadline = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id.as_bytes(),
+                revocation.reason.tag(),
+                revocation.at.as_millis(),
+                state.last_seen_at.as_millis(),
+                state.idle_deadline.as_millis(),
+            ])?;
+            Ok(())
+        })?;
+        let revoked = self.index.revoke_session(&id, revocation);
+        debug_assert!(revoked, "checked under the writer lock");
+        self.touches().remove(&id);
+        Ok(true)
+    }
+
+    fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        revocation: Revocation,
+        keep: Option<SessionId>,
+    ) -> StoreResult<UserEpoch> {
+        let mut conn = self.writer();
+        let old = self.index.user_epoch(&user).epoch;
+        let new = UserEpoch {
+            epoch: old + 1,
+            last_bump: Some(revocation),
+        };
+        // Exactly the condition `MemoryIndex::revoke_user_sessions` applies.
+        let carried = keep.filter(|k| {
+            matches!(
+                self.index.load_session(k),
+                Some((s, _)) if s.user_id == user && s.revoked.is_none() && s.epoch == old
+            )
+        });
+        let new_sql = epoch_sql(new.epoch)?;
+        write_tx(&mut conn, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO users (id, epoch, bump_reason, bump_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch,
+                     bump_reason = excluded.bump_reason, bump_at = excluded.bump_at",
+            )?
+            .execute(params![
+                user.as_str(),
+                new_sql,
+                revocation.reason.tag(),
+                revocation.at.as_millis(),
+            ])?;
+            if let Some(k) = carried {
+                tx.prepare_cached("UPDATE sessions SET epoch = ?2 WHERE id = ?1")?
+                    .execute(params![k.as_bytes(), new_sql])?;
+            }
+            Ok(())
+        })?;
+        let applied = self
+            .index
+            .revoke_user_sessions(&user, revocation, keep.as_ref());
+        debug_assert_eq!(applied, new, "computed under the writer lock");
+        Ok(applied)
+    }
+
+    fn purge_sessions(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        let mut conn = self.writer();
+        // Held until the index is purged, so that no touch can move a deadline
+        // across `cutoff` between choosing the rows and purging the index: disk and
+        // memory drop exactly the same records. Touches wait for this one commit.
+        let mut touches = self.touches();
+        let doomed = self.index.purgeable_sessions(cutoff);
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        // By id rather than `WHERE idle_deadline <= cutoff`: a buffered touch may
+        // not be on disk yet, and the index is the authority on deadlines.
+        write_tx(&mut conn, |tx| {
+            let mut delete = tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?;
+            for id in &doomed {
+                delete.execute([id.as_bytes()])?;
+            }
+            Ok(())
+        })?;
+        let purged = self.index.purge_sessions(cutoff);
+        debug_assert_eq!(purged, doomed.len() as u64, "chosen under both locks");
+        for id in &doomed {
+            touches.remove(id);
+        }
+        Ok(purged)
+    }
+
+    fn create_user(&self, id: UserId, username: String, hash: PasswordHash) -> StoreResult<()> {
+        let mut conn = self.writer();
+        if self.index.find_user_by_username(&username).is_some() {
+            return Err(StoreError::Conflict("username"));
+        }
+        if self.index.get_user(&id).is_some() {
+            return Err(StoreError::Conflict("user"));
+        }
+        // A sidecar user may already have an epoch row: it keeps its epoch.
+        write_tx(&mut conn, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO users (id, username, password_hash, epoch) VALUES (?1, ?2, ?3, 0)
+                 ON CONFLICT (id) DO UPDATE SET username = excluded.username,
+                     password_hash = excluded.password_hash",
+            )?
+            .execute(params![id.as_str(), username, hash.as_phc()])?;
+            Ok(())
+        })?;
+        self.index
+            .create_user(&id, &username, hash)
+            .expect("the conflict checks above were made under the writer lock");
+        Ok(())
+    }
+
+    fn set_password(
+        &self,
+        id: UserId,
+        hash: PasswordHash,
+        revocation: Revocation,
+    ) -> StoreResult<UserEpoch> {
+        let mut conn = self.writer();
+        let Some(user) = self.index.get_user(&id) else {
+            return Err(StoreError::NotFound("user"));
+        };
+        let new_sql = epoch_sql(user.epoch + 1)?;
+        write_tx(&mut conn, |tx| {
+            tx.prepare_cached(
+                "UPDATE users SET password_hash = ?2, epoch = ?3, bump_reason = ?4,
+                     bump_at = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id.as_str(),
+                hash.as_phc(),
+                new_sql,
+                revocation.reason.tag(),
+                revocation.at.as_millis(),
+            ])?;
+            Ok(())
+        })?;
+        Ok(self
+            .index
+            .set_password(&id, hash, revocation)
+            .expect("the user was found above under the writer lock"))
+    }
+
+    fn touch_session(&self, id: &SessionId, seen_at: Timestamp, idle_deadline: Timestamp) {
+        // Index and pending map change together under `touches`, so a purge (which
+        // holds it) sees either both or neither.
+        let mut touches = self.touches();
+        self.index.touch_session(id, seen_at, idle_deadline);
+        if let Some((s, _)) = self.index.load_session(id) {
+            if s.revoked.is_none() && s.idle_deadline == idle_deadline {
+                touches.insert(
+                    *id,
+                    Touch {
+                        last_seen_at: s.last_seen_at,
+                        idle_deadline,
+                    },
+                );
+            }
+        }
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let batch = std::mem::take(&mut *self.touches());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Guarded like the index: never revive a revoked session, never shorten.
+        let written = write_tx(&mut conn, |tx| {
+            let mut update = tx.prepare_cached(
+                "UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?2), idle_deadline = ?3
+                 WHERE id = ?1 AND revoked_reason IS NULL AND idle_deadline < ?3",
+            )?;
+            for (id, t) in &batch {
+                update.execute(params![
+                    id.as_bytes(),
+                    t.last_seen_at.as_millis(),
+                    t.idle_deadline.as_millis(),
+                ])?;
+            }
+            Ok(())
+        });
+        if written.is_err() {
+            // Retry with the next flush. A touch recorded meanwhile is newer (the
+            // index only moves deadlines forward), so it wins.
+            let mut touches = self.touches();
+            for (id, t) in batch {
+                touches.entry(id).or_insert(t);
+            }
+        }
+        written
+    }
+}
+
+impl Store for SqliteStore {
+    async fn insert_session(&self, record: SessionRecord) -> StoreResult<()> {
+        self.write(move |s| s.insert_session(record)).await
+    }
+
+    async fn load_session(&self, id: &SessionId) -> StoreResult<Option<(SessionState, UserEpoch)>> {
+        Ok(self.inner().index.load_session(id))
+    }
+
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        seen_at: Timestamp,
+        idle_deadline: Timestamp,
+    ) -> StoreResult<()> {
+        self.inner().touch_session(id, seen_at, idle_deadline);
+        Ok(())
+    }
+
+    async fn revoke_session(&self, id: &SessionId, revocation: Revocation) -> StoreResult<bool> {
+        let id = *id;
+        self.write(move |s| s.revoke_session(id, revocation)).await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user: &UserId,
+        revocation: Revocation,
+        keep: Option<&SessionId>,
+    ) -> StoreResult<UserEpoch> {
+        let (user, keep) = (user.clone(), keep.copied());
+        self.write(move |s| s.revoke_user_sessions(user, revocation, keep))
+            .await
+    }
+
+    async fn user_epoch(&self, user: &UserId) -> StoreResult<UserEpoch> {
+        Ok(self.inner().index.user_epoch(user))
+    }
+
+    async fn list_user_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionRecord>> {
+        Ok(self.inner().index.list_user_sessions(user))
+    }
+
+    async fn purge_sessions(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        self.write(move |s| s.purge_sessions(cutoff)).await
+    }
+
+    async fn create_user(
+        &self,
+        id: &UserId,
+        username: &str,
+        password_hash: PasswordHash,
+    ) -> StoreResult<()> {
+        let (id, username) = (id.clone(), username.to_owned());
+        self.write(move |s| s.create_user(id, username, password_hash))
+            .await
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        Ok(self.inner().index.find_user_by_username(username))
+    }
+
+    async fn get_user(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
+        Ok(self.inner().index.get_user(id))
+    }
+
+    async fn set_password(
+        &self,
+        id: &UserId,
+        password_hash: PasswordHash,
+        revocation: Revocation,
+    ) -> StoreResult<UserEpoch> {
+        let id = id.clone();
+        self.write(move |s| s.set_password(id, password_hash, revocation))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_has_the_durability_settings() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let conn = store.inner().writer();
+        let pragma = |name: &str| -> String {
+            conn.pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+        };
+        assert_eq!(pragma("journal_mode"), r#"Text("wal")"#);
+        assert_eq!(pragma("locking_mode"), r#"Text("exclusive")"#);
+        assert_eq!(pragma("synchronous"), "Integer(2)", "FULL");
+        assert_eq!(pragma("user_version"), "Integer(1)");
+    }
+}
