@@ -69,11 +69,11 @@ pub trait Store: Send + Sync + 'static {
         id: &SessionId,
     ) -> impl Future<Output = StoreResult<Option<(SessionState, UserEpoch)>>> + Send;
 
-    /// Records activity: sets `idle_deadline` (and `last_seen_at` to the later of
-    /// the stored and the given time) — only if the
-    /// session exists, is not revoked, and `idle_deadline` is later than the stored
-    /// one. Never revives, never shortens. May be buffered: losing a touch in a crash
-    /// only ends a session earlier.
+    /// Records activity: sets `idle_deadline`, and `last_seen_at` to the later of
+    /// the stored and the given time — only if the session exists, is not revoked,
+    /// and `idle_deadline` is later than the stored one. Never revives, never
+    /// shortens. May be buffered: losing a touch in a crash only ends a session
+    /// earlier.
     fn touch_session(
         &self,
         id: &SessionId,
