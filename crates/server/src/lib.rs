@@ -1,1 +1,347 @@
+//! # sessionguard-server
+//!
+//! The HTTP face of the sessionguard engine: a REST/JSON API under `/v1` with a
+//! cookie flow for browsers, a bearer flow for APIs and an admin ("sidecar") API,
+//! plus the `sessionguard` binary.
+//!
+//! A request goes: limits (headers, body) → route → extractors (credential,
+//! CSRF, body) → handler → [`sessionguard_core::Engine`] → [`Store`]; every
+//! failure becomes an [`ApiError`] problem document, logged once in [`error`].
+//!
+//! | endpoint | auth | does |
+//! |---|---|---|
+//! | `POST /v1/login` | none (origin-checked) | password → new session in `__Host-sg_session`; revokes a presented token |
+//! | `GET /v1/session` | session | current session; extends the idle deadline |
+//! | `GET /v1/session/status` | session | current session; does not extend it |
+//! | `POST /v1/logout` | session | revokes it (`logged_out`), clears the cookie |
+//! | `POST /v1/password` | session | new password; every session ends (`password_changed`), this device gets a new one |
+//! | `GET /v1/sessions` | session | the user's live sessions |
+//! | `DELETE /v1/sessions/{id}` | session | ends one of them (`revoked_by_user`) |
+//! | `POST /v1/sessions/revoke-others` | session | ends all but this one (`signed_out_everywhere`) |
+//! | `POST /v1/admin/users` | admin | creates a user with a password |
+//! | `POST /v1/admin/sessions` | admin | sidecar: a session (and its token) for an app's user |
+//! | `POST /v1/admin/users/{id}/revoke` | admin | ends every session of a user |
+//! | `GET /v1/admin/users/{id}/sessions` | admin | a user's live sessions |
+//! | `GET /healthz` | none | liveness |
+//!
+//! "Session" means the session cookie or `Authorization: Bearer <token>` (bearer
+//! wins); cookie-authenticated unsafe requests also need the origin check and the
+//! `X-CSRF-Token` header ([`csrf`]). "Admin" means `Authorization: Bearer
+//! <admin_token>`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use sessionguard_core::{MemoryStore, SystemClock};
+//! use sessionguard_server::{AppState, Config, Overrides};
+//!
+//! let config = Config::from_toml("", |_| None, &Overrides::default()).unwrap();
+//! let state = AppState::new(&config, MemoryStore::new(), SystemClock).unwrap();
+//! let listener = tokio::net::TcpListener::bind(config.listen).await?;
+//! sessionguard_server::run(listener, state, std::future::pending()).await
+//! # }
+//! ```
 
+pub mod config;
+pub mod csrf;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod state;
+
+use std::any::Any;
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use sessionguard_core::{
+    Clock, Password, PasswordError, PolicyError, Store, SystemClock, TokenId, UserId,
+};
+use sessionguard_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use config::{AdminToken, Config, ConfigError, Overrides};
+pub use error::ApiError;
+pub use state::AppState;
+
+use routes::{admin, health, session};
+
+/// How often the reaper deletes expired session records in [`run`].
+pub const REAP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The store `serve` runs on: the durable embedded store.
+type ProductionStore = SqliteStore;
+
+/// The database file's name in the data folder.
+pub const DB_FILE: &str = "sessionguard.db";
+
+/// The complete HTTP application over `state`.
+pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/v1/login", post(session::login::<S, C>))
+        .route("/v1/logout", post(session::logout::<S, C>))
+        .route("/v1/session", get(session::current))
+        .route("/v1/session/status", get(session::status))
+        .route("/v1/password", post(session::change_password::<S, C>))
+        .route("/v1/sessions", get(session::list::<S, C>))
+        .route(
+            "/v1/sessions/revoke-others",
+            post(session::revoke_others::<S, C>),
+        )
+        .route("/v1/sessions/{id}", delete(session::revoke::<S, C>))
+        .route("/v1/admin/users", post(admin::create_user::<S, C>))
+        .route(
+            "/v1/admin/users/{id}/revoke",
+            post(admin::revoke_user::<S, C>),
+        )
+        .route(
+            "/v1/admin/users/{id}/sessions",
+            get(admin::list_user_sessions::<S, C>),
+        )
+        .route("/v1/admin/sessions", post(admin::create_session::<S, C>))
+        // Must follow the routes: it applies to those already added.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn(extract::limit_headers))
+        .layer(middleware::from_fn(no_store))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    // Method and route template only: never headers, query or body.
+                    let path = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("<unmatched>", MatchedPath::as_str);
+                    tracing::info_span!("request", method = %req.method(), path)
+                })
+                // Failures are logged once, by `ApiError`.
+                .on_failure(()),
+        )
+        .layer(CatchPanicLayer::custom(panic_response))
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, with the reaper running
+/// alongside. In-flight requests finish before it returns.
+pub async fn run<S: Store, C: Clock>(
+    listener: TcpListener,
+    state: AppState<S, C>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let reaper = spawn_reaper(state.clone(), REAP_INTERVAL);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    reaper.abort();
+    served
+}
+
+/// Spawns the task that deletes expired session records every `every`
+/// ([`sessionguard_core::Engine::purge_expired`]). It runs until aborted.
+pub fn spawn_reaper<S: Store, C: Clock>(state: AppState<S, C>, every: Duration) -> JoinHandle<()> {
+    // A task of its own: purging never delays a request, and a slow purge only
+    // delays the next one (missed ticks are skipped, not bunched).
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate
+        loop {
+            ticks.tick().await;
+            match state.engine().purge_expired().await {
+                Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
+                Err(e) => error::log_background("reaper", &e),
+            }
+        }
+    })
+}
+
+/// A failure of the `serve` command (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The data folder could not be created.
+    #[error("cannot create the data folder {}", .path.display())]
+    DataDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The store could not be opened, written or flushed.
+    #[error("the session store failed")]
+    Store(#[source] sessionguard_core::StoreError),
+    /// The policy is invalid (normally caught by [`Config`]).
+    #[error("invalid policy")]
+    Policy(#[source] PolicyError),
+    /// The demo user's password could not be set.
+    #[error("cannot create the demo user")]
+    Demo(#[source] PasswordError),
+    /// A bug in start-up work.
+    #[error("{0}")]
+    Internal(String),
+    /// Binding or serving failed.
+    #[error("cannot serve on {addr}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The `serve` command: opens the embedded store ([`DB_FILE`] in the data folder), optionally
+/// sets up the demo user and admin token, binds, prints
+/// `sessionguard listening on http://ADDR` to stdout and serves until SIGINT or
+/// SIGTERM.
+pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let io_err = |source| ServeError::Io {
+        addr: config.listen,
+        source,
+    };
+    let listener = TcpListener::bind(config.listen).await.map_err(io_err)?;
+    let addr = listener.local_addr().map_err(io_err)?;
+    if config.public_origin == format!("http://{}", config.listen) {
+        // The default origin follows the address actually bound (port 0).
+        config.public_origin = format!("http://{addr}");
+    }
+    let store = open_store(&config).await?;
+    if demo && config.admin_token.is_none() {
+        let token = AdminToken::generate();
+        say(&format!("admin token: {}", token.reveal()));
+        config.admin_token = Some(token);
+    }
+    let state = AppState::new(&config, store.clone(), SystemClock).map_err(ServeError::Policy)?;
+    if demo {
+        ensure_demo_user(&state).await?;
+    }
+    tracing::info!(%addr, public_origin = %config.public_origin, "listening");
+    say(&format!("sessionguard listening on http://{addr}"));
+    run(listener, state, shutdown_signal())
+        .await
+        .map_err(|source| ServeError::Io { addr, source })?;
+    flush_store(store).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens the embedded store, `sessionguard.db` in the data folder.
+async fn open_store(config: &Config) -> Result<ProductionStore, ServeError> {
+    let path = config.data_dir.join(DB_FILE);
+    // Opening reads the whole file into memory: blocking work, off the async workers.
+    tokio::task::spawn_blocking(move || SqliteStore::open(path))
+        .await
+        .map_err(|e| ServeError::Internal(format!("opening the store panicked: {e}")))?
+        .map_err(ServeError::Store)
+}
+
+/// Writes the store's buffered activity before the process exits.
+async fn flush_store(store: ProductionStore) -> Result<(), ServeError> {
+    // SQLite I/O is blocking: off the async workers.
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .map_err(|e| ServeError::Internal(format!("flushing the store panicked: {e}")))?
+        .map_err(ServeError::Store)
+}
+
+/// Creates the user `demo` with a random password, printed once; says so if it
+/// already exists.
+async fn ensure_demo_user<S: Store, C: Clock>(state: &AppState<S, C>) -> Result<(), ServeError> {
+    const NAME: &str = "demo";
+    let store = state.engine().store();
+    if store
+        .find_user_by_username(NAME)
+        .await
+        .map_err(ServeError::Store)?
+        .is_some()
+    {
+        say("demo user: demo (exists; its password was printed when it was created)");
+        return Ok(());
+    }
+    let secret = TokenId::random().to_string();
+    let password = Password::new_for_setting(secret.clone()).map_err(ServeError::Demo)?;
+    let hash = state
+        .with_hasher(move |h| h.hash(&password))
+        .await
+        .map_err(|e| ServeError::Internal(e.to_string()))?;
+    store
+        .create_user(&UserId::random(), NAME, hash)
+        .await
+        .map_err(ServeError::Store)?;
+    say(&format!("demo user: {NAME} / {secret}"));
+    Ok(())
+}
+
+/// Prints one line to stdout and flushes it, so that a parent process reading the
+/// pipe sees it at once.
+fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    // Stdout going away (a closed pipe) must not stop the server.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error::log_background("SIGINT handler", &e);
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(e) => {
+                error::log_background("SIGTERM handler", &e);
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Marks every response uncacheable: bodies carry session data and deadlines.
+async fn no_store(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    res.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The last line of defence: a panicking handler answers 500 like any error.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string panic payload>".to_owned());
+    ApiError::Internal(format!("handler panicked: {message}")).into_response()
+}

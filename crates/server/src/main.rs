@@ -1,1 +1,87 @@
-fn main() {}
+//! The `sessionguard` binary.
+//!
+//! Exit codes: 0 after a clean shutdown, 1 when the server fails at run time
+//! (the whole error chain is printed), 2 for usage and configuration errors.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sessionguard_server::{Config, Overrides, config::process_env};
+use tracing_subscriber::EnvFilter;
+
+/// sessionguard: a session authority for web apps and REST APIs.
+#[derive(Debug, Parser)]
+#[command(name = "sessionguard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides the file and SESSIONGUARD_LISTEN).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Folder of the embedded store (overrides the file and SESSIONGUARD_DATA_DIR).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Create a demo user (and an admin token if none is configured) and print
+        /// their credentials once.
+        #[arg(long)]
+        demo: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    // Clap exits with code 2 on usage errors.
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            demo,
+        } => {
+            let flags = Overrides::new(listen, data_dir);
+            let config = match Config::load(config.as_deref(), process_env, &flags) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("config error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match serve(config, demo) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(sessionguard_server::serve(config, demo))
+        .context("the server failed")
+}

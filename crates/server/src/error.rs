@@ -1,0 +1,410 @@
+//! [`ApiError`]: every failure the HTTP API can answer with, as an RFC 9457
+//! problem document with a stable `code`.
+//!
+//! This is the single place where request failures are logged: server-side
+//! failures (5xx) at `error` with their whole source chain, client errors at
+//! `debug` with their code only. Bodies never carry internals, tokens or passwords.
+
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sessionguard_core::{PasswordError, Rejection, StoreError};
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The realm named in `WWW-Authenticate` challenges.
+const REALM: &str = "sessionguard";
+
+/// Everything the API can fail with. Each variant maps to one status and one
+/// stable snake_case `code` (see [`ApiError::code`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The session credential is missing, malformed, unknown or ended (401, the
+    /// code is the [`sessionguard_core::Reason`] code).
+    #[error("session rejected: {}", .rejection.reason)]
+    Session {
+        /// Why, and since when.
+        rejection: Rejection,
+        /// Whether the credential came as a bearer token (adds `error="invalid_token"`
+        /// to the challenge, RFC 6750).
+        bearer: bool,
+    },
+    /// Wrong username or password; the same for both (401).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The admin API was called without the right admin token, or is disabled (401).
+    #[error("admin authentication failed")]
+    AdminUnauthorized {
+        /// Whether a bearer token was presented.
+        bearer: bool,
+    },
+    /// A browser request from another origin (403).
+    #[error("cross-origin request refused")]
+    CrossOrigin,
+    /// A cookie-authenticated state-changing request without the session's
+    /// anti-CSRF token (403).
+    #[error("missing or wrong anti-CSRF token")]
+    CsrfTokenInvalid,
+    /// No such route or record (404).
+    #[error("not found")]
+    NotFound,
+    /// The route exists but not with this method (405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The username is already taken (409).
+    #[error("username taken")]
+    UsernameTaken,
+    /// A concurrent change won a race; the request may be retried (409).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// A new password that does not meet the rules (422).
+    #[error("weak password: {0}")]
+    WeakPassword(PasswordError),
+    /// A username outside the rules (400).
+    #[error("invalid username")]
+    InvalidUsername,
+    /// A user id outside the rules (400).
+    #[error("invalid user id")]
+    InvalidUserId,
+    /// A session id that does not parse (400).
+    #[error("invalid session id")]
+    InvalidSessionId,
+    /// A revocation reason the endpoint does not accept (400).
+    #[error("invalid reason")]
+    InvalidReason,
+    /// A body or parameter that cannot be understood (400 or 422).
+    #[error("malformed request: {detail}")]
+    Malformed {
+        /// 400 for syntax, 422 for a well-formed body of the wrong shape.
+        status: StatusCode,
+        /// What is wrong, without echoing submitted values.
+        detail: String,
+    },
+    /// The body's media type is not accepted here (415).
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// The body exceeds the limit (413).
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// The header block, or one credential header, exceeds its limit (431).
+    #[error("headers too large")]
+    HeadersTooLarge,
+    /// The store failed (503). Logged with its chain; never shown.
+    #[error("store unavailable")]
+    Store(#[source] StoreError),
+    /// A bug (500). Logged; never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Session { .. }
+            | ApiError::InvalidCredentials
+            | ApiError::AdminUnauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::CrossOrigin | ApiError::CsrfTokenInvalid => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UsernameTaken | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidUsername
+            | ApiError::InvalidUserId
+            | ApiError::InvalidSessionId
+            | ApiError::InvalidReason => StatusCode::BAD_REQUEST,
+            ApiError::Malformed { status, .. } => *status,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable snake_case code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Session { rejection, .. } => rejection.reason.code(),
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::AdminUnauthorized { .. } => "admin_unauthorized",
+            ApiError::CrossOrigin => "cross_origin_request",
+            ApiError::CsrfTokenInvalid => "csrf_token_invalid",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::UsernameTaken => "username_taken",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::WeakPassword(_) => "weak_password",
+            ApiError::InvalidUsername => "invalid_username",
+            ApiError::InvalidUserId => "invalid_user_id",
+            ApiError::InvalidSessionId => "invalid_session_id",
+            ApiError::InvalidReason => "invalid_reason",
+            ApiError::Malformed { .. } => "malformed_request",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::HeadersTooLarge => "headers_too_large",
+            ApiError::Store(_) => "store_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// A session-credential failure of an engine call, remembering how the
+    /// credential was presented.
+    pub fn session(err: sessionguard_core::Error, bearer: bool) -> Self {
+        match err {
+            sessionguard_core::Error::Rejected(rejection) => {
+                ApiError::Session { rejection, bearer }
+            }
+            other => other.into(),
+        }
+    }
+
+    /// A malformed-request error (400) with a detail that echoes no input.
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        ApiError::Malformed {
+            status: StatusCode::BAD_REQUEST,
+            detail: detail.into(),
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Session { .. } => "Session not valid",
+            ApiError::InvalidCredentials => "Invalid credentials",
+            ApiError::AdminUnauthorized { .. } => "Admin authentication required",
+            ApiError::CrossOrigin => "Cross-origin request refused",
+            ApiError::CsrfTokenInvalid => "Anti-CSRF token missing or wrong",
+            ApiError::NotFound => "Not found",
+            ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::UsernameTaken => "Username taken",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::WeakPassword(_) => "Weak password",
+            ApiError::InvalidUsername => "Invalid username",
+            ApiError::InvalidUserId => "Invalid user id",
+            ApiError::InvalidSessionId => "Invalid session id",
+            ApiError::InvalidReason => "Invalid reason",
+            ApiError::Malformed { .. } => "Malformed request",
+            ApiError::UnsupportedMediaType => "Unsupported media type",
+            ApiError::PayloadTooLarge => "Payload too large",
+            ApiError::HeadersTooLarge => "Request headers too large",
+            ApiError::Store(_) => "Service unavailable",
+            ApiError::Internal(_) => "Internal server error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Session { rejection, .. } => rejection.reason.describe().to_owned(),
+            ApiError::InvalidCredentials => "The username or password is wrong.".to_owned(),
+            ApiError::AdminUnauthorized { .. } => {
+                "This endpoint needs the admin bearer token (the admin API is disabled when \
+                 none is configured)."
+                    .to_owned()
+            }
+            ApiError::CrossOrigin => {
+                "State-changing browser requests must come from the configured public origin."
+                    .to_owned()
+            }
+            ApiError::CsrfTokenInvalid => {
+                "Cookie-authenticated state-changing requests must send the session's \
+                 csrf_token in the X-CSRF-Token header."
+                    .to_owned()
+            }
+            ApiError::NotFound => "No such resource.".to_owned(),
+            ApiError::MethodNotAllowed => "This resource does not support the method.".to_owned(),
+            ApiError::UsernameTaken => "A user with this username already exists.".to_owned(),
+            ApiError::Conflict(what) => format!("{what}; the request may be retried."),
+            ApiError::WeakPassword(e) => format!("{}.", capitalise(&e.to_string())),
+            ApiError::InvalidUsername => {
+                "A username is 1 to 64 characters, without control characters and without \
+                 whitespace at either end."
+                    .to_owned()
+            }
+            ApiError::InvalidUserId => {
+                "A user id is 1 to 128 bytes of UTF-8 without control characters.".to_owned()
+            }
+            ApiError::InvalidSessionId => "A session id is 22 characters of base64url.".to_owned(),
+            ApiError::InvalidReason => {
+                "The reason must be one of password_changed, revoked_by_admin, \
+                 signed_out_everywhere."
+                    .to_owned()
+            }
+            ApiError::Malformed { detail, .. } => detail.clone(),
+            ApiError::UnsupportedMediaType => {
+                "The body must be application/json (login also accepts \
+                 application/x-www-form-urlencoded)."
+                    .to_owned()
+            }
+            ApiError::PayloadTooLarge => "The request body exceeds 16 KiB.".to_owned(),
+            ApiError::HeadersTooLarge => {
+                "The request headers exceed 16 KiB in total, or a Cookie or Authorization \
+                 header exceeds 8 KiB."
+                    .to_owned()
+            }
+            ApiError::Store(_) => {
+                "The session store is unavailable; the request was not completed.".to_owned()
+            }
+            ApiError::Internal(_) => "An unexpected error occurred.".to_owned(),
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge for 401 responses (RFC 7235, RFC 6750).
+    fn challenge(&self) -> Option<String> {
+        let bearer = match self {
+            ApiError::Session { bearer, .. } | ApiError::AdminUnauthorized { bearer } => *bearer,
+            ApiError::InvalidCredentials => false,
+            _ => return None,
+        };
+        Some(if bearer {
+            format!(r#"Bearer realm="{REALM}", error="invalid_token""#)
+        } else {
+            format!(r#"Bearer realm="{REALM}""#)
+        })
+    }
+
+    fn log(&self) {
+        let code = self.code();
+        match self {
+            ApiError::Store(e) => {
+                tracing::error!(code, error = %chain(e), "store failure");
+            }
+            ApiError::Internal(what) => tracing::error!(code, error = %what, "internal error"),
+            _ => tracing::debug!(code, status = self.status().as_u16(), "request refused"),
+        }
+    }
+}
+
+impl From<sessionguard_core::Error> for ApiError {
+    /// Maps an engine error met outside of credential checking. A rejection here is
+    /// reported as from a cookie; use [`ApiError::session`] when the source is known.
+    fn from(err: sessionguard_core::Error) -> Self {
+        match err {
+            sessionguard_core::Error::Rejected(rejection) => ApiError::Session {
+                rejection,
+                bearer: false,
+            },
+            sessionguard_core::Error::NotFound(_) => ApiError::NotFound,
+            sessionguard_core::Error::Store(e) => e.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(_) => ApiError::NotFound,
+            StoreError::Conflict("username") => ApiError::UsernameTaken,
+            StoreError::EpochMoved => {
+                ApiError::Conflict("the user's sessions were revoked concurrently")
+            }
+            other => ApiError::Store(other),
+        }
+    }
+}
+
+/// The RFC 9457 body.
+#[derive(Serialize)]
+struct Problem {
+    r#type: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = self.status();
+        let code = self.code();
+        let ended_at = match &self {
+            ApiError::Session { rejection, .. } => rejection.at.map(|t| t.to_rfc3339()),
+            _ => None,
+        };
+        let problem = Problem {
+            r#type: format!("urn:sessionguard:problem:{code}"),
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code,
+            ended_at,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+        let mut res = (status, body).into_response();
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::try_from(c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        res
+    }
+}
+
+/// An error and all its sources, `: `-separated, for logs.
+pub fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let _ = write!(out, ": {e}");
+        next = e.source();
+    }
+    out
+}
+
+/// Logs a failure of background work (no request to answer), with its chain.
+pub fn log_background(task: &'static str, err: &(dyn StdError + 'static)) {
+    tracing::warn!(task, error = %chain(err), "background task failed");
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sessionguard_core::Reason;
+
+    #[test]
+    fn store_failures_never_leak_their_cause() {
+        let inner = std::io::Error::other("disk /var/secret full");
+        let err = ApiError::from(StoreError::backend(inner));
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.code(), "store_unavailable");
+        assert!(!err.detail().contains("disk"));
+    }
+
+    #[test]
+    fn chain_lists_every_source() {
+        let err = StoreError::backend(std::io::Error::other("disk full"));
+        assert_eq!(chain(&err), "store backend failed: disk full");
+    }
+
+    #[test]
+    fn bearer_rejections_carry_the_rfc6750_error() {
+        let rejection = sessionguard_core::Error::Rejected(Rejection::INVALID);
+        let bearer = ApiError::session(rejection, true);
+        assert_eq!(
+            bearer.challenge().unwrap(),
+            r#"Bearer realm="sessionguard", error="invalid_token""#
+        );
+        assert_eq!(
+            ApiError::InvalidCredentials.challenge().unwrap(),
+            r#"Bearer realm="sessionguard""#
+        );
+        assert!(ApiError::NotFound.challenge().is_none());
+        assert_eq!(bearer.code(), Reason::InvalidToken.code());
+    }
+}

@@ -1,0 +1,525 @@
+//! Extractors: request bodies, session credentials, client metadata and admin
+//! authentication. Every rejection is an [`ApiError`], so no input gets axum's
+//! plain-text defaults.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use sessionguard_core::{ClientInfo, Clock, Rejection, Store, ValidSession};
+use zeroize::Zeroizing;
+
+use crate::csrf;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest accepted request body, in bytes.
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// Largest accepted header block (names, values and separators), in bytes.
+pub const HEADER_BLOCK_LIMIT: usize = 16 * 1024;
+/// Largest accepted single `Cookie` or `Authorization` header value, in bytes.
+pub const CREDENTIAL_HEADER_LIMIT: usize = 8 * 1024;
+/// The session cookie's name. The `__Host-` prefix makes browsers insist on
+/// `Secure`, `Path=/` and no `Domain`.
+pub const SESSION_COOKIE: &str = "__Host-sg_session";
+
+/// Middleware refusing requests whose headers exceed [`HEADER_BLOCK_LIMIT`] in
+/// total or carry a credential header over [`CREDENTIAL_HEADER_LIMIT`] (431).
+pub async fn limit_headers(req: Request, next: Next) -> Response {
+    if headers_too_large(req.headers()) {
+        return ApiError::HeadersTooLarge.into_response();
+    }
+    next.run(req).await
+}
+
+fn headers_too_large(headers: &HeaderMap) -> bool {
+    let mut total = 0usize;
+    for (name, value) in headers {
+        // As on the wire: `name: value\r\n`.
+        total = total.saturating_add(name.as_str().len() + value.len() + 4);
+        let credential = name == header::COOKIE || name == header::AUTHORIZATION;
+        if credential && value.len() > CREDENTIAL_HEADER_LIMIT {
+            return true;
+        }
+    }
+    total > HEADER_BLOCK_LIMIT
+}
+
+/// A JSON request body (`application/json` or `application/*+json`), at most
+/// [`BODY_LIMIT`] bytes.
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if media_type(req.headers()) != Some(Media::Json) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A JSON or `application/x-www-form-urlencoded` request body (for login, so that
+/// a plain HTML form can post to it).
+#[derive(Debug, Clone)]
+pub struct JsonOrForm<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let media = media_type(req.headers()).ok_or(ApiError::UnsupportedMediaType)?;
+        let bytes = read_body(req, state).await?;
+        match media {
+            Media::Json => parse_json(&bytes).map(JsonOrForm),
+            Media::Form => parse_form(&bytes).map(JsonOrForm),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    Json,
+    Form,
+}
+
+fn media_type(headers: &HeaderMap) -> Option<Media> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    let (kind, subtype) = essence.split_once('/')?;
+    match (kind, subtype) {
+        ("application", "json") => Some(Media::Json),
+        ("application", s) if s.ends_with("+json") => Some(Media::Json),
+        ("application", "x-www-form-urlencoded") => Some(Media::Form),
+        _ => None,
+    }
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::malformed("The request body could not be read.")
+        }
+    })
+}
+
+/// Parses JSON; error details give the position or the missing field name, never
+/// a submitted value (which could be a password).
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        let at = format!("line {}, column {}", e.line(), e.column());
+        match e.classify() {
+            Category::Data => ApiError::Malformed {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: missing_field(&e.to_string()).unwrap_or_else(|| {
+                    format!("A field is missing or has the wrong type or value ({at}).")
+                }),
+            },
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::malformed(format!("The body is not valid JSON ({at})."))
+            }
+        }
+    })
+}
+
+fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_urlencoded::from_bytes(bytes).map_err(|e| ApiError::Malformed {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        detail: missing_field(&e.to_string())
+            .unwrap_or_else(|| "The form body is malformed or a field is missing.".to_owned()),
+    })
+}
+
+/// `"missing field `x`"` from a serde message, which names the field and no value.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    let (field, _) = rest.split_once('`')?;
+    Some(format!("Missing field `{field}`."))
+}
+
+/// A path parameter, with a problem document for anything axum cannot decode.
+#[derive(Debug, Clone)]
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| PathParam(p))
+            .map_err(|_| ApiError::malformed("The path parameter is not valid."))
+    }
+}
+
+/// How a session credential was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialSource {
+    /// The `__Host-sg_session` cookie: an ambient credential, CSRF-checked.
+    Cookie,
+    /// `Authorization: Bearer`: sent deliberately, so not CSRF-checked.
+    Bearer,
+}
+
+/// A session token as presented by the client, not yet checked. The text is
+/// zeroized on drop and never printed.
+pub struct Credential {
+    token: Zeroizing<String>,
+    source: CredentialSource,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("source", &self.source)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credential {
+    /// Finds the session credential: a bearer token if there is one (it wins),
+    /// else the session cookie. A credential that is not valid UTF-8 is refused as
+    /// `invalid_token`; other schemes of `Authorization` are ignored.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
+        if let Some(token) = bearer(headers) {
+            let token = token.ok_or(ApiError::Session {
+                rejection: Rejection::INVALID,
+                bearer: true,
+            })?;
+            return Ok(Some(Credential {
+                token: Zeroizing::new(token.to_owned()),
+                source: CredentialSource::Bearer,
+            }));
+        }
+        match session_cookie(headers) {
+            None => Ok(None),
+            Some(Ok(token)) => Ok(Some(Credential {
+                token: Zeroizing::new(token.to_owned()),
+                source: CredentialSource::Cookie,
+            })),
+            Some(Err(())) => Err(ApiError::Session {
+                rejection: Rejection::INVALID,
+                bearer: false,
+            }),
+        }
+    }
+
+    /// The token text.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// How it was presented.
+    pub fn source(&self) -> CredentialSource {
+        self.source
+    }
+
+    /// Whether it came as a bearer token.
+    pub fn is_bearer(&self) -> bool {
+        self.source == CredentialSource::Bearer
+    }
+
+    /// Maps an engine failure about this credential to a response.
+    pub fn reject(&self, err: sessionguard_core::Error) -> ApiError {
+        ApiError::session(err, self.is_bearer())
+    }
+}
+
+/// The bearer token of the first `Authorization: Bearer` header: `None` if there
+/// is none, `Some(None)` if it is empty or not UTF-8.
+fn bearer(headers: &HeaderMap) -> Option<Option<&str>> {
+    headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
+        let bytes = v.as_bytes();
+        let scheme_ok =
+            bytes.len() >= 7 && bytes[..6].eq_ignore_ascii_case(b"bearer") && bytes[6] == b' ';
+        scheme_ok.then(|| {
+            std::str::from_utf8(&bytes[7..])
+                .ok()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+        })
+    })
+}
+
+/// The session cookie's value: `None` if absent (or empty), `Some(Err)` if it is
+/// not UTF-8. Parsed as bytes so that other cookies' bytes do not matter.
+fn session_cookie(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (name, value) = (&pair[..eq], &pair[eq + 1..]);
+            if name.trim_ascii() != SESSION_COOKIE.as_bytes() {
+                return None;
+            }
+            let value = value.trim_ascii();
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            (!value.is_empty()).then(|| std::str::from_utf8(value).map_err(|_| ()))
+        })
+}
+
+/// A request authenticated by a live session, with CSRF protection applied for
+/// cookie-authenticated unsafe methods. The check counts as activity: it extends
+/// the idle deadline ([`sessionguard_core::Engine::validate`]).
+#[derive(Debug)]
+pub struct LiveSession {
+    /// The session, as checked.
+    pub session: ValidSession,
+    /// The credential it was checked with.
+    pub credential: Credential,
+}
+
+/// Like [`LiveSession`], but the check does not count as activity
+/// ([`sessionguard_core::Engine::status`]).
+#[derive(Debug)]
+pub struct PeekSession {
+    /// The session, as checked.
+    pub session: ValidSession,
+    /// The credential it was checked with.
+    pub credential: Credential,
+}
+
+impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for LiveSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S, C>,
+    ) -> Result<Self, Self::Rejection> {
+        let (session, credential) = authenticate(parts, state, true).await?;
+        Ok(LiveSession {
+            session,
+            credential,
+        })
+    }
+}
+
+impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for PeekSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S, C>,
+    ) -> Result<Self, Self::Rejection> {
+        let (session, credential) = authenticate(parts, state, false).await?;
+        Ok(PeekSession {
+            session,
+            credential,
+        })
+    }
+}
+
+async fn authenticate<S: Store, C: Clock>(
+    parts: &Parts,
+    state: &AppState<S, C>,
+    touch: bool,
+) -> Result<(ValidSession, Credential), ApiError> {
+    let credential = Credential::from_headers(&parts.headers)?.ok_or(ApiError::Session {
+        rejection: Rejection::INVALID,
+        bearer: false,
+    })?;
+    let cookie_unsafe = !credential.is_bearer() && csrf::is_unsafe(&parts.method);
+    if cookie_unsafe {
+        // Before the lookup: a refused cross-site request is not activity.
+        csrf::check_origin(&parts.headers, state.public_origin())?;
+    }
+    let engine = state.engine();
+    let checked = if touch {
+        engine.validate(credential.token()).await
+    } else {
+        engine.status(credential.token()).await
+    };
+    let session = checked.map_err(|e| credential.reject(e))?;
+    if cookie_unsafe {
+        csrf::check_token(&parts.headers, &session)?;
+    }
+    Ok((session, credential))
+}
+
+/// The client's user agent and address, for the user's list of sessions. The
+/// address is the TCP peer's (`X-Forwarded-For` is not trusted); absent when the
+/// router is called without a connection (tests).
+#[derive(Debug, Clone)]
+pub struct Client(pub ClientInfo);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        Ok(Client(ClientInfo::new(user_agent, ip)))
+    }
+}
+
+/// Proof that the request carries the configured admin token as a bearer token.
+/// With no admin token configured, every admin request is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S, C>,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = bearer(&parts.headers);
+        match (state.admin_token(), presented) {
+            (Some(expected), Some(Some(token))) if expected.matches(token.as_bytes()) => Ok(Admin),
+            (_, presented) => Err(ApiError::AdminUnauthorized {
+                bearer: presented.is_some(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(name: header::HeaderName, value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append(name, HeaderValue::from_bytes(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_wins_over_cookie() {
+        let mut h = with(header::COOKIE, b"__Host-sg_session=from-cookie");
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer from-bearer"),
+        );
+        let c = Credential::from_headers(&h).unwrap().unwrap();
+        assert_eq!(c.token(), "from-bearer");
+        assert!(c.is_bearer());
+    }
+
+    #[test]
+    fn cookie_is_found_among_others_and_other_bytes_do_not_matter() {
+        let h = with(
+            header::COOKIE,
+            b"a=\xff\xfe; __Host-sg_session=\"tok\"; b=c",
+        );
+        let c = Credential::from_headers(&h).unwrap().unwrap();
+        assert_eq!(c.token(), "tok");
+        assert_eq!(c.source(), CredentialSource::Cookie);
+    }
+
+    #[test]
+    fn non_utf8_credentials_are_invalid_tokens() {
+        let h = with(header::COOKIE, b"__Host-sg_session=\xff\xfe");
+        assert_eq!(
+            Credential::from_headers(&h).unwrap_err().code(),
+            "invalid_token"
+        );
+        let h = with(header::AUTHORIZATION, b"Bearer \xff");
+        assert!(matches!(
+            Credential::from_headers(&h).unwrap_err(),
+            ApiError::Session { bearer: true, .. }
+        ));
+    }
+
+    #[test]
+    fn other_authorization_schemes_and_empty_cookies_are_ignored() {
+        assert!(
+            Credential::from_headers(&with(header::AUTHORIZATION, b"Basic YTpi"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            Credential::from_headers(&with(header::COOKIE, b"__Host-sg_session="))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            Credential::from_headers(&with(header::COOKIE, b"sg_session=x"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let h = with(header::AUTHORIZATION, b"bearer sgs_secret");
+        let c = Credential::from_headers(&h).unwrap().unwrap();
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn header_limits() {
+        assert!(!headers_too_large(&with(header::COOKIE, &[b'a'; 8 * 1024])));
+        assert!(headers_too_large(&with(
+            header::COOKIE,
+            &[b'a'; 8 * 1024 + 1]
+        )));
+        let mut h = HeaderMap::new();
+        for i in 0..3 {
+            let name = header::HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).unwrap();
+            h.insert(name, HeaderValue::from_bytes(&[b'a'; 6 * 1024]).unwrap());
+        }
+        assert!(headers_too_large(&h));
+    }
+
+    #[test]
+    fn media_types() {
+        let ct = |v: &'static str| with(header::CONTENT_TYPE, v.as_bytes());
+        assert_eq!(
+            media_type(&ct("application/json; charset=utf-8")),
+            Some(Media::Json)
+        );
+        assert_eq!(
+            media_type(&ct("Application/Problem+JSON")),
+            Some(Media::Json)
+        );
+        assert_eq!(
+            media_type(&ct("application/x-www-form-urlencoded")),
+            Some(Media::Form)
+        );
+        assert_eq!(media_type(&ct("text/plain")), None);
+        assert_eq!(media_type(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn json_errors_do_not_echo_values() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            password: String,
+        }
+        let err = parse_json::<Body>(br#"{"password": 12345678}"#).unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(!format!("{err:?}").contains("12345678"));
+        let err = parse_json::<Body>(b"{}").unwrap_err();
+        assert!(format!("{err}").contains("`password`"));
+        let err = parse_json::<Body>(b"{").unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+}

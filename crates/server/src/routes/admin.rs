@@ -1,0 +1,216 @@
+//! The admin API (bearer admin token): users with credentials, and sidecar mode
+//! for apps that keep their own user database.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sessionguard_core::{ClientInfo, Clock, Password, Reason, Store, UserId};
+
+use crate::error::ApiError;
+use crate::extract::{Admin, JsonBody, PathParam};
+use crate::routes::SessionList;
+use crate::state::AppState;
+
+/// Longest username, in characters.
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// The reasons an admin may give for ending all of a user's sessions.
+const ADMIN_REASONS: [Reason; 3] = [
+    Reason::PasswordChanged,
+    Reason::RevokedByAdmin,
+    Reason::SignedOutEverywhere,
+];
+
+/// `{"username","password"}`.
+#[derive(Deserialize)]
+pub struct NewUser {
+    username: String,
+    password: String,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `{"id"}`.
+#[derive(Debug, Serialize)]
+pub struct CreatedUser {
+    id: String,
+}
+
+/// `{"user_id","user_agent"?,"ip"?}`.
+#[derive(Debug, Deserialize)]
+pub struct NewSession {
+    user_id: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
+/// A sidecar session: the only response that carries a session token in its body,
+/// for the app to hand to its client.
+#[derive(Serialize)]
+pub struct CreatedSession {
+    session_token: String,
+    session_id: String,
+    user_id: String,
+    created_at: String,
+    idle_expires_at: String,
+    absolute_expires_at: String,
+}
+
+impl fmt::Debug for CreatedSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedSession")
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user_id)
+            .field("session_token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// `{"reason"}`.
+#[derive(Debug, Deserialize)]
+pub struct RevokeBody {
+    reason: String,
+}
+
+/// `{"user_id","reason","revoked_at"}`.
+#[derive(Debug, Serialize)]
+pub struct Revoked {
+    user_id: String,
+    reason: &'static str,
+    revoked_at: String,
+}
+
+/// `POST /v1/admin/users`: creates a user with a password.
+pub async fn create_user<S: Store, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    _: Admin,
+    JsonBody(body): JsonBody<NewUser>,
+) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
+    validate_username(&body.username)?;
+    let password = Password::new_for_setting(body.password).map_err(ApiError::WeakPassword)?;
+    let hash = state.with_hasher(move |h| h.hash(&password)).await?;
+    let id = UserId::random();
+    state
+        .engine()
+        .store()
+        .create_user(&id, &body.username, hash)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedUser { id: id.to_string() }),
+    ))
+}
+
+/// `POST /v1/admin/sessions`: creates a session for a user of the app's own
+/// database (sidecar mode) and returns its token.
+pub async fn create_session<S: Store, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    _: Admin,
+    JsonBody(body): JsonBody<NewSession>,
+) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
+    let user = UserId::new(&body.user_id).map_err(|_| ApiError::InvalidUserId)?;
+    let ip = match body.ip.as_deref() {
+        Some(ip) => Some(
+            ip.parse::<IpAddr>()
+                .map_err(|_| ApiError::malformed("`ip` is not an IP address."))?,
+        ),
+        None => None,
+    };
+    let client = ClientInfo::new(body.user_agent.as_deref(), ip);
+    let engine = state.engine();
+    let epoch = engine.store().user_epoch(&user).await?.epoch;
+    let issued = engine
+        .create_session(&user, epoch, client)
+        .await
+        .map_err(|e| match e {
+            sessionguard_core::Error::Rejected(_) => {
+                ApiError::Conflict("the user's sessions were revoked concurrently")
+            }
+            other => other.into(),
+        })?;
+    let s = &issued.session;
+    let body = CreatedSession {
+        session_token: issued.token.reveal().to_string(),
+        session_id: s.id().to_string(),
+        user_id: s.user_id().to_string(),
+        created_at: s.created_at().to_rfc3339(),
+        idle_expires_at: s.idle_deadline().to_rfc3339(),
+        absolute_expires_at: s.absolute_deadline().to_rfc3339(),
+    };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `POST /v1/admin/users/{id}/revoke`: ends every session of the user at once.
+pub async fn revoke_user<S: Store, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    _: Admin,
+    PathParam(id): PathParam,
+    JsonBody(body): JsonBody<RevokeBody>,
+) -> Result<Json<Revoked>, ApiError> {
+    let user = UserId::new(&id).map_err(|_| ApiError::InvalidUserId)?;
+    let reason = Reason::from_code(&body.reason)
+        .filter(|r| ADMIN_REASONS.contains(r))
+        .ok_or(ApiError::InvalidReason)?;
+    let epoch = state.engine().revoke_user(&user, reason).await?;
+    let revoked_at = epoch
+        .last_bump
+        .map_or_else(|| state.engine().clock().now(), |b| b.at);
+    Ok(Json(Revoked {
+        user_id: user.to_string(),
+        reason: reason.code(),
+        revoked_at: revoked_at.to_rfc3339(),
+    }))
+}
+
+/// `GET /v1/admin/users/{id}/sessions`: the user's live sessions.
+pub async fn list_user_sessions<S: Store, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    _: Admin,
+    PathParam(id): PathParam,
+) -> Result<Json<SessionList>, ApiError> {
+    let user = UserId::new(&id).map_err(|_| ApiError::InvalidUserId)?;
+    let records = state.engine().list_sessions(&user).await?;
+    Ok(Json(SessionList::new(&records, None)))
+}
+
+/// A username is 1 to 64 characters, without control characters, and without
+/// whitespace at either end (so that `"alice "` cannot impersonate `"alice"`).
+fn validate_username(name: &str) -> Result<(), ApiError> {
+    let chars = name.chars().count();
+    let ok = (1..=MAX_USERNAME_CHARS).contains(&chars)
+        && !name.chars().any(char::is_control)
+        && name.trim() == name;
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidUsername)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(validate_username("alice").is_ok());
+        assert!(validate_username("Zoë Ångström").is_ok());
+        assert!(validate_username(&"é".repeat(64)).is_ok());
+        assert!(validate_username("").is_err());
+        assert!(validate_username(&"a".repeat(65)).is_err());
+        assert!(validate_username(" alice").is_err());
+        assert!(validate_username("alice\t").is_err());
+        assert!(validate_username("al\u{0}ice").is_err());
+    }
+}

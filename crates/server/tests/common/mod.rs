@@ -1,0 +1,374 @@
+//! Helpers for the HTTP tests: an app over an in-memory store and a manual clock,
+//! a request builder, and readers for responses and problem documents.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use sessionguard_core::Revocation;
+use sessionguard_core::{
+    ManualClock, MemoryStore, PasswordHash, SessionId, SessionRecord, SessionState, Store,
+    StoreError, StoreResult, Timestamp, UserEpoch, UserId, UserRecord,
+};
+use sessionguard_server::{AppState, Config, Overrides};
+use tower::ServiceExt as _;
+
+/// The admin token configured in tests.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
+/// The configured public origin.
+pub const ORIGIN: &str = "https://app.example";
+/// A password that meets the rules.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// 2026-11-28T12:00:00Z.
+pub const START: Timestamp = Timestamp::from_millis(1_795_867_200_000);
+
+/// The whole application over a [`TestStore`] and a [`ManualClock`].
+pub struct TestApp {
+    pub router: Router,
+    pub clock: ManualClock,
+    pub store: TestStore,
+    pub state: AppState<TestStore, ManualClock>,
+}
+
+impl TestApp {
+    /// An app with the admin API enabled and default policy.
+    pub fn new() -> Self {
+        Self::with_toml(&format!(
+            "public_origin = \"{ORIGIN}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n"
+        ))
+    }
+
+    /// An app configured by `toml`.
+    pub fn with_toml(toml: &str) -> Self {
+        let config = Config::from_toml(toml, |_| None, &Overrides::default()).unwrap();
+        let clock = ManualClock::new(START);
+        let store = TestStore::default();
+        let state = AppState::new(&config, store.clone(), clock.clone()).unwrap();
+        TestApp {
+            router: sessionguard_server::router(state.clone()),
+            clock,
+            store,
+            state,
+        }
+    }
+
+    /// Moves time forward.
+    pub fn advance(&self, minutes: u64) {
+        self.clock.advance(Duration::from_secs(minutes * 60));
+    }
+
+    /// Sends one request through the router.
+    pub async fn send(&self, req: Request<Body>) -> Resp {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Creates a user through the admin API; returns its id.
+    pub async fn create_user(&self, username: &str, password: &str) -> String {
+        let res = Req::post("/v1/admin/users")
+            .bearer(ADMIN_TOKEN)
+            .json(json!({ "username": username, "password": password }))
+            .send(self)
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        res.json()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Logs in with JSON; panics unless it succeeds.
+    pub async fn login(&self, username: &str, password: &str) -> Login {
+        let res = Req::post("/v1/login")
+            .json(json!({ "username": username, "password": password }))
+            .send(self)
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        Login::from(res)
+    }
+
+    /// A user `alice` with [`PASSWORD`], logged in.
+    pub async fn alice(&self) -> Login {
+        self.create_user("alice", PASSWORD).await;
+        self.login("alice", PASSWORD).await
+    }
+}
+
+/// A successful login: the cookie's token and the body.
+pub struct Login {
+    pub token: String,
+    pub body: Value,
+    pub res: Resp,
+}
+
+impl From<Resp> for Login {
+    fn from(res: Resp) -> Self {
+        let token = res.session_cookie().expect("login sets the session cookie");
+        Login {
+            token,
+            body: res.json(),
+            res,
+        }
+    }
+}
+
+impl Login {
+    /// The session's anti-CSRF token.
+    pub fn csrf(&self) -> String {
+        self.body["csrf_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The session's id.
+    pub fn session_id(&self) -> String {
+        self.body["session_id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A request under construction.
+pub struct Req {
+    builder: axum::http::request::Builder,
+    body: Body,
+}
+
+impl Req {
+    pub fn new(method: Method, uri: &str) -> Self {
+        Req {
+            builder: Request::builder().method(method).uri(uri),
+            body: Body::empty(),
+        }
+    }
+    pub fn get(uri: &str) -> Self {
+        Self::new(Method::GET, uri)
+    }
+    pub fn post(uri: &str) -> Self {
+        Self::new(Method::POST, uri)
+    }
+    pub fn delete(uri: &str) -> Self {
+        Self::new(Method::DELETE, uri)
+    }
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        let value = HeaderValue::from_bytes(value.as_ref()).unwrap();
+        self.builder = self.builder.header(name, value);
+        self
+    }
+    pub fn cookie(self, token: &str) -> Self {
+        self.header("cookie", format!("__Host-sg_session={token}"))
+    }
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+    pub fn csrf(self, token: &str) -> Self {
+        self.header("x-csrf-token", token)
+    }
+    /// A cookie-authenticated request as a same-origin browser page sends it.
+    pub fn browser(self, login: &Login) -> Self {
+        self.cookie(&login.token)
+            .header("sec-fetch-site", "same-origin")
+            .csrf(&login.csrf())
+    }
+    pub fn json(mut self, body: Value) -> Self {
+        self.builder = self
+            .builder
+            .header(header::CONTENT_TYPE, "application/json");
+        self.body = Body::from(body.to_string());
+        self
+    }
+    pub fn raw(mut self, content_type: &str, body: impl Into<Body>) -> Self {
+        self.builder = self.builder.header(header::CONTENT_TYPE, content_type);
+        self.body = body.into();
+        self
+    }
+    pub fn peer(mut self, addr: &str) -> Self {
+        let addr: SocketAddr = addr.parse().unwrap();
+        self.builder = self.builder.extension(ConnectInfo(addr));
+        self
+    }
+    pub fn build(self) -> Request<Body> {
+        self.builder.body(self.body).unwrap()
+    }
+    pub async fn send(self, app: &TestApp) -> Resp {
+        app.send(self.build()).await
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// The `Set-Cookie` header, whole.
+    pub fn set_cookie(&self) -> Option<&str> {
+        self.header("set-cookie")
+    }
+
+    /// The session token set by `Set-Cookie`, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        let v = self.set_cookie()?;
+        let value = v.strip_prefix("__Host-sg_session=")?.split(';').next()?;
+        (!value.is_empty()).then(|| value.to_owned())
+    }
+
+    /// Asserts an RFC 9457 problem document with `status` and `code`; returns it.
+    #[track_caller]
+    pub fn problem(&self, status: StatusCode, code: &str) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "body: {}",
+            self.text()
+        );
+        let p = self.json();
+        assert_eq!(p["code"], code, "{p}");
+        assert_eq!(p["status"], status.as_u16(), "{p}");
+        for key in ["type", "title", "detail"] {
+            assert!(p[key].is_string(), "{key} missing in {p}");
+        }
+        p
+    }
+}
+
+/// An RFC 3339 instant `minutes` after [`START`].
+pub fn at(minutes: u64) -> String {
+    START
+        .saturating_add(Duration::from_secs(minutes * 60))
+        .to_rfc3339()
+}
+
+/// A [`MemoryStore`] that can be made to fail, or to panic, on demand.
+#[derive(Debug, Clone, Default)]
+pub struct TestStore {
+    inner: MemoryStore,
+    mode: Arc<AtomicU8>,
+}
+
+const OK: u8 = 0;
+const FAIL: u8 = 1;
+const PANIC: u8 = 2;
+
+impl TestStore {
+    /// Every operation fails with a backend error from now on.
+    pub fn break_it(&self) {
+        self.mode.store(FAIL, Ordering::SeqCst);
+    }
+    /// Every operation panics from now on.
+    pub fn make_it_panic(&self) {
+        self.mode.store(PANIC, Ordering::SeqCst);
+    }
+    /// How many session records are stored.
+    pub fn session_count(&self) -> usize {
+        self.inner.index().session_count()
+    }
+    fn check(&self) -> StoreResult<()> {
+        match self.mode.load(Ordering::SeqCst) {
+            FAIL => Err(StoreError::backend(std::io::Error::other(
+                "disk /var/lib/secret-path is full",
+            ))),
+            PANIC => panic!("the test store panicked"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Store for TestStore {
+    async fn insert_session(&self, record: SessionRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.insert_session(record).await
+    }
+    async fn load_session(&self, id: &SessionId) -> StoreResult<Option<(SessionState, UserEpoch)>> {
+        self.check()?;
+        self.inner.load_session(id).await
+    }
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        seen_at: Timestamp,
+        idle_deadline: Timestamp,
+    ) -> StoreResult<()> {
+        self.check()?;
+        self.inner.touch_session(id, seen_at, idle_deadline).await
+    }
+    async fn revoke_session(&self, id: &SessionId, revocation: Revocation) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.revoke_session(id, revocation).await
+    }
+    async fn revoke_user_sessions(
+        &self,
+        user: &UserId,
+        revocation: Revocation,
+        keep: Option<&SessionId>,
+    ) -> StoreResult<UserEpoch> {
+        self.check()?;
+        self.inner
+            .revoke_user_sessions(user, revocation, keep)
+            .await
+    }
+    async fn user_epoch(&self, user: &UserId) -> StoreResult<UserEpoch> {
+        self.check()?;
+        self.inner.user_epoch(user).await
+    }
+    async fn list_user_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionRecord>> {
+        self.check()?;
+        self.inner.list_user_sessions(user).await
+    }
+    async fn purge_sessions(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        self.check()?;
+        self.inner.purge_sessions(cutoff).await
+    }
+    async fn create_user(
+        &self,
+        id: &UserId,
+        username: &str,
+        password_hash: PasswordHash,
+    ) -> StoreResult<()> {
+        self.check()?;
+        self.inner.create_user(id, username, password_hash).await
+    }
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        self.check()?;
+        self.inner.find_user_by_username(username).await
+    }
+    async fn get_user(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
+        self.check()?;
+        self.inner.get_user(id).await
+    }
+    async fn set_password(
+        &self,
+        id: &UserId,
+        password_hash: PasswordHash,
+        revocation: Revocation,
+    ) -> StoreResult<UserEpoch> {
+        self.check()?;
+        self.inner.set_password(id, password_hash, revocation).await
+    }
+}

@@ -1,0 +1,249 @@
+//! Configuration: file, environment and flags, each refusal naming its key; and
+//! the binary's exit code for a bad configuration.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use sessionguard_server::{Config, ConfigError, Overrides};
+
+const ADMIN: &str = "0123456789abcdef0123456789abcdef-admin";
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn parse(toml: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(toml, no_env, &Overrides::default())
+}
+
+#[track_caller]
+fn refused(toml: &str) -> String {
+    match parse(toml) {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "one line: {msg}");
+            msg
+        }
+    }
+}
+
+const FULL: &str = r#"
+listen = "0.0.0.0:9000"
+data_dir = "/var/lib/sessionguard"
+public_origin = "https://login.example.com"
+admin_token = "0123456789abcdef0123456789abcdef-admin"
+[policy]
+idle_timeout = "15m"
+absolute_timeout = "8h"
+tombstone_retention = "2h"
+"#;
+
+#[test]
+fn a_valid_file_parses() {
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/sessionguard"));
+    assert_eq!(c.public_origin, "https://login.example.com");
+    assert!(c.admin_token.as_ref().unwrap().matches(ADMIN.as_bytes()));
+    assert_eq!(c.policy.idle_timeout, Duration::from_secs(15 * 60));
+    assert_eq!(c.policy.absolute_timeout, Duration::from_secs(8 * 3600));
+    assert_eq!(c.policy.tombstone_retention, Duration::from_secs(2 * 3600));
+}
+
+#[test]
+fn an_empty_file_gives_the_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.data_dir, PathBuf::from("sessionguard-data"));
+    assert_eq!(c.public_origin, "http://127.0.0.1:8080");
+    assert!(c.admin_token.is_none());
+    assert_eq!(c.policy.idle_timeout, Duration::from_secs(30 * 60));
+    assert_eq!(c.policy.absolute_timeout, Duration::from_secs(12 * 3600));
+}
+
+#[test]
+fn env_overrides_the_file_and_flags_override_env() {
+    let env = env_of(&[
+        ("SESSIONGUARD_LISTEN", "127.0.0.1:7000"),
+        ("SESSIONGUARD_DATA_DIR", "/tmp/from-env"),
+        ("SESSIONGUARD_PUBLIC_ORIGIN", "https://env.example"),
+        (
+            "SESSIONGUARD_ADMIN_TOKEN",
+            "env-admin-token-0123456789abcdef0123",
+        ),
+        ("SESSIONGUARD_IDLE_TIMEOUT", "5m"),
+        ("SESSIONGUARD_ABSOLUTE_TIMEOUT", "1h"),
+    ]);
+    let c = Config::from_toml(FULL, &env, &Overrides::default()).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/from-env"));
+    assert_eq!(c.public_origin, "https://env.example");
+    assert!(
+        c.admin_token
+            .as_ref()
+            .unwrap()
+            .matches(b"env-admin-token-0123456789abcdef0123")
+    );
+    assert_eq!(c.policy.idle_timeout, Duration::from_secs(5 * 60));
+    assert_eq!(c.policy.absolute_timeout, Duration::from_secs(3600));
+
+    let flags = Overrides::new(Some("127.0.0.1:0".into()), Some("/tmp/from-flag".into()));
+    let c = Config::from_toml(FULL, &env, &flags).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:0");
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/from-flag"));
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let msg = refused("listen = \"127.0.0.1:1\"\nlisten_port = 8080\n");
+    assert!(msg.contains("listen_port"), "{msg}");
+    assert!(msg.contains("line 2"), "{msg}");
+    let msg = refused("[policy]\nidle_timout = \"5m\"\n");
+    assert!(msg.contains("idle_timout"), "{msg}");
+}
+
+#[test]
+fn bad_durations_are_refused_by_key() {
+    let msg = refused("[policy]\nidle_timeout = \"abc\"\n");
+    assert_eq!(msg, r#"policy.idle_timeout: invalid duration "abc""#);
+    let msg = refused("[policy]\nabsolute_timeout = \"12 parsecs\"\n");
+    assert!(msg.starts_with("policy.absolute_timeout: "), "{msg}");
+    let msg = refused("[policy]\ntombstone_retention = \"-1h\"\n");
+    assert!(msg.starts_with("policy.tombstone_retention: "), "{msg}");
+    // A wrong TOML type is refused too, naming the line.
+    let msg = refused("[policy]\nidle_timeout = 30\n");
+    assert!(msg.contains("line 2"), "{msg}");
+}
+
+#[test]
+fn zero_timeouts_are_refused_by_key() {
+    let msg = refused("[policy]\nidle_timeout = \"0s\"\n");
+    assert!(msg.starts_with("policy.idle_timeout: "), "{msg}");
+    let msg = refused("[policy]\nidle_timeout = \"0s\"\nabsolute_timeout = \"0s\"\n");
+    assert!(msg.starts_with("policy.idle_timeout: "), "{msg}");
+    let msg = refused("[policy]\nidle_timeout = \"1s\"\nabsolute_timeout = \"0s\"\n");
+    assert!(msg.starts_with("policy.absolute_timeout: "), "{msg}");
+}
+
+#[test]
+fn idle_longer_than_absolute_is_refused() {
+    let msg = refused("[policy]\nidle_timeout = \"2h\"\nabsolute_timeout = \"1h\"\n");
+    assert!(msg.starts_with("policy.idle_timeout: "), "{msg}");
+    assert!(msg.contains("absolute_timeout"), "{msg}");
+    // Equal is fine.
+    parse("[policy]\nidle_timeout = \"1h\"\nabsolute_timeout = \"1h\"\n").unwrap();
+}
+
+#[test]
+fn bad_listen_origin_and_admin_token_are_refused_by_key() {
+    let msg = refused("listen = \"localhost\"");
+    assert!(msg.starts_with("listen: "), "{msg}");
+    let msg = refused("public_origin = \"https://app.example/login\"");
+    assert!(msg.starts_with("public_origin: "), "{msg}");
+    let msg = refused("admin_token = \"too-short-secret\"");
+    assert!(msg.starts_with("admin_token: "), "{msg}");
+    assert!(
+        !msg.contains("too-short-secret"),
+        "the secret is never echoed: {msg}"
+    );
+}
+
+#[test]
+fn errors_from_the_environment_name_the_variable() {
+    let env = env_of(&[("SESSIONGUARD_IDLE_TIMEOUT", "soon")]);
+    let err = Config::from_toml("", env, &Overrides::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"policy.idle_timeout (from SESSIONGUARD_IDLE_TIMEOUT): invalid duration "soon""#
+    );
+}
+
+#[test]
+fn debug_redacts_the_admin_token() {
+    let c = parse(FULL).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains(ADMIN), "{dbg}");
+    assert!(dbg.contains("<redacted>"), "{dbg}");
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let err = Config::load(
+        Some(std::path::Path::new("/nonexistent/sg.toml")),
+        no_env,
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/sg.toml"), "{err}");
+}
+
+// ------------------------------------------------------------------ the binary
+
+fn sessionguard() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessionguard"));
+    for var in [
+        "SESSIONGUARD_LISTEN",
+        "SESSIONGUARD_DATA_DIR",
+        "SESSIONGUARD_PUBLIC_ORIGIN",
+        "SESSIONGUARD_ADMIN_TOKEN",
+        "SESSIONGUARD_IDLE_TIMEOUT",
+        "SESSIONGUARD_ABSOLUTE_TIMEOUT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+#[test]
+fn the_binary_exits_2_on_a_bad_config_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sessionguard.toml");
+    std::fs::write(&file, "[policy]\nidle_timeout = \"abc\"\n").unwrap();
+    let out = sessionguard()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"config error: policy.idle_timeout: invalid duration "abc""#),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_binary_exits_2_on_a_bad_env_value_or_flag() {
+    let out = sessionguard()
+        .args(["serve", "--listen", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
+
+    let out = sessionguard()
+        .args(["serve"])
+        .env("SESSIONGUARD_ABSOLUTE_TIMEOUT", "0s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("policy.absolute_timeout"));
+
+    let out = sessionguard()
+        .args(["serve", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
