@@ -265,7 +265,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .insert_session(SessionRecord { state, client })
             .await
         {
-            Ok(()) => Ok(Issued { token, session }),
+            Ok(()) => {
+                lifecycle("session_created", &session.user_id, &session.id, None);
+                Ok(Issued { token, session })
+            }
             Err(StoreError::EpochMoved) => {
                 let e = self.store.user_epoch(user).await?;
                 Err(Error::Rejected(
@@ -347,10 +350,14 @@ impl<S: Store, C: Clock> Engine<S, C> {
     pub async fn revoke(&self, id: &SessionId, reason: Reason) -> Result<bool> {
         debug_assert!(reason.is_revocation(), "{reason} is derived, never stored");
         let at = self.clock.now();
-        Ok(self
+        let revoked = self
             .store
             .revoke_session(id, Revocation { reason, at })
-            .await?)
+            .await?;
+        if revoked {
+            tracing::info!(target: LIFECYCLE, event = "session_revoked", session = %id, reason = reason.code());
+        }
+        Ok(revoked)
     }
 
     /// Revokes the session `id` on behalf of its owner (`revoked_by_user`). Fails
@@ -374,24 +381,33 @@ impl<S: Store, C: Clock> Engine<S, C> {
     pub async fn revoke_user(&self, user: &UserId, reason: Reason) -> Result<UserEpoch> {
         debug_assert!(reason.is_revocation(), "{reason} is derived, never stored");
         let at = self.clock.now();
-        Ok(self
+        let epoch = self
             .store
             .revoke_user_sessions(user, Revocation { reason, at }, None)
-            .await?)
+            .await?;
+        tracing::info!(target: LIFECYCLE, event = "user_sessions_revoked", user = %user, reason = reason.code(), epoch = epoch.epoch);
+        Ok(epoch)
     }
 
     /// Ends every session of the current session's user except the current one.
     pub async fn revoke_others(&self, current: &ValidSession, reason: Reason) -> Result<UserEpoch> {
         debug_assert!(reason.is_revocation(), "{reason} is derived, never stored");
         let at = self.clock.now();
-        Ok(self
+        let epoch = self
             .store
             .revoke_user_sessions(
                 &current.user_id,
                 Revocation { reason, at },
                 Some(&current.id),
             )
-            .await?)
+            .await?;
+        lifecycle(
+            "other_sessions_revoked",
+            &current.user_id,
+            &current.id,
+            Some(reason),
+        );
+        Ok(epoch)
     }
 
     /// Stores a new password hash for the current session's user, which ends every
@@ -415,6 +431,12 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 },
             )
             .await?;
+        lifecycle(
+            "password_changed",
+            &current.user_id,
+            &current.id,
+            Some(Reason::PasswordChanged),
+        );
         self.create_session(&current.user_id, epoch.epoch, client)
             .await
     }
@@ -441,7 +463,9 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .clock
             .now()
             .saturating_sub(self.policy.tombstone_retention);
-        Ok(self.store.purge_sessions(cutoff).await?)
+        let purged = self.store.purge_sessions(cutoff).await?;
+        tracing::debug!(target: LIFECYCLE, event = "sessions_purged", count = purged);
+        Ok(purged)
     }
 
     async fn check(&self, token: &str, now: Timestamp) -> Result<SessionState> {
@@ -458,6 +482,21 @@ impl<S: Store, C: Clock> Engine<S, C> {
         verdict(&state, &epoch, now).map_err(Error::Rejected)?;
         Ok(state)
     }
+}
+
+/// The `tracing` target of lifecycle events (sessions created and revoked with
+/// their reason, password changes). Fields are public ids and reason codes, never
+/// secrets.
+pub const LIFECYCLE: &str = "sessionguard::lifecycle";
+
+fn lifecycle(event: &'static str, user: &UserId, session: &SessionId, reason: Option<Reason>) {
+    tracing::info!(
+        target: LIFECYCLE,
+        event,
+        user = %user,
+        session = %session,
+        reason = reason.map(Reason::code),
+    );
 }
 
 /// Whether a session is live at `now`, or the first reason it ended.

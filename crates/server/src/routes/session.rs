@@ -85,6 +85,8 @@ pub async fn login<S: Store, C: Clock>(
         .with_hasher(move |h| h.verify(&password, hash.as_ref()))
         .await?;
     let Some(UserRecord { id, epoch, .. }) = user.filter(|_| verified) else {
+        // No username: a password typed into the wrong field must not reach the logs.
+        tracing::info!(target: sessionguard_core::engine::LIFECYCLE, event = "login_failed");
         return Err(ApiError::InvalidCredentials);
     };
     // A credential that cannot even be read cannot be a live session to revoke.
