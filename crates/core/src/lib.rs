@@ -7,6 +7,7 @@
 //! - [`Policy`]: idle and absolute timeouts, both always on;
 //! - [`Engine`]: create, validate (and touch), status, revoke one, revoke all of a
 //!   user (credential epoch, O(1)), revoke others, change password, list, purge;
+//!   rotating refresh tokens with reuse detection; personal API tokens;
 //! - [`Store`]: the storage contract, atomic and durable per method, implemented by
 //!   [`MemoryStore`] here and by durable backends in their own crates;
 //! - [`Clock`]: injectable time; [`ManualClock`] drives tests without sleeping;
@@ -29,14 +30,17 @@ pub mod store;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use engine::{Engine, Error, Issued, Rejection, ValidSession, verdict};
-pub use memory::{MemoryIndex, MemoryStore};
+pub use engine::{
+    Engine, Error, Issued, Refreshed, Rejection, ValidApiToken, ValidSession, api_token_verdict,
+    verdict,
+};
+pub use memory::{MemoryIndex, MemoryStore, Purgeable};
 pub use model::{
-    ClientInfo, InvalidUserId, PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch,
-    UserId, UserRecord,
+    ApiTokenRecord, ClientInfo, EpochBump, InvalidUserId, PasswordHash, RefreshState, Rotation,
+    SealedSecret, SessionId, SessionRecord, SessionState, UserEpoch, UserId, UserRecord,
 };
 pub use password::{Password, PasswordError, PasswordHasher};
 pub use policy::{Policy, PolicyError};
 pub use reason::{Reason, Revocation};
-pub use store::{Store, StoreError, StoreResult};
+pub use store::{Purged, Store, StoreError, StoreResult};
 pub use token::{Token, TokenError, TokenId, TokenKind};

@@ -10,16 +10,20 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::clock::Timestamp;
 use crate::model::{
-    PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch, UserId, UserRecord,
+    ApiTokenRecord, EpochBump, PasswordHash, RefreshState, Rotation, SessionId, SessionRecord,
+    SessionState, UserEpoch, UserId, UserRecord,
 };
 use crate::reason::Revocation;
+use crate::store::Purged;
 use crate::store::{Store, StoreError, StoreResult};
+use crate::token::TokenId;
 
 #[derive(Debug, Default)]
 struct UserEntry {
     epoch: UserEpoch,
     credentials: Option<(String, PasswordHash)>,
     sessions: Vec<SessionId>,
+    api_tokens: Vec<TokenId>,
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +31,19 @@ struct Inner {
     sessions: HashMap<SessionId, SessionRecord>,
     users: HashMap<UserId, UserEntry>,
     usernames: HashMap<String, UserId>,
+    refresh: HashMap<TokenId, RefreshState>,
+    api_tokens: HashMap<TokenId, ApiTokenRecord>,
+}
+
+/// The records a purge at some cutoff deletes (see [`MemoryIndex::purgeable`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purgeable {
+    /// Sessions whose idle deadline is at or before the cutoff.
+    pub sessions: Vec<SessionId>,
+    /// Refresh tokens of those sessions (and of sessions already gone).
+    pub refresh_tokens: Vec<TokenId>,
+    /// API tokens that ended at or before the cutoff.
+    pub api_tokens: Vec<TokenId>,
 }
 
 /// Sessions, epochs and users in memory, behind one reader-writer lock.
@@ -110,17 +127,14 @@ impl MemoryIndex {
     pub fn revoke_user_sessions(
         &self,
         user: &UserId,
-        revocation: Revocation,
+        bump: EpochBump,
         keep: Option<&SessionId>,
     ) -> UserEpoch {
         let mut g = self.write();
         let inner = &mut *g;
         let entry = inner.users.entry(user.clone()).or_default();
         let old = entry.epoch.epoch;
-        entry.epoch = UserEpoch {
-            epoch: old + 1,
-            last_bump: Some(revocation),
-        };
+        entry.epoch = entry.epoch.bumped(bump);
         let new = entry.epoch;
         if let Some(rec) = keep.and_then(|k| inner.sessions.get_mut(k)) {
             let s = &mut rec.state;
@@ -154,33 +168,194 @@ impl MemoryIndex {
             .unwrap_or_default()
     }
 
-    /// The ids that [`MemoryIndex::purge_sessions`] would delete for `cutoff`.
-    pub fn purgeable_sessions(&self, cutoff: Timestamp) -> Vec<SessionId> {
-        self.read()
+    /// What [`MemoryIndex::purge`] would delete for `cutoff`.
+    pub fn purgeable(&self, cutoff: Timestamp) -> Purgeable {
+        let g = self.read();
+        let sessions: Vec<SessionId> = g
             .sessions
             .values()
             .filter(|r| r.state.idle_deadline <= cutoff)
             .map(|r| r.state.id)
-            .collect()
+            .collect();
+        let refresh_tokens = g
+            .refresh
+            .values()
+            .filter(|r| {
+                g.sessions
+                    .get(&r.session_id)
+                    .is_none_or(|s| s.state.idle_deadline <= cutoff)
+            })
+            .map(|r| r.id)
+            .collect();
+        let api_tokens = g
+            .api_tokens
+            .values()
+            .filter(|t| {
+                let epoch = g.users.get(&t.user_id).map(|u| u.epoch).unwrap_or_default();
+                t.ends_at(&epoch) <= cutoff
+            })
+            .map(|t| t.id)
+            .collect();
+        Purgeable {
+            sessions,
+            refresh_tokens,
+            api_tokens,
+        }
     }
 
-    /// See [`Store::purge_sessions`].
-    pub fn purge_sessions(&self, cutoff: Timestamp) -> u64 {
+    /// See [`Store::purge`].
+    pub fn purge(&self, cutoff: Timestamp) -> Purged {
+        let doomed = self.purgeable(cutoff);
+        self.delete(&doomed)
+    }
+
+    /// Deletes exactly the listed records (and their index entries).
+    pub fn delete(&self, doomed: &Purgeable) -> Purged {
         let mut g = self.write();
         let inner = &mut *g;
-        let mut purged = 0;
-        inner.sessions.retain(|_, r| {
-            let keep = r.state.idle_deadline > cutoff;
-            purged += u64::from(!keep);
-            keep
-        });
-        if purged > 0 {
-            let sessions = &inner.sessions;
+        let mut purged = Purged::default();
+        for id in &doomed.sessions {
+            purged.sessions += u64::from(inner.sessions.remove(id).is_some());
+        }
+        for id in &doomed.refresh_tokens {
+            purged.refresh_tokens += u64::from(inner.refresh.remove(id).is_some());
+        }
+        for id in &doomed.api_tokens {
+            purged.api_tokens += u64::from(inner.api_tokens.remove(id).is_some());
+        }
+        if purged.sessions + purged.api_tokens > 0 {
+            let (sessions, tokens) = (&inner.sessions, &inner.api_tokens);
             for u in inner.users.values_mut() {
                 u.sessions.retain(|id| sessions.contains_key(id));
+                u.api_tokens.retain(|id| tokens.contains_key(id));
             }
         }
         purged
+    }
+
+    /// See [`Store::insert_refresh`].
+    pub fn insert_refresh(&self, record: RefreshState) -> StoreResult<()> {
+        let mut g = self.write();
+        if g.refresh.contains_key(&record.id) {
+            return Err(StoreError::Conflict("refresh_token"));
+        }
+        g.refresh.insert(record.id, record);
+        Ok(())
+    }
+
+    /// See [`Store::load_refresh`].
+    pub fn load_refresh(&self, id: &TokenId) -> Option<RefreshState> {
+        self.read().refresh.get(id).cloned()
+    }
+
+    /// See [`Store::rotate_refresh`].
+    pub fn rotate_refresh(
+        &self,
+        id: &TokenId,
+        rotation: Rotation,
+        successor: RefreshState,
+    ) -> StoreResult<Option<Rotation>> {
+        let mut g = self.write();
+        let inner = &mut *g;
+        if inner.refresh.contains_key(&successor.id) {
+            return Err(StoreError::Conflict("refresh_token"));
+        }
+        let current = inner
+            .refresh
+            .get_mut(id)
+            .ok_or(StoreError::NotFound("refresh_token"))?;
+        if let Some(done) = current.rotated {
+            return Ok(Some(done));
+        }
+        current.rotated = Some(rotation);
+        inner.refresh.insert(successor.id, successor);
+        Ok(None)
+    }
+
+    /// See [`Store::insert_api_token`].
+    pub fn insert_api_token(&self, record: ApiTokenRecord) -> StoreResult<()> {
+        let mut g = self.write();
+        let inner = &mut *g;
+        if inner.api_tokens.contains_key(&record.id) {
+            return Err(StoreError::Conflict("api_token"));
+        }
+        let user = inner.users.entry(record.user_id.clone()).or_default();
+        if user.epoch.epoch != record.epoch {
+            return Err(StoreError::EpochMoved);
+        }
+        user.api_tokens.push(record.id);
+        inner.api_tokens.insert(record.id, record);
+        Ok(())
+    }
+
+    /// See [`Store::load_api_token`].
+    pub fn load_api_token(&self, id: &TokenId) -> Option<(ApiTokenRecord, UserEpoch)> {
+        let g = self.read();
+        let t = g.api_tokens.get(id)?;
+        let epoch = g.users.get(&t.user_id).map(|u| u.epoch).unwrap_or_default();
+        Some((t.clone(), epoch))
+    }
+
+    /// See [`Store::touch_api_token`].
+    pub fn touch_api_token(&self, id: &TokenId, used_at: Timestamp) {
+        if let Some(t) = self.write().api_tokens.get_mut(id)
+            && t.revoked.is_none()
+            && t.last_used_at.is_none_or(|l| l < used_at)
+        {
+            t.last_used_at = Some(used_at);
+        }
+    }
+
+    /// See [`Store::revoke_api_token`].
+    pub fn revoke_api_token(&self, id: &TokenId, revocation: Revocation) -> bool {
+        match self.write().api_tokens.get_mut(id) {
+            Some(t) if t.revoked.is_none() => {
+                t.revoked = Some(revocation);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// See [`Store::list_user_api_tokens`].
+    pub fn list_user_api_tokens(&self, user: &UserId) -> Vec<ApiTokenRecord> {
+        let g = self.read();
+        g.users
+            .get(user)
+            .map(|u| {
+                u.api_tokens
+                    .iter()
+                    .filter_map(|id| g.api_tokens.get(id).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Loads an API token as it was persisted, bypassing the epoch check: for
+    /// durable stores rebuilding the index at start-up.
+    pub fn restore_api_token(&self, record: ApiTokenRecord) {
+        let mut g = self.write();
+        let inner = &mut *g;
+        let user = inner.users.entry(record.user_id.clone()).or_default();
+        if !user.api_tokens.contains(&record.id) {
+            user.api_tokens.push(record.id);
+        }
+        inner.api_tokens.insert(record.id, record);
+    }
+
+    /// Loads a refresh token as it was persisted: for durable stores at start-up.
+    pub fn restore_refresh(&self, record: RefreshState) {
+        self.write().refresh.insert(record.id, record);
+    }
+
+    /// Loads a user's credentials as persisted: for durable stores at start-up.
+    /// Replaces any credentials the user had.
+    pub fn restore_user(&self, id: &UserId, username: &str, password_hash: PasswordHash) {
+        let mut g = self.write();
+        let inner = &mut *g;
+        inner.users.entry(id.clone()).or_default().credentials =
+            Some((username.to_owned(), password_hash));
+        inner.usernames.insert(username.to_owned(), id.clone());
     }
 
     /// See [`Store::create_user`].
@@ -221,7 +396,7 @@ impl MemoryIndex {
         &self,
         id: &UserId,
         password_hash: PasswordHash,
-        revocation: Revocation,
+        bump: EpochBump,
     ) -> StoreResult<UserEpoch> {
         let mut g = self.write();
         match g.users.get_mut(id) {
@@ -231,10 +406,7 @@ impl MemoryIndex {
                 ..
             }) => {
                 *hash = password_hash;
-                *epoch = UserEpoch {
-                    epoch: epoch.epoch + 1,
-                    last_bump: Some(revocation),
-                };
+                *epoch = epoch.bumped(bump);
                 Ok(*epoch)
             }
             _ => Err(StoreError::NotFound("user")),
@@ -322,10 +494,10 @@ impl Store for MemoryStore {
     async fn revoke_user_sessions(
         &self,
         user: &UserId,
-        revocation: Revocation,
+        bump: EpochBump,
         keep: Option<&SessionId>,
     ) -> StoreResult<UserEpoch> {
-        Ok(self.index.revoke_user_sessions(user, revocation, keep))
+        Ok(self.index.revoke_user_sessions(user, bump, keep))
     }
 
     async fn user_epoch(&self, user: &UserId) -> StoreResult<UserEpoch> {
@@ -336,8 +508,8 @@ impl Store for MemoryStore {
         Ok(self.index.list_user_sessions(user))
     }
 
-    async fn purge_sessions(&self, cutoff: Timestamp) -> StoreResult<u64> {
-        Ok(self.index.purge_sessions(cutoff))
+    async fn purge(&self, cutoff: Timestamp) -> StoreResult<Purged> {
+        Ok(self.index.purge(cutoff))
     }
 
     async fn create_user(
@@ -361,8 +533,49 @@ impl Store for MemoryStore {
         &self,
         id: &UserId,
         password_hash: PasswordHash,
-        revocation: Revocation,
+        bump: EpochBump,
     ) -> StoreResult<UserEpoch> {
-        self.index.set_password(id, password_hash, revocation)
+        self.index.set_password(id, password_hash, bump)
+    }
+
+    async fn insert_refresh(&self, record: RefreshState) -> StoreResult<()> {
+        self.index.insert_refresh(record)
+    }
+
+    async fn load_refresh(&self, id: &TokenId) -> StoreResult<Option<RefreshState>> {
+        Ok(self.index.load_refresh(id))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        id: &TokenId,
+        rotation: Rotation,
+        successor: RefreshState,
+    ) -> StoreResult<Option<Rotation>> {
+        self.index.rotate_refresh(id, rotation, successor)
+    }
+
+    async fn insert_api_token(&self, record: ApiTokenRecord) -> StoreResult<()> {
+        self.index.insert_api_token(record)
+    }
+
+    async fn load_api_token(
+        &self,
+        id: &TokenId,
+    ) -> StoreResult<Option<(ApiTokenRecord, UserEpoch)>> {
+        Ok(self.index.load_api_token(id))
+    }
+
+    async fn touch_api_token(&self, id: &TokenId, used_at: Timestamp) -> StoreResult<()> {
+        self.index.touch_api_token(id, used_at);
+        Ok(())
+    }
+
+    async fn revoke_api_token(&self, id: &TokenId, revocation: Revocation) -> StoreResult<bool> {
+        Ok(self.index.revoke_api_token(id, revocation))
+    }
+
+    async fn list_user_api_tokens(&self, user: &UserId) -> StoreResult<Vec<ApiTokenRecord>> {
+        Ok(self.index.list_user_api_tokens(user))
     }
 }

@@ -130,12 +130,113 @@ pub struct SessionRecord {
 }
 
 /// A user's credential epoch: bumping it ends every session created before.
+///
+/// Personal API tokens have their own floor: a bump ends them only when it says so
+/// (by default a password change does, "sign out everywhere" does not), so an API
+/// token is alive while its epoch is at least `api_token_floor`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UserEpoch {
     /// Current epoch; starts at 0.
     pub epoch: u64,
     /// The most recent bump: why and when. `None` while `epoch` is 0.
     pub last_bump: Option<Revocation>,
+    /// API tokens created at an epoch below this are ended. Starts at 0.
+    pub api_token_floor: u64,
+    /// The bump that last raised `api_token_floor`.
+    pub api_token_bump: Option<Revocation>,
+}
+
+/// An epoch bump: why, and whether it also ends the user's API tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochBump {
+    /// Reason and time, recorded as the user's `last_bump`.
+    pub revocation: Revocation,
+    /// Whether API tokens created before the bump end too.
+    pub end_api_tokens: bool,
+}
+
+impl UserEpoch {
+    /// This epoch after `bump`: what every store computes, atomically.
+    #[must_use]
+    pub fn bumped(self, bump: EpochBump) -> UserEpoch {
+        let epoch = self.epoch + 1;
+        let (api_token_floor, api_token_bump) = if bump.end_api_tokens {
+            (epoch, Some(bump.revocation))
+        } else {
+            (self.api_token_floor, self.api_token_bump)
+        };
+        UserEpoch {
+            epoch,
+            last_bump: Some(bump.revocation),
+            api_token_floor,
+            api_token_bump,
+        }
+    }
+}
+
+/// A secret sealed so that only the holder of another token can open it: the
+/// successor of a rotated refresh token, kept so that a retry within the grace
+/// window gets the same successor. A store dump alone cannot open it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SealedSecret(pub [u8; 32]);
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealedSecret(..)")
+    }
+}
+
+/// How a refresh token was replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// When.
+    pub at: Timestamp,
+    /// The successor's id.
+    pub successor: TokenId,
+    /// The successor's verifier, sealed under this token's verifier.
+    pub sealed_successor: SealedSecret,
+}
+
+/// A refresh token: server-side state bound to a session. It lives exactly as long
+/// as its session, and is replaced (rotated) on every use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshState {
+    /// Public id (token selector).
+    pub id: TokenId,
+    /// Hash of the token's secret verifier.
+    pub verifier_hash: VerifierHash,
+    /// The session it belongs to.
+    pub session_id: SessionId,
+    /// The session's user.
+    pub user_id: UserId,
+    /// When it was issued.
+    pub created_at: Timestamp,
+    /// Set once, when it is used and replaced; never cleared.
+    pub rotated: Option<Rotation>,
+}
+
+/// A user's personal API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::struct_field_names)]
+pub struct ApiTokenRecord {
+    /// Public id (token selector).
+    pub id: TokenId,
+    /// Hash of the token's secret verifier.
+    pub verifier_hash: VerifierHash,
+    /// Owner.
+    pub user_id: UserId,
+    /// The owner's label for it (1 to 100 characters).
+    pub name: String,
+    /// The user's epoch when it was created.
+    pub epoch: u64,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// It ends with `absolute_timeout` at this instant.
+    pub expires_at: Timestamp,
+    /// Last use (coalesced like session touches), if any.
+    pub last_used_at: Option<Timestamp>,
+    /// Set once when it is revoked; never cleared.
+    pub revoked: Option<Revocation>,
 }
 
 /// An argon2id hash in PHC string form. Not a secret in itself, but never printed.
@@ -173,6 +274,22 @@ pub struct UserRecord {
     /// this record's password carries this epoch, so a concurrent password change
     /// cannot leave it alive.
     pub epoch: u64,
+}
+
+impl ApiTokenRecord {
+    /// When the token ended, or will end without further action: the earliest of
+    /// its revocation, the bump that raised the API-token floor above its epoch,
+    /// and its expiry.
+    pub fn ends_at(&self, user: &UserEpoch) -> Timestamp {
+        // Below the floor without a recorded bump (a store lost it): ended long ago.
+        let floor = (self.epoch < user.api_token_floor)
+            .then(|| user.api_token_bump.map_or(Timestamp::EPOCH, |b| b.at));
+        [self.revoked.map(|r| r.at), floor, Some(self.expires_at)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.expires_at)
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,17 @@ pub struct Policy {
     /// moment its token could have been valid, so that a returning client is told
     /// why it was signed out. Default 1 hour.
     pub tombstone_retention: Duration,
+    /// Lifetime of a JWT access token. Default 5 minutes.
+    pub access_token_ttl: Duration,
+    /// A rotated refresh token presented again within this window returns the same
+    /// successor (a client retrying after a network error, several tabs) instead of
+    /// revoking the session. Default 5 seconds; zero disables it.
+    pub refresh_reuse_grace: Duration,
+    /// Longest lifetime of a personal API token. Default 90 days.
+    pub api_token_max_ttl: Duration,
+    /// Whether a password change (and an admin revoke-all with `password_changed`)
+    /// also ends the user's API tokens. Default `true`.
+    pub revoke_api_tokens_on_password_change: bool,
 }
 
 /// The longest timeout accepted (about ten years): bounds deadline arithmetic.
@@ -40,6 +51,10 @@ impl Default for Policy {
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: Duration::from_secs(12 * 3600),
             tombstone_retention: Duration::from_secs(3600),
+            access_token_ttl: Duration::from_secs(5 * 60),
+            refresh_reuse_grace: Duration::from_secs(5),
+            api_token_max_ttl: Duration::from_secs(90 * 86_400),
+            revoke_api_tokens_on_password_change: true,
         }
     }
 }
@@ -80,6 +95,31 @@ impl Policy {
             return Err(PolicyError {
                 key: "idle_timeout",
                 problem: "must not be longer than absolute_timeout",
+            });
+        }
+        if self.access_token_ttl < Duration::from_secs(1) {
+            return Err(PolicyError {
+                key: "access_token_ttl",
+                problem: "must be at least 1s",
+            });
+        }
+        if self.access_token_ttl > Duration::from_secs(24 * 3600) {
+            return Err(PolicyError {
+                key: "access_token_ttl",
+                problem: "must be at most 24h (access tokens are short-lived by design)",
+            });
+        }
+        if self.refresh_reuse_grace > Duration::from_secs(60) {
+            return Err(PolicyError {
+                key: "refresh_reuse_grace",
+                problem: "must be at most 60s",
+            });
+        }
+        if self.api_token_max_ttl < Duration::from_secs(60) || self.api_token_max_ttl > MAX_TIMEOUT
+        {
+            return Err(PolicyError {
+                key: "api_token_max_ttl",
+                problem: "must be between 1m and 10 years",
             });
         }
         if self.tombstone_retention > MAX_TIMEOUT {
@@ -143,6 +183,43 @@ mod tests {
                 .to_string()
                 .contains("idle_timeout")
         );
+    }
+
+    #[test]
+    fn token_settings_are_bounded() {
+        let bad = [
+            Policy {
+                access_token_ttl: Duration::ZERO,
+                ..Policy::default()
+            },
+            Policy {
+                access_token_ttl: Duration::from_secs(2 * 86_400),
+                ..Policy::default()
+            },
+            Policy {
+                refresh_reuse_grace: Duration::from_secs(120),
+                ..Policy::default()
+            },
+            Policy {
+                api_token_max_ttl: Duration::from_secs(1),
+                ..Policy::default()
+            },
+        ];
+        let keys: Vec<_> = bad.iter().map(|p| p.validate().unwrap_err().key).collect();
+        assert_eq!(
+            keys,
+            [
+                "access_token_ttl",
+                "access_token_ttl",
+                "refresh_reuse_grace",
+                "api_token_max_ttl"
+            ]
+        );
+        let zero_grace = Policy {
+            refresh_reuse_grace: Duration::ZERO,
+            ..Policy::default()
+        };
+        zero_grace.validate().unwrap();
     }
 
     #[test]

@@ -10,9 +10,11 @@ use std::future::Future;
 
 use crate::clock::Timestamp;
 use crate::model::{
-    PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch, UserId, UserRecord,
+    ApiTokenRecord, EpochBump, PasswordHash, RefreshState, Rotation, SessionId, SessionRecord,
+    SessionState, UserEpoch, UserId, UserRecord,
 };
 use crate::reason::Revocation;
+use crate::token::TokenId;
 
 /// A failure of a store operation.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +48,18 @@ impl StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Where sessions, credential epochs and users live.
+/// How many records a purge deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Session records.
+    pub sessions: u64,
+    /// Refresh-token records.
+    pub refresh_tokens: u64,
+    /// API-token records.
+    pub api_tokens: u64,
+}
+
+/// Where sessions, refresh and API tokens, credential epochs and users live.
 ///
 /// "Durable" below means: once the method returns `Ok`, the change survives a crash
 /// of the process (and, for replicated backends, of one node).
@@ -92,32 +105,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends every session of `user` in O(1) by bumping the credential epoch.
     ///
-    /// Atomically: `epoch += 1` and `last_bump = revocation` (creating the user's
-    /// epoch record if needed); if `keep` names an unrevoked session of this user
+    /// Atomically: the user's epoch becomes [`UserEpoch::bumped`]`(bump)` (creating
+    /// the user's epoch record if needed), which also raises the API-token floor
+    /// when `bump.end_api_tokens`; if `keep` names an unrevoked session of this user
     /// that was current before the bump, it is carried to the new epoch and
     /// survives. Returns the new epoch. Durable.
     fn revoke_user_sessions(
         &self,
         user: &UserId,
-        revocation: Revocation,
+        bump: EpochBump,
         keep: Option<&SessionId>,
     ) -> impl Future<Output = StoreResult<UserEpoch>> + Send;
 
     /// The user's current epoch (the default, epoch 0, for a user never seen).
     fn user_epoch(&self, user: &UserId) -> impl Future<Output = StoreResult<UserEpoch>> + Send;
 
-    /// Every stored record of `user`, ended ones included (the engine filters), in
-    /// no particular order.
+    /// Every stored session record of `user`, ended ones included (the engine
+    /// filters), in no particular order.
     fn list_user_sessions(
         &self,
         user: &UserId,
     ) -> impl Future<Output = StoreResult<Vec<SessionRecord>>> + Send;
 
-    /// Deletes every session whose `idle_deadline` is at or before `cutoff`, and
-    /// returns how many. (A revoked session's idle deadline is frozen when it is
-    /// revoked, and never later than its absolute deadline, so this removes exactly
-    /// the records whose token could not have been valid since `cutoff`.)
-    fn purge_sessions(&self, cutoff: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Deletes what can no longer matter at `cutoff`: every session whose
+    /// `idle_deadline` is at or before it (a revoked session's idle deadline is
+    /// frozen when it is revoked, and never later than its absolute deadline, so
+    /// these are exactly the records whose token could not have been valid since
+    /// `cutoff`), the refresh tokens of those sessions and of sessions already gone,
+    /// and every API token whose [`ApiTokenRecord::ends_at`] is at or before it.
+    fn purge(&self, cutoff: Timestamp) -> impl Future<Output = StoreResult<Purged>> + Send;
 
     /// Adds a user with credentials. Fails with [`StoreError::Conflict`]
     /// (`"username"` or `"user"`) if either is taken. Durable.
@@ -139,93 +155,114 @@ pub trait Store: Send + Sync + 'static {
     fn get_user(&self, id: &UserId)
     -> impl Future<Output = StoreResult<Option<UserRecord>>> + Send;
 
-    /// Replaces the password hash and bumps the epoch with `revocation`, in one
-    /// atomic step: there is no moment at which the new password works and old
-    /// sessions are alive. [`StoreError::NotFound`]`("user")` for an unknown user.
-    /// Returns the new epoch. Durable.
+    /// Replaces the password hash and bumps the epoch with `bump`, in one atomic
+    /// step: there is no moment at which the new password works and old sessions
+    /// (or, with `bump.end_api_tokens`, old API tokens) are alive.
+    /// [`StoreError::NotFound`]`("user")` for an unknown user. Returns the new epoch.
+    /// Durable.
     fn set_password(
         &self,
         id: &UserId,
         password_hash: PasswordHash,
-        revocation: Revocation,
+        bump: EpochBump,
     ) -> impl Future<Output = StoreResult<UserEpoch>> + Send;
+
+    /// Adds a refresh token. Fails with [`StoreError::Conflict`]`("refresh_token")`
+    /// if the id exists. `record.rotated` is `None`. Durable.
+    fn insert_refresh(&self, record: RefreshState) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The refresh token's record, or `None`.
+    fn load_refresh(
+        &self,
+        id: &TokenId,
+    ) -> impl Future<Output = StoreResult<Option<RefreshState>>> + Send;
+
+    /// Replaces refresh token `id` by `successor`, exactly once.
+    ///
+    /// Atomically: if `id` is not rotated yet, sets its `rotated` to `rotation`,
+    /// stores `successor`, and returns `None` (this call rotated it). If it was
+    /// already rotated, changes nothing and returns that earlier rotation — so of
+    /// any number of simultaneous uses of one token, exactly one rotates it.
+    /// [`StoreError::NotFound`]`("refresh_token")` for an unknown id;
+    /// [`StoreError::Conflict`]`("refresh_token")` if the successor's id exists.
+    /// Durable.
+    fn rotate_refresh(
+        &self,
+        id: &TokenId,
+        rotation: Rotation,
+        successor: RefreshState,
+    ) -> impl Future<Output = StoreResult<Option<Rotation>>> + Send;
+
+    /// Adds a personal API token. Atomically: [`StoreError::Conflict`]`("api_token")`
+    /// if the id exists; [`StoreError::EpochMoved`] if `record.epoch` is not the
+    /// user's current epoch; otherwise stores it under its user. Durable.
+    fn insert_api_token(
+        &self,
+        record: ApiTokenRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The API token's record and its user's current epoch, or `None`.
+    fn load_api_token(
+        &self,
+        id: &TokenId,
+    ) -> impl Future<Output = StoreResult<Option<(ApiTokenRecord, UserEpoch)>>> + Send;
+
+    /// Records a use: sets `last_used_at` if the token exists, is not revoked and
+    /// `used_at` is later. May be buffered.
+    fn touch_api_token(
+        &self,
+        id: &TokenId,
+        used_at: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Revokes one API token; the first reason wins; returns whether this call
+    /// revoked it (`false` for unknown ids). Durable.
+    fn revoke_api_token(
+        &self,
+        id: &TokenId,
+        revocation: Revocation,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Every stored API token of `user`, ended ones included, in no particular order.
+    fn list_user_api_tokens(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = StoreResult<Vec<ApiTokenRecord>>> + Send;
+}
+
+/// Forwards every method of [`Store`] to `(**self)`.
+macro_rules! forward_store {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
+        $(
+            fn $name(&self, $($arg: $ty),*) -> impl Future<Output = StoreResult<$out>> + Send {
+                (**self).$name($($arg),*)
+            }
+        )*
+    };
 }
 
 /// A shared store is a store: lets tests and servers hand one backend to many tasks.
 impl<S: Store> Store for std::sync::Arc<S> {
-    fn insert_session(
-        &self,
-        record: SessionRecord,
-    ) -> impl Future<Output = StoreResult<()>> + Send {
-        (**self).insert_session(record)
-    }
-    fn load_session(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = StoreResult<Option<(SessionState, UserEpoch)>>> + Send {
-        (**self).load_session(id)
-    }
-    fn touch_session(
-        &self,
-        id: &SessionId,
-        seen_at: Timestamp,
-        idle_deadline: Timestamp,
-    ) -> impl Future<Output = StoreResult<()>> + Send {
-        (**self).touch_session(id, seen_at, idle_deadline)
-    }
-    fn revoke_session(
-        &self,
-        id: &SessionId,
-        revocation: Revocation,
-    ) -> impl Future<Output = StoreResult<bool>> + Send {
-        (**self).revoke_session(id, revocation)
-    }
-    fn revoke_user_sessions(
-        &self,
-        user: &UserId,
-        revocation: Revocation,
-        keep: Option<&SessionId>,
-    ) -> impl Future<Output = StoreResult<UserEpoch>> + Send {
-        (**self).revoke_user_sessions(user, revocation, keep)
-    }
-    fn user_epoch(&self, user: &UserId) -> impl Future<Output = StoreResult<UserEpoch>> + Send {
-        (**self).user_epoch(user)
-    }
-    fn list_user_sessions(
-        &self,
-        user: &UserId,
-    ) -> impl Future<Output = StoreResult<Vec<SessionRecord>>> + Send {
-        (**self).list_user_sessions(user)
-    }
-    fn purge_sessions(&self, cutoff: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send {
-        (**self).purge_sessions(cutoff)
-    }
-    fn create_user(
-        &self,
-        id: &UserId,
-        username: &str,
-        password_hash: PasswordHash,
-    ) -> impl Future<Output = StoreResult<()>> + Send {
-        (**self).create_user(id, username, password_hash)
-    }
-    fn find_user_by_username(
-        &self,
-        username: &str,
-    ) -> impl Future<Output = StoreResult<Option<UserRecord>>> + Send {
-        (**self).find_user_by_username(username)
-    }
-    fn get_user(
-        &self,
-        id: &UserId,
-    ) -> impl Future<Output = StoreResult<Option<UserRecord>>> + Send {
-        (**self).get_user(id)
-    }
-    fn set_password(
-        &self,
-        id: &UserId,
-        password_hash: PasswordHash,
-        revocation: Revocation,
-    ) -> impl Future<Output = StoreResult<UserEpoch>> + Send {
-        (**self).set_password(id, password_hash, revocation)
+    forward_store! {
+        insert_session(record: SessionRecord) -> ();
+        load_session(id: &SessionId) -> Option<(SessionState, UserEpoch)>;
+        touch_session(id: &SessionId, seen_at: Timestamp, idle_deadline: Timestamp) -> ();
+        revoke_session(id: &SessionId, revocation: Revocation) -> bool;
+        revoke_user_sessions(user: &UserId, bump: EpochBump, keep: Option<&SessionId>) -> UserEpoch;
+        user_epoch(user: &UserId) -> UserEpoch;
+        list_user_sessions(user: &UserId) -> Vec<SessionRecord>;
+        purge(cutoff: Timestamp) -> Purged;
+        create_user(id: &UserId, username: &str, password_hash: PasswordHash) -> ();
+        find_user_by_username(username: &str) -> Option<UserRecord>;
+        get_user(id: &UserId) -> Option<UserRecord>;
+        set_password(id: &UserId, password_hash: PasswordHash, bump: EpochBump) -> UserEpoch;
+        insert_refresh(record: RefreshState) -> ();
+        load_refresh(id: &TokenId) -> Option<RefreshState>;
+        rotate_refresh(id: &TokenId, rotation: Rotation, successor: RefreshState) -> Option<Rotation>;
+        insert_api_token(record: ApiTokenRecord) -> ();
+        load_api_token(id: &TokenId) -> Option<(ApiTokenRecord, UserEpoch)>;
+        touch_api_token(id: &TokenId, used_at: Timestamp) -> ();
+        revoke_api_token(id: &TokenId, revocation: Revocation) -> bool;
+        list_user_api_tokens(user: &UserId) -> Vec<ApiTokenRecord>;
     }
 }

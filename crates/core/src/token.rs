@@ -226,6 +226,36 @@ impl Token {
         })
     }
 
+    /// Seals `successor`'s verifier so that only a holder of `self` can open it
+    /// again ([`Token::unseal`]): XOR with SHA-256 of a label, this token's verifier
+    /// and the successor's id. A store keeps the result; without `self`'s verifier,
+    /// which no store has, it reveals nothing.
+    pub fn seal(&self, successor: &Token) -> [u8; VERIFIER_LEN] {
+        let mut out = self.seal_key(successor.kind, successor.id);
+        for (o, v) in out.iter_mut().zip(successor.verifier) {
+            *o ^= v;
+        }
+        out
+    }
+
+    /// Opens what [`Token::seal`] sealed: the successor token of `kind` with `id`.
+    pub fn unseal(&self, kind: TokenKind, id: TokenId, sealed: &[u8; VERIFIER_LEN]) -> Token {
+        let mut verifier = self.seal_key(kind, id);
+        for (v, s) in verifier.iter_mut().zip(sealed) {
+            *v ^= s;
+        }
+        Token { kind, id, verifier }
+    }
+
+    fn seal_key(&self, kind: TokenKind, id: TokenId) -> [u8; VERIFIER_LEN] {
+        let mut h = Sha256::new();
+        h.update(b"sessionguard/seal/v1");
+        h.update([self.kind.tag(), kind.tag()]);
+        h.update(self.verifier);
+        h.update(id.0);
+        h.finalize().into()
+    }
+
     /// The kind of this token.
     pub fn kind(&self) -> TokenKind {
         self.kind
@@ -375,6 +405,19 @@ mod tests {
         assert!(dbg.contains("<redacted>"));
         assert!(!dbg.contains(&text[4..]));
         assert!(!format!("{:?}", t.verifier_hash()).contains(|c: char| c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn sealed_successor_opens_only_with_the_predecessor() {
+        let old = Token::generate(TokenKind::Refresh);
+        let new = Token::generate(TokenKind::Refresh);
+        let sealed = old.seal(&new);
+        let opened = old.unseal(TokenKind::Refresh, new.id(), &sealed);
+        assert_eq!(*opened.reveal(), *new.reveal());
+        let stranger = Token::generate(TokenKind::Refresh);
+        let wrong = stranger.unseal(TokenKind::Refresh, new.id(), &sealed);
+        assert!(!wrong.verify(&new.verifier_hash()));
+        assert_ne!(sealed, new.verifier, "the sealed form is not the secret");
     }
 
     #[test]

@@ -1,81 +1,17 @@
 //! Every engine rule on a manual clock, each with a passing and a failing case.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sessionguard_core::{
     ClientInfo, Engine, Error, ManualClock, MemoryStore, PasswordHash, Policy, Reason, Rejection,
-    Revocation, SessionId, SessionRecord, SessionState, Store, StoreResult, Timestamp, Token,
-    TokenKind, UserEpoch, UserId, UserRecord,
+    Store, Timestamp, Token, TokenKind, UserId,
 };
+use sessionguard_test_kit::Instrumented;
 
 const MIN: Duration = Duration::from_secs(60);
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
-/// A memory store that counts reads and touches.
-#[derive(Clone, Default)]
-struct Counting {
-    inner: MemoryStore,
-    loads: Arc<AtomicUsize>,
-    touches: Arc<AtomicUsize>,
-}
-
-impl Store for Counting {
-    async fn insert_session(&self, record: SessionRecord) -> StoreResult<()> {
-        self.inner.insert_session(record).await
-    }
-    async fn load_session(&self, id: &SessionId) -> StoreResult<Option<(SessionState, UserEpoch)>> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load_session(id).await
-    }
-    async fn touch_session(
-        &self,
-        id: &SessionId,
-        seen: Timestamp,
-        idle: Timestamp,
-    ) -> StoreResult<()> {
-        self.touches.fetch_add(1, Ordering::SeqCst);
-        self.inner.touch_session(id, seen, idle).await
-    }
-    async fn revoke_session(&self, id: &SessionId, r: Revocation) -> StoreResult<bool> {
-        self.inner.revoke_session(id, r).await
-    }
-    async fn revoke_user_sessions(
-        &self,
-        user: &UserId,
-        r: Revocation,
-        keep: Option<&SessionId>,
-    ) -> StoreResult<UserEpoch> {
-        self.inner.revoke_user_sessions(user, r, keep).await
-    }
-    async fn user_epoch(&self, user: &UserId) -> StoreResult<UserEpoch> {
-        self.inner.user_epoch(user).await
-    }
-    async fn list_user_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionRecord>> {
-        self.inner.list_user_sessions(user).await
-    }
-    async fn purge_sessions(&self, cutoff: Timestamp) -> StoreResult<u64> {
-        self.inner.purge_sessions(cutoff).await
-    }
-    async fn create_user(&self, id: &UserId, name: &str, h: PasswordHash) -> StoreResult<()> {
-        self.inner.create_user(id, name, h).await
-    }
-    async fn find_user_by_username(&self, name: &str) -> StoreResult<Option<UserRecord>> {
-        self.inner.find_user_by_username(name).await
-    }
-    async fn get_user(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
-        self.inner.get_user(id).await
-    }
-    async fn set_password(
-        &self,
-        id: &UserId,
-        h: PasswordHash,
-        r: Revocation,
-    ) -> StoreResult<UserEpoch> {
-        self.inner.set_password(id, h, r).await
-    }
-}
+type Counting = Instrumented<MemoryStore>;
 
 struct Fixture {
     engine: Engine<Counting, ManualClock>,
@@ -85,7 +21,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let clock = ManualClock::new(T0);
-    let store = Counting::default();
+    let store = Instrumented::new(MemoryStore::new());
     let engine = Engine::with_clock(store.clone(), clock.clone(), Policy::default()).unwrap();
     Fixture {
         engine,
@@ -184,7 +120,7 @@ async fn status_never_extends_the_idle_deadline() {
         rejected(f.engine.status(&token).await).reason,
         Reason::IdleTimeout
     );
-    assert_eq!(f.store.touches.load(Ordering::SeqCst), 0);
+    assert_eq!(f.store.touches(), 0);
 }
 
 #[tokio::test]
@@ -197,7 +133,7 @@ async fn touches_are_coalesced_but_the_deadline_is_never_late() {
         f.engine.validate(&token).await.unwrap();
         f.advance(Duration::from_millis(100)); // 10 s in all, below the 60 s interval
     }
-    assert_eq!(f.store.touches.load(Ordering::SeqCst), 1);
+    assert_eq!(f.store.touches(), 1);
     // The enforced deadline is the written one: 30 min after the last write, even
     // though the last check was 10 s later. Early, never late.
     let written = T0.saturating_add(35 * MIN);
@@ -397,14 +333,14 @@ async fn malformed_tokens_are_rejected_without_a_store_lookup() {
             "{bad:?}"
         );
     }
-    assert_eq!(f.store.loads.load(Ordering::SeqCst), 0);
+    assert_eq!(f.store.loads(), 0);
     // A well-formed token nobody issued does reach the store, and is invalid there.
     let unknown = Token::generate(TokenKind::Session).reveal();
     assert_eq!(
         rejected(f.engine.validate(&unknown).await),
         Rejection::INVALID
     );
-    assert_eq!(f.store.loads.load(Ordering::SeqCst), 1);
+    assert_eq!(f.store.loads(), 1);
 }
 
 #[tokio::test]
@@ -463,13 +399,13 @@ async fn tombstones_keep_the_reason_until_purged_after_retention() {
     // Retention (1 h) runs from the last moment the token could have been valid.
     f.clock
         .set(T0.saturating_add(90 * MIN - Duration::from_millis(1)));
-    assert_eq!(f.engine.purge_expired().await.unwrap(), 0);
+    assert_eq!(f.engine.purge_expired().await.unwrap().sessions, 0);
     assert_eq!(
         rejected(f.engine.validate(&token).await).reason,
         Reason::LoggedOut
     );
     f.clock.set(T0.saturating_add(90 * MIN));
-    assert_eq!(f.engine.purge_expired().await.unwrap(), 1);
+    assert_eq!(f.engine.purge_expired().await.unwrap().sessions, 1);
     assert_eq!(
         rejected(f.engine.validate(&token).await),
         Rejection::INVALID

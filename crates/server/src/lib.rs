@@ -161,7 +161,7 @@ pub fn spawn_reaper<S: Store, C: Clock>(state: AppState<S, C>, every: Duration) 
         loop {
             ticks.tick().await;
             match state.engine().purge_expired().await {
-                Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
+                Ok(purged) => tracing::debug!(?purged, "purged expired records"),
                 Err(e) => error::log_background("reaper", &e),
             }
         }

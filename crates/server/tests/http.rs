@@ -865,7 +865,7 @@ async fn unknown_routes_and_wrong_methods_get_problem_documents() {
 async fn store_failures_are_503_without_internals() {
     let app = TestApp::new();
     let alice = app.alice().await;
-    app.store.break_it();
+    app.store.fail_from_now();
     let res = Req::get("/v1/session")
         .cookie(&alice.token)
         .send(&app)
@@ -884,7 +884,7 @@ async fn store_failures_are_503_without_internals() {
 async fn a_panic_is_a_500_problem_document() {
     let app = TestApp::new();
     let alice = app.alice().await;
-    app.store.make_it_panic();
+    app.store.panic_from_now();
     let res = Req::get("/v1/session")
         .cookie(&alice.token)
         .send(&app)
@@ -918,16 +918,20 @@ async fn the_reaper_purges_sessions_past_their_tombstone_retention() {
         .create_session(&user, 0, ClientInfo::default())
         .await
         .unwrap();
-    assert_eq!(app.store.session_count(), 2);
+    assert_eq!(app.store.inner().index().session_count(), 2);
 
     let reaper = sessionguard_server::spawn_reaper(app.state.clone(), Duration::from_secs(60));
     // Ended at 0 with its idle deadline at 30m; retention 1h: purgeable after 90m.
     app.advance(69);
     tokio::time::sleep(Duration::from_secs(61)).await;
-    assert_eq!(app.store.session_count(), 2, "at 89m it is 1 minute short");
+    assert_eq!(
+        app.store.inner().index().session_count(),
+        2,
+        "at 89m it is 1 minute short"
+    );
     app.advance(1);
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(app.store.session_count(), 1);
+    assert_eq!(app.store.inner().index().session_count(), 1);
     reaper.abort();
     // The survivor is the live one (it has since timed out, but is still told why).
     let err = engine.status(&live.token.reveal()).await.unwrap_err();

@@ -3,36 +3,44 @@
 //! The durable embedded [`Store`] of sessionguard: one SQLite file, owned by one
 //! process.
 //!
-//! **Read path: memory.** A [`MemoryIndex`] holds every user, epoch and session. It
-//! is rebuilt from the file when the store is opened and is the authoritative read
-//! copy afterwards: `load_session` (the validation hot path), `user_epoch`,
-//! `list_user_sessions`, `find_user_by_username` and `get_user` never run SQL and
-//! never block on I/O.
+//! **Read path: memory.** A [`MemoryIndex`] holds every user, epoch, session,
+//! refresh token and API token. It is rebuilt from the file when the store is
+//! opened and is the authoritative read copy afterwards: `load_session` (the
+//! validation hot path), `load_refresh`, `load_api_token`, `user_epoch`, the
+//! per-user lists, `find_user_by_username` and `get_user` never run SQL and never
+//! block on I/O.
 //!
 //! **Write path: disk first, then memory, under one writer lock.** Every mutation
 //! runs on Tokio's blocking pool and takes the single writer, a mutex around the
 //! one SQLite connection. Holding it, the mutation decides its outcome from the
-//! index (conflict, epoch moved, already revoked...) — the index is exact because
-//! every write goes through this lock — writes exactly that outcome in one SQL
-//! transaction, commits, and only then applies the same change to the index. An
-//! `Ok` therefore means the change is on disk, readers never see a change that is
-//! not durable, and a failed transaction leaves the index untouched.
+//! index (conflict, epoch moved, already revoked, already rotated...) — the index
+//! is exact because every write goes through this lock — writes exactly that
+//! outcome in one SQL transaction, commits, and only then applies the same change
+//! to the index. An `Ok` therefore means the change is on disk, readers never see a
+//! change that is not durable, and a failed transaction leaves the index untouched.
+//! The compare-and-set of [`Store::rotate_refresh`] is this pattern too: of
+//! simultaneous rotations the first to take the writer finds the token unrotated
+//! and commits the rotation together with the successor; the others find it
+//! rotated and return that rotation without writing.
 //!
 //! **Durability.** The file is in WAL mode with `synchronous=FULL`, so a commit is
-//! fsynced before it is acknowledged: an acknowledged revocation survives `kill -9`
-//! and power loss. The connection runs in `locking_mode=EXCLUSIVE` and takes its
-//! lock when the store opens, so a second process opening the same file (a second
-//! server on the same data directory, which would serve from a stale cache) fails
-//! at once with [`DatabaseInUse`]. The file is created with mode 0600 (its
-//! directory, if created, 0700); it holds verifier hashes, never tokens.
+//! fsynced before it is acknowledged: an acknowledged revocation or rotation
+//! survives `kill -9` and power loss. The connection runs in `locking_mode=EXCLUSIVE`
+//! and takes its lock when the store opens, so a second process opening the same
+//! file (a second server on the same data directory, which would serve from a stale
+//! cache) fails at once with [`DatabaseInUse`]. The file is created with mode 0600
+//! (its directory, if created, 0700). It holds the ids and verifier hashes of
+//! tokens, never their text, and for a rotated refresh token the successor's
+//! verifier sealed under the predecessor's verifier, which the file does not hold.
 //!
 //! **Touches are buffered.** Recording activity happens on almost every request, so
-//! [`Store::touch_session`] only updates the index (which enforces "never revive,
-//! never shorten") and notes the new deadline in a pending map. A background thread
-//! writes the pending map in one transaction about once a second; [`SqliteStore::flush`]
-//! and dropping the last handle write it too. Losing buffered touches in a crash
-//! only gives sessions an earlier idle deadline after restart — they end sooner,
-//! which is the safe direction.
+//! [`Store::touch_session`] and [`Store::touch_api_token`] only update the index
+//! (which enforces "never revive, never shorten", "never backwards") and note the
+//! new value in a pending map. A background thread writes the pending maps in one
+//! transaction about once a second; [`SqliteStore::flush`] and dropping the last
+//! handle write them too. Losing buffered touches in a crash only gives sessions an
+//! earlier idle deadline after restart — they end sooner, which is the safe
+//! direction — and API tokens an older `last_used_at`.
 
 mod schema;
 
@@ -47,8 +55,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
 use sessionguard_core::{
-    MemoryIndex, PasswordHash, Revocation, SessionId, SessionRecord, SessionState, Store,
-    StoreError, StoreResult, Timestamp, UserEpoch, UserId, UserRecord,
+    ApiTokenRecord, EpochBump, MemoryIndex, PasswordHash, Purged, RefreshState, Revocation,
+    Rotation, SessionId, SessionRecord, SessionState, Store, StoreError, StoreResult, Timestamp,
+    TokenId, UserEpoch, UserId, UserRecord,
 };
 
 /// How often the background thread writes buffered touches.
@@ -90,7 +99,21 @@ struct Inner {
     /// The single writer. Every SQL statement after `open` runs under it.
     writer: Mutex<Connection>,
     /// Touches applied to the index but not yet written to disk.
-    touches: Mutex<HashMap<SessionId, Touch>>,
+    touches: Mutex<Pending>,
+}
+
+/// Touches and API-token uses applied to the index but not yet written to disk.
+#[derive(Debug, Default)]
+struct Pending {
+    sessions: HashMap<SessionId, Touch>,
+    /// The `last_used_at` the index holds for each API token.
+    api_tokens: HashMap<TokenId, Timestamp>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.api_tokens.is_empty()
+    }
 }
 
 /// A buffered touch: the values the index holds for the session.
@@ -165,6 +188,8 @@ impl SqliteStore {
             path = %path.display(),
             users = loaded.users,
             sessions = loaded.sessions,
+            refresh_tokens = loaded.refresh_tokens,
+            api_tokens = loaded.api_tokens,
             "opened the session store"
         );
 
@@ -172,7 +197,7 @@ impl SqliteStore {
             path,
             index,
             writer: Mutex::new(conn),
-            touches: Mutex::new(HashMap::new()),
+            touches: Mutex::new(Pending::default()),
         });
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -190,7 +215,7 @@ impl SqliteStore {
         })
     }
 
-    /// Writes buffered idle touches to disk now. Blocking.
+    /// Writes buffered session touches and API-token uses to disk now. Blocking.
     pub fn flush(&self) -> StoreResult<()> {
         self.shared.inner.flush()
     }
@@ -236,7 +261,8 @@ impl Drop for Shared {
         if let Err(e) = self.inner.flush() {
             tracing::warn!(
                 error = %chain(&e),
-                "could not write buffered touches on close; those sessions will end earlier"
+                "could not write buffered touches on close; those sessions will end earlier \
+                 and those API tokens show an older last use"
             );
         }
     }
@@ -348,8 +374,8 @@ impl Inner {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn touches(&self) -> MutexGuard<'_, HashMap<SessionId, Touch>> {
-        // The map is always consistent: it is only inserted into, drained or
+    fn touches(&self) -> MutexGuard<'_, Pending> {
+        // The maps are always consistent: they are only inserted into, drained or
         // pruned, each by a single call.
         self.touches.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -418,78 +444,104 @@ impl Inner {
         })?;
         let revoked = self.index.revoke_session(&id, revocation);
         debug_assert!(revoked, "checked under the writer lock");
-        self.touches().remove(&id);
+        self.touches().sessions.remove(&id);
         Ok(true)
     }
 
     fn revoke_user_sessions(
         &self,
         user: UserId,
-        revocation: Revocation,
+        bump: EpochBump,
         keep: Option<SessionId>,
     ) -> StoreResult<UserEpoch> {
         let mut conn = self.writer();
-        let old = self.index.user_epoch(&user).epoch;
-        let new = UserEpoch {
-            epoch: old + 1,
-            last_bump: Some(revocation),
-        };
+        let old = self.index.user_epoch(&user);
+        let new = old.bumped(bump);
         // Exactly the condition `MemoryIndex::revoke_user_sessions` applies.
         let carried = keep.filter(|k| {
             matches!(
                 self.index.load_session(k),
-                Some((s, _)) if s.user_id == user && s.revoked.is_none() && s.epoch == old
+                Some((s, _)) if s.user_id == user && s.revoked.is_none() && s.epoch == old.epoch
             )
         });
-        let new_sql = epoch_sql(new.epoch)?;
+        let cols = EpochCols::new(&new)?;
         write_tx(&mut conn, |tx| {
             tx.prepare_cached(
-                "INSERT INTO users (id, epoch, bump_reason, bump_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO users (id, epoch, bump_reason, bump_at, api_token_floor,
+                     api_token_bump_reason, api_token_bump_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch,
-                     bump_reason = excluded.bump_reason, bump_at = excluded.bump_at",
+                     bump_reason = excluded.bump_reason, bump_at = excluded.bump_at,
+                     api_token_floor = excluded.api_token_floor,
+                     api_token_bump_reason = excluded.api_token_bump_reason,
+                     api_token_bump_at = excluded.api_token_bump_at",
             )?
             .execute(params![
                 user.as_str(),
-                new_sql,
-                revocation.reason.tag(),
-                revocation.at.as_millis(),
+                cols.epoch,
+                cols.bump_reason,
+                cols.bump_at,
+                cols.api_token_floor,
+                cols.api_token_bump_reason,
+                cols.api_token_bump_at,
             ])?;
             if let Some(k) = carried {
                 tx.prepare_cached("UPDATE sessions SET epoch = ?2 WHERE id = ?1")?
-                    .execute(params![k.as_bytes(), new_sql])?;
+                    .execute(params![k.as_bytes(), cols.epoch])?;
             }
             Ok(())
         })?;
-        let applied = self
-            .index
-            .revoke_user_sessions(&user, revocation, keep.as_ref());
+        let applied = self.index.revoke_user_sessions(&user, bump, keep.as_ref());
         debug_assert_eq!(applied, new, "computed under the writer lock");
         Ok(applied)
     }
 
-    fn purge_sessions(&self, cutoff: Timestamp) -> StoreResult<u64> {
+    fn purge(&self, cutoff: Timestamp) -> StoreResult<Purged> {
         let mut conn = self.writer();
         // Held until the index is purged, so that no touch can move a deadline
         // across `cutoff` between choosing the rows and purging the index: disk and
-        // memory drop exactly the same records. Touches wait for this one commit.
+        // memory drop exactly the same records (a session's refresh tokens go with
+        // it, so they depend on its deadline too). Touches wait for this one commit.
         let mut touches = self.touches();
-        let doomed = self.index.purgeable_sessions(cutoff);
-        if doomed.is_empty() {
-            return Ok(0);
+        let doomed = self.index.purgeable(cutoff);
+        if doomed.sessions.is_empty()
+            && doomed.refresh_tokens.is_empty()
+            && doomed.api_tokens.is_empty()
+        {
+            return Ok(Purged::default());
         }
-        // By id rather than `WHERE idle_deadline <= cutoff`: a buffered touch may
-        // not be on disk yet, and the index is the authority on deadlines.
+        // By id rather than by a `WHERE` on deadlines: a buffered touch may not be
+        // on disk yet, and the index is the authority on deadlines and epochs.
         write_tx(&mut conn, |tx| {
             let mut delete = tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?;
-            for id in &doomed {
+            for id in &doomed.sessions {
+                delete.execute([id.as_bytes()])?;
+            }
+            let mut delete = tx.prepare_cached("DELETE FROM refresh_tokens WHERE id = ?1")?;
+            for id in &doomed.refresh_tokens {
+                delete.execute([id.as_bytes()])?;
+            }
+            let mut delete = tx.prepare_cached("DELETE FROM api_tokens WHERE id = ?1")?;
+            for id in &doomed.api_tokens {
                 delete.execute([id.as_bytes()])?;
             }
             Ok(())
         })?;
-        let purged = self.index.purge_sessions(cutoff);
-        debug_assert_eq!(purged, doomed.len() as u64, "chosen under both locks");
-        for id in &doomed {
-            touches.remove(id);
+        let purged = self.index.delete(&doomed);
+        debug_assert_eq!(
+            purged,
+            Purged {
+                sessions: doomed.sessions.len() as u64,
+                refresh_tokens: doomed.refresh_tokens.len() as u64,
+                api_tokens: doomed.api_tokens.len() as u64,
+            },
+            "chosen under both locks"
+        );
+        for id in &doomed.sessions {
+            touches.sessions.remove(id);
+        }
+        for id in &doomed.api_tokens {
+            touches.api_tokens.remove(id);
         }
         Ok(purged)
     }
@@ -522,32 +574,164 @@ impl Inner {
         &self,
         id: UserId,
         hash: PasswordHash,
-        revocation: Revocation,
+        bump: EpochBump,
     ) -> StoreResult<UserEpoch> {
         let mut conn = self.writer();
-        let Some(user) = self.index.get_user(&id) else {
+        if self.index.get_user(&id).is_none() {
             return Err(StoreError::NotFound("user"));
-        };
-        let new_sql = epoch_sql(user.epoch + 1)?;
+        }
+        let new = self.index.user_epoch(&id).bumped(bump);
+        let cols = EpochCols::new(&new)?;
         write_tx(&mut conn, |tx| {
             tx.prepare_cached(
                 "UPDATE users SET password_hash = ?2, epoch = ?3, bump_reason = ?4,
-                     bump_at = ?5
+                     bump_at = ?5, api_token_floor = ?6, api_token_bump_reason = ?7,
+                     api_token_bump_at = ?8
                  WHERE id = ?1",
             )?
             .execute(params![
                 id.as_str(),
                 hash.as_phc(),
-                new_sql,
-                revocation.reason.tag(),
-                revocation.at.as_millis(),
+                cols.epoch,
+                cols.bump_reason,
+                cols.bump_at,
+                cols.api_token_floor,
+                cols.api_token_bump_reason,
+                cols.api_token_bump_at,
             ])?;
             Ok(())
         })?;
-        Ok(self
+        let applied = self
             .index
-            .set_password(&id, hash, revocation)
-            .expect("the user was found above under the writer lock"))
+            .set_password(&id, hash, bump)
+            .expect("the user was found above under the writer lock");
+        debug_assert_eq!(applied, new, "computed under the writer lock");
+        Ok(applied)
+    }
+
+    fn insert_refresh(&self, record: RefreshState) -> StoreResult<()> {
+        let mut conn = self.writer();
+        if self.index.load_refresh(&record.id).is_some() {
+            return Err(StoreError::Conflict("refresh_token"));
+        }
+        write_tx(&mut conn, |tx| insert_refresh_row(tx, &record))?;
+        // Checked under the writer lock: this is `MemoryIndex::insert_refresh`.
+        self.index.restore_refresh(record);
+        Ok(())
+    }
+
+    fn rotate_refresh(
+        &self,
+        id: TokenId,
+        rotation: Rotation,
+        successor: RefreshState,
+    ) -> StoreResult<Option<Rotation>> {
+        let mut conn = self.writer();
+        // The checks of `MemoryIndex::rotate_refresh`, in its order. Under the
+        // writer lock the index is exact, so this is the compare of the
+        // compare-and-set: a loser returns here, without writing.
+        if self.index.load_refresh(&successor.id).is_some() {
+            return Err(StoreError::Conflict("refresh_token"));
+        }
+        let current = self
+            .index
+            .load_refresh(&id)
+            .ok_or(StoreError::NotFound("refresh_token"))?;
+        if let Some(done) = current.rotated {
+            return Ok(Some(done));
+        }
+        // The set: the rotation and the successor commit together, or neither does.
+        write_tx(&mut conn, |tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET rotated_at = ?2, successor = ?3,
+                         sealed_successor = ?4
+                     WHERE id = ?1 AND rotated_at IS NULL",
+                )?
+                .execute(params![
+                    id.as_bytes(),
+                    rotation.at.as_millis(),
+                    rotation.successor.as_bytes(),
+                    rotation.sealed_successor.0,
+                ])?;
+            // The index said "not rotated"; if the file disagrees, write nothing.
+            if changed != 1 {
+                return Err(rusqlite::Error::StatementChangedRows(changed));
+            }
+            insert_refresh_row(tx, &successor)
+        })?;
+        let applied = self.index.rotate_refresh(&id, rotation, successor);
+        debug_assert!(
+            matches!(applied, Ok(None)),
+            "checked under the writer lock: {applied:?}"
+        );
+        Ok(None)
+    }
+
+    fn insert_api_token(&self, record: ApiTokenRecord) -> StoreResult<()> {
+        let mut conn = self.writer();
+        if self.index.load_api_token(&record.id).is_some() {
+            return Err(StoreError::Conflict("api_token"));
+        }
+        if self.index.user_epoch(&record.user_id).epoch != record.epoch {
+            return Err(StoreError::EpochMoved);
+        }
+        let epoch = epoch_sql(record.epoch)?;
+        write_tx(&mut conn, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO api_tokens (id, verifier_hash, user_id, name, epoch,
+                     created_at, expires_at, last_used_at, revoked_reason, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                record.id.as_bytes(),
+                record.verifier_hash.as_bytes(),
+                record.user_id.as_str(),
+                record.name,
+                epoch,
+                record.created_at.as_millis(),
+                record.expires_at.as_millis(),
+                record.last_used_at.map(Timestamp::as_millis),
+                record.revoked.map(|r| r.reason.tag()),
+                record.revoked.map(|r| r.at.as_millis()),
+            ])?;
+            Ok(())
+        })?;
+        // Checked under the writer lock: this is `MemoryIndex::insert_api_token`.
+        self.index.restore_api_token(record);
+        Ok(())
+    }
+
+    fn revoke_api_token(&self, id: TokenId, revocation: Revocation) -> StoreResult<bool> {
+        let mut conn = self.writer();
+        let last_used_at = match self.index.load_api_token(&id) {
+            Some((t, _)) if t.revoked.is_none() => t.last_used_at,
+            _ => return Ok(false),
+        };
+        // The last use is written as the index holds it, buffered use included. A
+        // use recorded after this read stays pending: it happened before the
+        // revocation (the index refuses uses after it), and the flush writes it.
+        write_tx(&mut conn, |tx| {
+            tx.prepare_cached(
+                "UPDATE api_tokens SET revoked_reason = ?2, revoked_at = ?3,
+                     last_used_at = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id.as_bytes(),
+                revocation.reason.tag(),
+                revocation.at.as_millis(),
+                last_used_at.map(Timestamp::as_millis),
+            ])?;
+            Ok(())
+        })?;
+        let revoked = self.index.revoke_api_token(&id, revocation);
+        debug_assert!(revoked, "checked under the writer lock");
+        let mut touches = self.touches();
+        if touches.api_tokens.get(&id).copied() <= last_used_at {
+            touches.api_tokens.remove(&id);
+        }
+        Ok(true)
     }
 
     fn touch_session(&self, id: &SessionId, seen_at: Timestamp, idle_deadline: Timestamp) {
@@ -555,15 +739,27 @@ impl Inner {
         // holds it) sees either both or neither.
         let mut touches = self.touches();
         self.index.touch_session(id, seen_at, idle_deadline);
-        if let Some((s, _)) = self.index.load_session(id) {
-            if s.revoked.is_none() && s.idle_deadline == idle_deadline {
-                touches.insert(
-                    *id,
-                    Touch {
-                        last_seen_at: s.last_seen_at,
-                        idle_deadline,
-                    },
-                );
+        if let Some((s, _)) = self.index.load_session(id)
+            && s.revoked.is_none()
+            && s.idle_deadline == idle_deadline
+        {
+            touches.sessions.insert(
+                *id,
+                Touch {
+                    last_seen_at: s.last_seen_at,
+                    idle_deadline,
+                },
+            );
+        }
+    }
+
+    fn touch_api_token(&self, id: &TokenId, used_at: Timestamp) {
+        let mut touches = self.touches();
+        self.index.touch_api_token(id, used_at);
+        if let Some((t, _)) = self.index.load_api_token(id) {
+            // Only if the index took this use (it never goes backwards).
+            if t.revoked.is_none() && t.last_used_at == Some(used_at) {
+                touches.api_tokens.insert(*id, used_at);
             }
         }
     }
@@ -574,30 +770,85 @@ impl Inner {
         if batch.is_empty() {
             return Ok(());
         }
-        // Guarded like the index: never revive a revoked session, never shorten.
         let written = write_tx(&mut conn, |tx| {
+            // Guarded like the index: never revive a revoked session, never shorten.
             let mut update = tx.prepare_cached(
                 "UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?2), idle_deadline = ?3
                  WHERE id = ?1 AND revoked_reason IS NULL AND idle_deadline < ?3",
             )?;
-            for (id, t) in &batch {
+            for (id, t) in &batch.sessions {
                 update.execute(params![
                     id.as_bytes(),
                     t.last_seen_at.as_millis(),
                     t.idle_deadline.as_millis(),
                 ])?;
             }
+            // Never backwards. No revocation guard: every pending use was taken by
+            // the index before the token was revoked (see `revoke_api_token`).
+            let mut update = tx.prepare_cached(
+                "UPDATE api_tokens SET last_used_at = ?2
+                 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+            )?;
+            for (id, used_at) in &batch.api_tokens {
+                update.execute(params![id.as_bytes(), used_at.as_millis()])?;
+            }
             Ok(())
         });
         if written.is_err() {
             // Retry with the next flush. A touch recorded meanwhile is newer (the
-            // index only moves deadlines forward), so it wins.
+            // index only moves these values forward), so it wins.
             let mut touches = self.touches();
-            for (id, t) in batch {
-                touches.entry(id).or_insert(t);
+            for (id, t) in batch.sessions {
+                touches.sessions.entry(id).or_insert(t);
+            }
+            for (id, used_at) in batch.api_tokens {
+                touches.api_tokens.entry(id).or_insert(used_at);
             }
         }
         written
+    }
+}
+
+/// Inserts a refresh-token row (with its rotation, if any).
+fn insert_refresh_row(tx: &Transaction<'_>, r: &RefreshState) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO refresh_tokens (id, verifier_hash, session_id, user_id, created_at,
+             rotated_at, successor, sealed_successor)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        r.id.as_bytes(),
+        r.verifier_hash.as_bytes(),
+        r.session_id.as_bytes(),
+        r.user_id.as_str(),
+        r.created_at.as_millis(),
+        r.rotated.map(|x| x.at.as_millis()),
+        r.rotated.map(|x| *x.successor.as_bytes()),
+        r.rotated.map(|x| x.sealed_successor.0),
+    ])?;
+    Ok(())
+}
+
+/// A [`UserEpoch`] as the values of its `users` columns.
+struct EpochCols {
+    epoch: i64,
+    bump_reason: Option<u8>,
+    bump_at: Option<i64>,
+    api_token_floor: i64,
+    api_token_bump_reason: Option<u8>,
+    api_token_bump_at: Option<i64>,
+}
+
+impl EpochCols {
+    fn new(e: &UserEpoch) -> StoreResult<Self> {
+        Ok(EpochCols {
+            epoch: epoch_sql(e.epoch)?,
+            bump_reason: e.last_bump.map(|b| b.reason.tag()),
+            bump_at: e.last_bump.map(|b| b.at.as_millis()),
+            api_token_floor: epoch_sql(e.api_token_floor)?,
+            api_token_bump_reason: e.api_token_bump.map(|b| b.reason.tag()),
+            api_token_bump_at: e.api_token_bump.map(|b| b.at.as_millis()),
+        })
     }
 }
 
@@ -628,11 +879,11 @@ impl Store for SqliteStore {
     async fn revoke_user_sessions(
         &self,
         user: &UserId,
-        revocation: Revocation,
+        bump: EpochBump,
         keep: Option<&SessionId>,
     ) -> StoreResult<UserEpoch> {
         let (user, keep) = (user.clone(), keep.copied());
-        self.write(move |s| s.revoke_user_sessions(user, revocation, keep))
+        self.write(move |s| s.revoke_user_sessions(user, bump, keep))
             .await
     }
 
@@ -644,8 +895,8 @@ impl Store for SqliteStore {
         Ok(self.inner().index.list_user_sessions(user))
     }
 
-    async fn purge_sessions(&self, cutoff: Timestamp) -> StoreResult<u64> {
-        self.write(move |s| s.purge_sessions(cutoff)).await
+    async fn purge(&self, cutoff: Timestamp) -> StoreResult<Purged> {
+        self.write(move |s| s.purge(cutoff)).await
     }
 
     async fn create_user(
@@ -671,11 +922,56 @@ impl Store for SqliteStore {
         &self,
         id: &UserId,
         password_hash: PasswordHash,
-        revocation: Revocation,
+        bump: EpochBump,
     ) -> StoreResult<UserEpoch> {
         let id = id.clone();
-        self.write(move |s| s.set_password(id, password_hash, revocation))
+        self.write(move |s| s.set_password(id, password_hash, bump))
             .await
+    }
+
+    async fn insert_refresh(&self, record: RefreshState) -> StoreResult<()> {
+        self.write(move |s| s.insert_refresh(record)).await
+    }
+
+    async fn load_refresh(&self, id: &TokenId) -> StoreResult<Option<RefreshState>> {
+        Ok(self.inner().index.load_refresh(id))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        id: &TokenId,
+        rotation: Rotation,
+        successor: RefreshState,
+    ) -> StoreResult<Option<Rotation>> {
+        let id = *id;
+        self.write(move |s| s.rotate_refresh(id, rotation, successor))
+            .await
+    }
+
+    async fn insert_api_token(&self, record: ApiTokenRecord) -> StoreResult<()> {
+        self.write(move |s| s.insert_api_token(record)).await
+    }
+
+    async fn load_api_token(
+        &self,
+        id: &TokenId,
+    ) -> StoreResult<Option<(ApiTokenRecord, UserEpoch)>> {
+        Ok(self.inner().index.load_api_token(id))
+    }
+
+    async fn touch_api_token(&self, id: &TokenId, used_at: Timestamp) -> StoreResult<()> {
+        self.inner().touch_api_token(id, used_at);
+        Ok(())
+    }
+
+    async fn revoke_api_token(&self, id: &TokenId, revocation: Revocation) -> StoreResult<bool> {
+        let id = *id;
+        self.write(move |s| s.revoke_api_token(id, revocation))
+            .await
+    }
+
+    async fn list_user_api_tokens(&self, user: &UserId) -> StoreResult<Vec<ApiTokenRecord>> {
+        Ok(self.inner().index.list_user_api_tokens(user))
     }
 }
 
@@ -696,6 +992,9 @@ mod tests {
         assert_eq!(pragma("journal_mode"), r#"Text("wal")"#);
         assert_eq!(pragma("locking_mode"), r#"Text("exclusive")"#);
         assert_eq!(pragma("synchronous"), "Integer(2)", "FULL");
-        assert_eq!(pragma("user_version"), "Integer(1)");
+        assert_eq!(
+            pragma("user_version"),
+            format!("Integer({})", schema::VERSION)
+        );
     }
 }

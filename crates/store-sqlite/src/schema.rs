@@ -1,6 +1,12 @@
 //! The on-disk schema: ordered migrations, and decoding of stored rows into the
 //! in-memory index at start-up.
 //!
+//! Tables: `users` (the credential epoch with its API-token floor, and credentials
+//! if the user was created here), `sessions`, `refresh_tokens` (with their
+//! rotation: the successor's id and its verifier sealed under the predecessor's
+//! verifier) and `api_tokens`. Tokens are stored as their public id and the hash of
+//! their verifier, never as text.
+//!
 //! The schema version is `PRAGMA user_version`: the number of migrations applied.
 //! Migrations are append-only; a released entry of [`MIGRATIONS`] is never edited.
 //!
@@ -16,8 +22,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, TransactionBehavior};
 use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
-    ClientInfo, MemoryIndex, PasswordHash, Reason, Revocation, SessionId, SessionRecord,
-    SessionState, StoreError, StoreResult, Timestamp, UserEpoch, UserId,
+    ApiTokenRecord, ClientInfo, MemoryIndex, PasswordHash, Reason, RefreshState, Revocation,
+    Rotation, SealedSecret, SessionId, SessionRecord, SessionState, StoreError, StoreResult,
+    Timestamp, TokenId, UserEpoch, UserId,
 };
 
 /// The migrations, in order. `user_version` is how many have been applied.
@@ -47,7 +54,40 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;
      CREATE INDEX sessions_user_id ON sessions(user_id);
      CREATE INDEX sessions_idle_deadline ON sessions(idle_deadline);",
+    // 2: the API-token floor of the credential epoch, refresh tokens, API tokens.
+    "ALTER TABLE users ADD COLUMN api_token_floor INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE users ADD COLUMN api_token_bump_reason INTEGER;
+     ALTER TABLE users ADD COLUMN api_token_bump_at INTEGER;
+     CREATE TABLE refresh_tokens (
+         id               BLOB PRIMARY KEY NOT NULL,
+         verifier_hash    BLOB NOT NULL,
+         session_id       BLOB NOT NULL,
+         user_id          TEXT NOT NULL,
+         created_at       INTEGER NOT NULL,
+         rotated_at       INTEGER,
+         successor        BLOB,
+         sealed_successor BLOB
+     ) STRICT;
+     CREATE INDEX refresh_tokens_session_id ON refresh_tokens(session_id);
+     CREATE TABLE api_tokens (
+         id             BLOB PRIMARY KEY NOT NULL,
+         verifier_hash  BLOB NOT NULL,
+         user_id        TEXT NOT NULL,
+         name           TEXT NOT NULL,
+         epoch          INTEGER NOT NULL,
+         created_at     INTEGER NOT NULL,
+         expires_at     INTEGER NOT NULL,
+         last_used_at   INTEGER,
+         revoked_reason INTEGER,
+         revoked_at     INTEGER
+     ) STRICT;
+     CREATE INDEX api_tokens_user_id ON api_tokens(user_id);
+     CREATE INDEX api_tokens_expires_at ON api_tokens(expires_at);",
 ];
+
+/// The schema version this build writes: the number of migrations.
+#[cfg(test)]
+pub(crate) const VERSION: usize = MIGRATIONS.len();
 
 /// Brings the schema up to date in one transaction. Fails with
 /// [`StoreError::Corrupt`] if the file was written by a newer schema.
@@ -80,83 +120,201 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
 }
 
 /// How many rows [`load_index`] restored.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Loaded {
     pub(crate) users: usize,
     pub(crate) sessions: usize,
+    pub(crate) refresh_tokens: usize,
+    pub(crate) api_tokens: usize,
 }
 
-/// Rebuilds `index` from every stored user and session.
+/// Rebuilds `index` from every stored user, session, refresh token and API token.
+///
+/// Users come first, so that each session and API token can be checked against its
+/// user's epoch: a record from a later epoch than its user's cannot have been
+/// written by this store, and would survive the user's next "sign out everywhere".
 pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<Loaded> {
-    let mut loaded = Loaded {
-        users: 0,
-        sessions: 0,
-    };
+    let mut loaded = Loaded::default();
 
-    let mut stmt = conn
-        .prepare(
-            "SELECT rowid, id, username, password_hash, epoch, bump_reason, bump_at
-             FROM users",
-        )
-        .map_err(StoreError::backend)?;
-    let mut rows = stmt.query([]).map_err(StoreError::backend)?;
-    while let Some(row) = rows.next().map_err(StoreError::backend)? {
-        let c = Cols::new(row, "users")?;
-        let id = UserId::new(c.text(1, "id")?).map_err(|p| c.corrupt("id", p))?;
-        let credentials = match (c.opt_text(2, "username")?, c.opt_text(3, "password_hash")?) {
-            (Some(name), Some(hash)) => Some((name, hash)),
-            (None, None) => None,
-            (Some(_), None) => return Err(c.corrupt("password_hash", "NULL beside a username")),
-            (None, Some(_)) => return Err(c.corrupt("username", "NULL beside a password hash")),
-        };
-        let epoch = c.epoch(4, "epoch")?;
-        let last_bump = c.revocation((5, "bump_reason"), (6, "bump_at"))?;
-        index.restore_epoch(&id, UserEpoch { epoch, last_bump });
-        if let Some((name, hash)) = credentials {
-            index
-                .create_user(&id, name, PasswordHash::from_phc(hash.to_owned()))
-                .map_err(|e| c.corrupt("username", e))?;
-        }
-        loaded.users += 1;
-    }
-    drop(rows);
-    drop(stmt);
+    for_each_row(
+        conn,
+        "users",
+        "SELECT rowid, id, username, password_hash, epoch, bump_reason, bump_at,
+                api_token_floor, api_token_bump_reason, api_token_bump_at
+         FROM users",
+        |c| {
+            let id = UserId::new(c.text(1, "id")?).map_err(|p| c.corrupt("id", p))?;
+            let credentials = match (c.opt_text(2, "username")?, c.opt_text(3, "password_hash")?) {
+                (Some(name), Some(hash)) => Some((name, hash)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(c.corrupt("password_hash", "NULL beside a username"));
+                }
+                (None, Some(_)) => {
+                    return Err(c.corrupt("username", "NULL beside a password hash"));
+                }
+            };
+            let epoch = c.epoch(4, "epoch")?;
+            let last_bump = c.revocation((5, "bump_reason"), (6, "bump_at"))?;
+            let api_token_floor = c.epoch(7, "api_token_floor")?;
+            let api_token_bump =
+                c.revocation((8, "api_token_bump_reason"), (9, "api_token_bump_at"))?;
+            if api_token_floor > epoch {
+                return Err(c.corrupt(
+                    "api_token_floor",
+                    format_args!("{api_token_floor} is above the epoch {epoch}"),
+                ));
+            }
+            // The floor is only ever raised together with its reason. A floor
+            // without one would not end the tokens below it, so refuse it.
+            match (api_token_floor, api_token_bump) {
+                (0, Some(_)) => {
+                    return Err(c.corrupt("api_token_bump_reason", "set beside a floor of 0"));
+                }
+                (1.., None) => {
+                    return Err(c.corrupt(
+                        "api_token_bump_reason",
+                        format_args!("NULL beside a floor of {api_token_floor}"),
+                    ));
+                }
+                _ => {}
+            }
+            index.restore_epoch(
+                &id,
+                UserEpoch {
+                    epoch,
+                    last_bump,
+                    api_token_floor,
+                    api_token_bump,
+                },
+            );
+            if let Some((name, hash)) = credentials {
+                // `username` is UNIQUE in the table, so no two rows claim one name.
+                index.restore_user(&id, name, PasswordHash::from_phc(hash.to_owned()));
+            }
+            loaded.users += 1;
+            Ok(())
+        },
+    )?;
 
-    let mut stmt = conn
-        .prepare(
-            "SELECT rowid, id, verifier_hash, user_id, epoch, created_at, last_seen_at,
-                    idle_deadline, absolute_deadline, revoked_reason, revoked_at,
-                    user_agent, ip
-             FROM sessions",
-        )
-        .map_err(StoreError::backend)?;
-    let mut rows = stmt.query([]).map_err(StoreError::backend)?;
-    while let Some(row) = rows.next().map_err(StoreError::backend)? {
-        let c = Cols::new(row, "sessions")?;
-        let state = SessionState {
-            id: SessionId::from_bytes(c.blob(1, "id")?),
-            verifier_hash: VerifierHash::from_bytes(c.blob(2, "verifier_hash")?),
-            user_id: UserId::new(c.text(3, "user_id")?).map_err(|p| c.corrupt("user_id", p))?,
-            epoch: c.epoch(4, "epoch")?,
-            created_at: Timestamp::from_millis(c.integer(5, "created_at")?),
-            last_seen_at: Timestamp::from_millis(c.integer(6, "last_seen_at")?),
-            idle_deadline: Timestamp::from_millis(c.integer(7, "idle_deadline")?),
-            absolute_deadline: Timestamp::from_millis(c.integer(8, "absolute_deadline")?),
-            revoked: c.revocation((9, "revoked_reason"), (10, "revoked_at"))?,
-        };
-        let user_agent = c.opt_text(11, "user_agent")?;
-        let ip = c
-            .opt_text(12, "ip")?
-            .map(|s| s.parse::<IpAddr>())
-            .transpose()
-            .map_err(|e| c.corrupt("ip", e))?;
-        index.restore_session(SessionRecord {
-            state,
-            client: ClientInfo::new(user_agent, ip),
-        });
-        loaded.sessions += 1;
-    }
+    for_each_row(
+        conn,
+        "sessions",
+        "SELECT rowid, id, verifier_hash, user_id, epoch, created_at, last_seen_at,
+                idle_deadline, absolute_deadline, revoked_reason, revoked_at,
+                user_agent, ip
+         FROM sessions",
+        |c| {
+            let user_id = c.user_id(3, "user_id")?;
+            let state = SessionState {
+                id: SessionId::from_bytes(c.blob(1, "id")?),
+                verifier_hash: VerifierHash::from_bytes(c.blob(2, "verifier_hash")?),
+                epoch: c.record_epoch(4, "epoch", index, &user_id)?,
+                user_id,
+                created_at: c.timestamp(5, "created_at")?,
+                last_seen_at: c.timestamp(6, "last_seen_at")?,
+                idle_deadline: c.timestamp(7, "idle_deadline")?,
+                absolute_deadline: c.timestamp(8, "absolute_deadline")?,
+                revoked: c.revocation((9, "revoked_reason"), (10, "revoked_at"))?,
+            };
+            let user_agent = c.opt_text(11, "user_agent")?;
+            let ip = c
+                .opt_text(12, "ip")?
+                .map(|s| s.parse::<IpAddr>())
+                .transpose()
+                .map_err(|e| c.corrupt("ip", e))?;
+            index.restore_session(SessionRecord {
+                state,
+                client: ClientInfo::new(user_agent, ip),
+            });
+            loaded.sessions += 1;
+            Ok(())
+        },
+    )?;
+
+    for_each_row(
+        conn,
+        "refresh_tokens",
+        "SELECT rowid, id, verifier_hash, session_id, user_id, created_at, rotated_at,
+                successor, sealed_successor
+         FROM refresh_tokens",
+        |c| {
+            let rotated = match (
+                c.opt_integer(6, "rotated_at")?,
+                c.opt_blob(7, "successor")?,
+                c.opt_blob(8, "sealed_successor")?,
+            ) {
+                (None, None, None) => None,
+                (Some(at), Some(successor), Some(sealed)) => Some(Rotation {
+                    at: Timestamp::from_millis(at),
+                    successor: TokenId::from_bytes(successor),
+                    sealed_successor: SealedSecret(sealed),
+                }),
+                (None, _, _) => {
+                    return Err(c.corrupt("rotated_at", "NULL beside the successor columns"));
+                }
+                (Some(_), None, _) => {
+                    return Err(c.corrupt("successor", "NULL beside rotated_at"));
+                }
+                (Some(_), Some(_), None) => {
+                    return Err(c.corrupt("sealed_successor", "NULL beside rotated_at"));
+                }
+            };
+            index.restore_refresh(RefreshState {
+                id: TokenId::from_bytes(c.blob(1, "id")?),
+                verifier_hash: VerifierHash::from_bytes(c.blob(2, "verifier_hash")?),
+                session_id: SessionId::from_bytes(c.blob(3, "session_id")?),
+                user_id: c.user_id(4, "user_id")?,
+                created_at: c.timestamp(5, "created_at")?,
+                rotated,
+            });
+            loaded.refresh_tokens += 1;
+            Ok(())
+        },
+    )?;
+
+    for_each_row(
+        conn,
+        "api_tokens",
+        "SELECT rowid, id, verifier_hash, user_id, name, epoch, created_at, expires_at,
+                last_used_at, revoked_reason, revoked_at
+         FROM api_tokens",
+        |c| {
+            let user_id = c.user_id(3, "user_id")?;
+            index.restore_api_token(ApiTokenRecord {
+                id: TokenId::from_bytes(c.blob(1, "id")?),
+                verifier_hash: VerifierHash::from_bytes(c.blob(2, "verifier_hash")?),
+                name: c.text(4, "name")?.to_owned(),
+                epoch: c.record_epoch(5, "epoch", index, &user_id)?,
+                user_id,
+                created_at: c.timestamp(6, "created_at")?,
+                expires_at: c.timestamp(7, "expires_at")?,
+                last_used_at: c
+                    .opt_integer(8, "last_used_at")?
+                    .map(Timestamp::from_millis),
+                revoked: c.revocation((9, "revoked_reason"), (10, "revoked_at"))?,
+            });
+            loaded.api_tokens += 1;
+            Ok(())
+        },
+    )?;
+
     Ok(loaded)
+}
+
+/// Runs `sql` (whose column 0 is the rowid) and hands each row of `table` to `f`.
+fn for_each_row(
+    conn: &Connection,
+    table: &'static str,
+    sql: &str,
+    mut f: impl FnMut(&Cols<'_, '_>) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let mut stmt = conn.prepare(sql).map_err(StoreError::backend)?;
+    let mut rows = stmt.query([]).map_err(StoreError::backend)?;
+    while let Some(row) = rows.next().map_err(StoreError::backend)? {
+        f(&Cols::new(row, table)?)?;
+    }
+    Ok(())
 }
 
 /// One row being decoded: every accessor names `table.column` and the row in the
@@ -235,9 +393,10 @@ impl<'r, 's> Cols<'r, 's> {
             .ok_or_else(|| self.corrupt(column, "unexpected NULL"))
     }
 
-    fn blob<const N: usize>(&self, idx: usize, column: &str) -> StoreResult<[u8; N]> {
+    fn opt_blob<const N: usize>(&self, idx: usize, column: &str) -> StoreResult<Option<[u8; N]>> {
         match self.value(idx, column)? {
-            ValueRef::Blob(b) => <[u8; N]>::try_from(b).map_err(|_| {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(b) => <[u8; N]>::try_from(b).map(Some).map_err(|_| {
                 self.corrupt(
                     column,
                     format_args!("expected {N} bytes, found {}", b.len()),
@@ -245,6 +404,39 @@ impl<'r, 's> Cols<'r, 's> {
             }),
             other => Err(self.mismatch(column, "a blob", other)),
         }
+    }
+
+    fn blob<const N: usize>(&self, idx: usize, column: &str) -> StoreResult<[u8; N]> {
+        self.opt_blob(idx, column)?
+            .ok_or_else(|| self.corrupt(column, "unexpected NULL"))
+    }
+
+    fn timestamp(&self, idx: usize, column: &str) -> StoreResult<Timestamp> {
+        self.integer(idx, column).map(Timestamp::from_millis)
+    }
+
+    fn user_id(&self, idx: usize, column: &str) -> StoreResult<UserId> {
+        UserId::new(self.text(idx, column)?).map_err(|p| self.corrupt(column, p))
+    }
+
+    /// The epoch a session or API token was created at, which is never later than
+    /// its user's current epoch (users are loaded first).
+    fn record_epoch(
+        &self,
+        idx: usize,
+        column: &str,
+        index: &MemoryIndex,
+        user: &UserId,
+    ) -> StoreResult<u64> {
+        let epoch = self.epoch(idx, column)?;
+        let current = index.user_epoch(user).epoch;
+        if epoch > current {
+            return Err(self.corrupt(
+                column,
+                format_args!("{epoch} is later than the user's epoch {current}"),
+            ));
+        }
+        Ok(epoch)
     }
 
     /// A `(reason tag, time)` pair of columns: both NULL, or both set with a known tag.

@@ -1,6 +1,6 @@
 //! What the SQLite store promises beyond the shared conformance suite: what is on
-//! disk and when, the exclusive lock, corrupt rows, file permissions and the
-//! absence of secrets in the file.
+//! disk and when, the exclusive lock, corrupt rows, schema upgrades, file
+//! permissions and the absence of secrets in the file.
 
 use std::error::Error as _;
 use std::net::{IpAddr, Ipv6Addr};
@@ -11,8 +11,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::Connection;
 use sessionguard_core::{
-    ClientInfo, Engine, ManualClock, PasswordHash, Policy, Reason, Revocation, SessionRecord,
-    SessionState, Store, StoreError, Timestamp, Token, TokenKind, UserEpoch, UserId,
+    ApiTokenRecord, ClientInfo, Engine, EpochBump, ManualClock, PasswordHash, Policy, Reason,
+    RefreshState, Revocation, Rotation, SealedSecret, SessionRecord, SessionState, Store,
+    StoreError, Timestamp, Token, TokenKind, UserEpoch, UserId,
 };
 use sessionguard_store_sqlite::{DatabaseInUse, SqliteStore};
 use tempfile::TempDir;
@@ -27,6 +28,22 @@ fn rev(reason: Reason, secs: i64) -> Revocation {
     Revocation {
         reason,
         at: at(secs),
+    }
+}
+
+/// An epoch bump that leaves API tokens alone.
+fn bump(reason: Reason, secs: i64) -> EpochBump {
+    EpochBump {
+        revocation: rev(reason, secs),
+        end_api_tokens: false,
+    }
+}
+
+/// An epoch bump that also ends API tokens.
+fn bump_all(reason: Reason, secs: i64) -> EpochBump {
+    EpochBump {
+        revocation: rev(reason, secs),
+        end_api_tokens: true,
     }
 }
 
@@ -54,6 +71,44 @@ fn session(user: &UserId, epoch: u64) -> SessionRecord {
             revoked: None,
         },
         client: ClientInfo::new(Some("curl/8.0"), Some(IpAddr::V6(Ipv6Addr::LOCALHOST))),
+    }
+}
+
+/// A refresh token of `session`, created at `at(created)`.
+fn refresh(session: &SessionRecord, created: i64) -> RefreshState {
+    let token = Token::generate(TokenKind::Refresh);
+    RefreshState {
+        id: token.id(),
+        verifier_hash: token.verifier_hash(),
+        session_id: session.state.id,
+        user_id: session.state.user_id.clone(),
+        created_at: at(created),
+        rotated: None,
+    }
+}
+
+/// The rotation that replaces a refresh token by `successor` at `at(secs)`.
+fn rotation_to(successor: &RefreshState, secs: i64) -> Rotation {
+    Rotation {
+        at: at(secs),
+        successor: successor.id,
+        sealed_successor: SealedSecret([0x5a; 32]),
+    }
+}
+
+/// An API token of `user` at `epoch`, created at `at(created)`, valid for a day.
+fn api_token(user: &UserId, epoch: u64, created: i64) -> ApiTokenRecord {
+    let token = Token::generate(TokenKind::ApiToken);
+    ApiTokenRecord {
+        id: token.id(),
+        verifier_hash: token.verifier_hash(),
+        user_id: user.clone(),
+        name: "deploy bot".into(),
+        epoch,
+        created_at: at(created),
+        expires_at: at(created + 86_400),
+        last_used_at: None,
+        revoked: None,
     }
 }
 
@@ -128,19 +183,19 @@ async fn reopen_keeps_sessions_revocations_epochs_and_users() {
                 .unwrap()
         );
         store
-            .revoke_user_sessions(&sidecar, rev(Reason::RevokedByAdmin, 6), None)
+            .revoke_user_sessions(&sidecar, bump(Reason::RevokedByAdmin, 6), None)
             .await
             .unwrap();
         store
             .revoke_user_sessions(
                 &alice,
-                rev(Reason::SignedOutEverywhere, 7),
+                bump(Reason::SignedOutEverywhere, 7),
                 Some(&live.state.id),
             )
             .await
             .unwrap();
         store
-            .set_password(&alice, hash("v2"), rev(Reason::PasswordChanged, 8))
+            .set_password(&alice, hash("v2"), bump(Reason::PasswordChanged, 8))
             .await
             .unwrap();
         // A user created after its sidecar epoch row keeps the epoch.
@@ -154,13 +209,15 @@ async fn reopen_keeps_sessions_revocations_epochs_and_users() {
     let alice_epoch = UserEpoch {
         epoch: 2,
         last_bump: Some(rev(Reason::PasswordChanged, 8)),
+        ..UserEpoch::default()
     };
     assert_eq!(store.user_epoch(&alice).await.unwrap(), alice_epoch);
     assert_eq!(
         store.user_epoch(&sidecar).await.unwrap(),
         UserEpoch {
             epoch: 1,
-            last_bump: Some(rev(Reason::RevokedByAdmin, 6))
+            last_bump: Some(rev(Reason::RevokedByAdmin, 6)),
+            ..UserEpoch::default()
         }
     );
 
@@ -227,7 +284,7 @@ async fn revocations_are_on_disk_when_the_call_returns() {
         .await
         .unwrap();
     store
-        .set_password(&alice, hash("v2"), rev(Reason::PasswordChanged, 4))
+        .set_password(&alice, hash("v2"), bump(Reason::PasswordChanged, 4))
         .await
         .unwrap();
 
@@ -315,7 +372,7 @@ async fn purge_removes_what_the_index_removes_even_with_buffered_touches() {
         .touch_session(&touched.state.id, at(1000), at(2800))
         .await
         .unwrap();
-    assert_eq!(store.purge_sessions(at(1800)).await.unwrap(), 1);
+    assert_eq!(store.purge(at(1800)).await.unwrap().sessions, 1);
     drop(store);
 
     let store = open(&dir);
@@ -370,6 +427,7 @@ async fn a_second_open_fails_while_the_file_is_in_use() {
 async fn corrupt_rows_fail_open_with_table_and_column() {
     let dir = TempDir::new().unwrap();
     let rec = session(&user("alice"), 0);
+    let (r0, r1) = (refresh(&rec, 1), refresh(&rec, 2));
     {
         let store = open(&dir);
         store
@@ -377,6 +435,15 @@ async fn corrupt_rows_fail_open_with_table_and_column() {
             .await
             .unwrap();
         store.insert_session(rec).await.unwrap();
+        store.insert_refresh(r0.clone()).await.unwrap();
+        store
+            .rotate_refresh(&r0.id, rotation_to(&r1, 2), r1)
+            .await
+            .unwrap();
+        store
+            .insert_api_token(api_token(&user("alice"), 0, 0))
+            .await
+            .unwrap();
     }
     let cases = [
         ("UPDATE sessions SET id = x'0102'", "sessions.id"),
@@ -403,6 +470,101 @@ async fn corrupt_rows_fail_open_with_table_and_column() {
         (
             "UPDATE users SET bump_reason = 99, bump_at = 5",
             "users.bump_reason",
+        ),
+        // Records from a later epoch than their user's would outlive its next bump.
+        ("UPDATE sessions SET epoch = 3", "sessions.epoch"),
+        // The API-token floor.
+        (
+            "UPDATE users SET api_token_floor = -1",
+            "users.api_token_floor",
+        ),
+        (
+            "UPDATE users SET api_token_floor = 1",
+            "users.api_token_floor",
+        ),
+        (
+            "UPDATE users SET epoch = 1, bump_reason = 1, bump_at = 1, api_token_floor = 1",
+            "users.api_token_bump_reason",
+        ),
+        (
+            "UPDATE users SET api_token_bump_reason = 1, api_token_bump_at = 1",
+            "users.api_token_bump_reason",
+        ),
+        (
+            "UPDATE users SET api_token_bump_at = 1",
+            "users.api_token_bump_reason",
+        ),
+        (
+            "UPDATE users SET epoch = 1, bump_reason = 1, bump_at = 1, api_token_floor = 1,
+                 api_token_bump_reason = 250, api_token_bump_at = 1",
+            "users.api_token_bump_reason",
+        ),
+        // Refresh tokens: the rotated one, then both.
+        (
+            "UPDATE refresh_tokens SET id = x'0102' WHERE rotated_at IS NOT NULL",
+            "refresh_tokens.id",
+        ),
+        (
+            "UPDATE refresh_tokens SET verifier_hash = x'00'",
+            "refresh_tokens.verifier_hash",
+        ),
+        (
+            "UPDATE refresh_tokens SET session_id = x'00'",
+            "refresh_tokens.session_id",
+        ),
+        (
+            "UPDATE refresh_tokens SET user_id = ''",
+            "refresh_tokens.user_id",
+        ),
+        (
+            "UPDATE refresh_tokens SET successor = x'01' WHERE rotated_at IS NOT NULL",
+            "refresh_tokens.successor",
+        ),
+        (
+            "UPDATE refresh_tokens SET sealed_successor = x'0101' WHERE rotated_at IS NOT NULL",
+            "refresh_tokens.sealed_successor",
+        ),
+        (
+            "UPDATE refresh_tokens SET successor = NULL",
+            "refresh_tokens.successor",
+        ),
+        (
+            "UPDATE refresh_tokens SET sealed_successor = NULL",
+            "refresh_tokens.sealed_successor",
+        ),
+        (
+            "UPDATE refresh_tokens SET rotated_at = NULL",
+            "refresh_tokens.rotated_at",
+        ),
+        (
+            "UPDATE refresh_tokens SET sealed_successor = zeroblob(32)
+             WHERE rotated_at IS NULL",
+            "refresh_tokens.rotated_at",
+        ),
+        // API tokens.
+        ("UPDATE api_tokens SET id = x'0102'", "api_tokens.id"),
+        (
+            "UPDATE api_tokens SET verifier_hash = zeroblob(31)",
+            "api_tokens.verifier_hash",
+        ),
+        ("UPDATE api_tokens SET user_id = ''", "api_tokens.user_id"),
+        (
+            "UPDATE api_tokens SET name = CAST(x'ff' AS TEXT)",
+            "api_tokens.name",
+        ),
+        ("UPDATE api_tokens SET epoch = -1", "api_tokens.epoch"),
+        ("UPDATE api_tokens SET epoch = 1", "api_tokens.epoch"),
+        (
+            "UPDATE api_tokens SET revoked_reason = 77, revoked_at = 1",
+            "api_tokens.revoked_reason",
+        ),
+        (
+            "UPDATE api_tokens SET revoked_at = 1",
+            "api_tokens.revoked_reason",
+        ),
+        (
+            "UPDATE api_tokens SET revoked_reason = 3",
+            "api_tokens.revoked_at",
         ),
     ];
     for (sql, column) in cases {
@@ -506,4 +668,425 @@ async fn debug_shows_the_path_only() {
     let shown = format!("{store:?}");
     assert!(shown.starts_with("SqliteStore"), "{shown}");
     assert!(shown.contains("sessionguard.db"), "{shown}");
+}
+
+#[tokio::test]
+async fn rotations_are_on_disk_when_the_call_returns() {
+    let dir = TempDir::new().unwrap();
+    let s = session(&user("alice"), 0);
+    let (r0, r1, late) = (refresh(&s, 1), refresh(&s, 2), refresh(&s, 3));
+    let rotation = rotation_to(&r1, 2);
+    let store = open(&dir);
+    store.insert_session(s.clone()).await.unwrap();
+    store.insert_refresh(r0.clone()).await.unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh(&r0.id, rotation, r1.clone())
+            .await
+            .unwrap(),
+        None
+    );
+
+    // What a crash right now would leave: the rotation and its successor, so a
+    // replay of the old token after a restart is still seen as reuse.
+    let check = |store: SqliteStore| {
+        let (r0, r1, late) = (r0.clone(), r1.clone(), late.clone());
+        async move {
+            let got = store.load_refresh(&r0.id).await.unwrap().unwrap();
+            assert_eq!(
+                got,
+                RefreshState {
+                    rotated: Some(rotation),
+                    ..r0.clone()
+                }
+            );
+            assert_eq!(store.load_refresh(&r1.id).await.unwrap(), Some(r1));
+            assert_eq!(
+                store
+                    .rotate_refresh(&r0.id, rotation_to(&late, 3), late.clone())
+                    .await
+                    .unwrap(),
+                Some(rotation),
+                "the rotation still happened exactly once"
+            );
+            assert!(store.load_refresh(&late.id).await.unwrap().is_none());
+        }
+    };
+    let copy = crash_snapshot(&dir);
+    check(open(&copy)).await;
+
+    // And dropping without `flush` loses nothing acknowledged either.
+    drop(store);
+    check(open(&dir)).await;
+    // The loser's successor was not written by either check.
+    let store = open(&dir);
+    assert!(store.load_refresh(&late.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn api_token_floor_revocations_and_uses_survive() {
+    let dir = TempDir::new().unwrap();
+    let alice = user("u_alice");
+    let used = api_token(&alice, 0, 0);
+    let revoked = api_token(&alice, 0, 0);
+    let newer = api_token(&alice, 1, 8);
+    let floor = UserEpoch {
+        epoch: 1,
+        last_bump: Some(rev(Reason::PasswordChanged, 7)),
+        api_token_floor: 1,
+        api_token_bump: Some(rev(Reason::PasswordChanged, 7)),
+    };
+    let store = open(&dir);
+    store
+        .create_user(&alice, "alice", hash("v1"))
+        .await
+        .unwrap();
+    for t in [&used, &revoked] {
+        store.insert_api_token(t.clone()).await.unwrap();
+    }
+    store.touch_api_token(&used.id, at(5)).await.unwrap();
+    assert!(
+        store
+            .revoke_api_token(&revoked.id, rev(Reason::RevokedByUser, 6))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .set_password(&alice, hash("v2"), bump_all(Reason::PasswordChanged, 7))
+            .await
+            .unwrap(),
+        floor
+    );
+    store.insert_api_token(newer.clone()).await.unwrap();
+
+    // A crash now: everything acknowledged is there; the buffered use may be lost
+    // (the flusher may or may not have run), which only makes it older.
+    let copy = crash_snapshot(&dir);
+    {
+        let recovered = open(&copy);
+        assert_eq!(recovered.user_epoch(&alice).await.unwrap(), floor);
+        let (t, e) = recovered.load_api_token(&used.id).await.unwrap().unwrap();
+        assert_eq!(e, floor);
+        assert!(
+            t.last_used_at.is_none() || t.last_used_at == Some(at(5)),
+            "{:?}",
+            t.last_used_at
+        );
+        let (t, _) = recovered
+            .load_api_token(&revoked.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.revoked, Some(rev(Reason::RevokedByUser, 6)));
+        assert_eq!(
+            recovered
+                .load_api_token(&newer.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .0,
+            newer
+        );
+        let a = recovered.get_user(&alice).await.unwrap().unwrap();
+        assert_eq!((a.password_hash, a.epoch), (hash("v2"), 1));
+    }
+
+    // After a flush the use is on disk.
+    store.flush().unwrap();
+    let copy = crash_snapshot(&dir);
+    let (t, _) = open(&copy).load_api_token(&used.id).await.unwrap().unwrap();
+    assert_eq!(t.last_used_at, Some(at(5)));
+
+    // A buffered use is frozen by a revocation, a later use is ignored, and a bump
+    // that leaves API tokens alone keeps the floor.
+    store.touch_api_token(&newer.id, at(9)).await.unwrap();
+    store
+        .revoke_api_token(&newer.id, rev(Reason::RevokedByAdmin, 10))
+        .await
+        .unwrap();
+    store.touch_api_token(&newer.id, at(11)).await.unwrap();
+    let after = store
+        .revoke_user_sessions(&alice, bump(Reason::SignedOutEverywhere, 12), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.epoch, after.api_token_floor, after.api_token_bump),
+        (2, 1, floor.api_token_bump)
+    );
+    let copy = crash_snapshot(&dir);
+    let in_memory = store.load_api_token(&newer.id).await.unwrap().unwrap().0;
+    for recovered in [open(&copy), {
+        drop(store);
+        open(&dir)
+    }] {
+        let (t, e) = recovered.load_api_token(&newer.id).await.unwrap().unwrap();
+        assert_eq!(t, in_memory, "disk and memory agree");
+        assert_eq!(
+            (t.last_used_at, t.revoked),
+            (Some(at(9)), Some(rev(Reason::RevokedByAdmin, 10)))
+        );
+        assert_eq!(e, after);
+        assert_eq!(
+            recovered.list_user_api_tokens(&alice).await.unwrap().len(),
+            3
+        );
+    }
+}
+
+#[tokio::test]
+async fn purge_of_tokens_reaches_disk() {
+    let dir = TempDir::new().unwrap();
+    let u = user("alice");
+    let old = session(&u, 0);
+    let kept = SessionRecord {
+        state: SessionState {
+            idle_deadline: at(5000),
+            ..session(&u, 0).state
+        },
+        client: ClientInfo::default(),
+    };
+    let (r_old, r_kept) = (refresh(&old, 1), refresh(&kept, 1));
+    let expired = api_token(&u, 0, -86_400);
+    let live = api_token(&u, 0, 0);
+    let store = open(&dir);
+    for s in [&old, &kept] {
+        store.insert_session(s.clone()).await.unwrap();
+    }
+    for r in [&r_old, &r_kept] {
+        store.insert_refresh(r.clone()).await.unwrap();
+    }
+    for t in [&expired, &live] {
+        store.insert_api_token(t.clone()).await.unwrap();
+    }
+    // A use buffered for a token about to be purged is dropped with it.
+    store.touch_api_token(&expired.id, at(-10)).await.unwrap();
+    let purged = store.purge(at(1800)).await.unwrap();
+    assert_eq!(
+        (purged.sessions, purged.refresh_tokens, purged.api_tokens),
+        (1, 1, 1)
+    );
+    let copy = crash_snapshot(&dir);
+    for recovered in [open(&copy), {
+        drop(store);
+        open(&dir)
+    }] {
+        assert!(recovered.load_refresh(&r_old.id).await.unwrap().is_none());
+        assert!(recovered.load_refresh(&r_kept.id).await.unwrap().is_some());
+        assert!(
+            recovered
+                .load_api_token(&expired.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let listed = recovered.list_user_api_tokens(&u).await.unwrap();
+        assert_eq!(listed, vec![live.clone()]);
+    }
+}
+
+#[tokio::test]
+async fn the_file_holds_no_refresh_or_api_token_text() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    let clock = ManualClock::new(at(0));
+    let engine = Engine::with_clock(store.clone(), clock.clone(), Policy::default()).unwrap();
+    let alice = user("alice");
+    let issued = engine
+        .create_session(&alice, 0, ClientInfo::default())
+        .await
+        .unwrap();
+    let first = engine.issue_refresh(&issued.session).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    let rotated = engine.refresh(&first.reveal()).await.unwrap();
+    // A retry within the grace window opens the sealed successor: same token.
+    let again = engine.refresh(&first.reveal()).await.unwrap();
+    assert_eq!(*again.refresh.reveal(), *rotated.refresh.reveal());
+    let (api, _) = engine
+        .create_api_token(&alice, "ci", Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(120));
+    engine.validate_api_token(&api.reveal()).await.unwrap();
+    store.flush().unwrap();
+    let sealed = store
+        .load_refresh(&first.id())
+        .await
+        .unwrap()
+        .unwrap()
+        .rotated
+        .unwrap()
+        .sealed_successor;
+
+    let tokens = [&issued.token, &first, &rotated.refresh, &api];
+    let mut secrets: Vec<Vec<u8>> = Vec::new();
+    let mut stored: Vec<Vec<u8>> = vec![sealed.0.to_vec()];
+    for t in tokens {
+        let text = t.reveal();
+        let raw = URL_SAFE_NO_PAD.decode(&text[4..]).unwrap();
+        secrets.push(text.as_bytes().to_vec());
+        secrets.push(text[4..].as_bytes().to_vec());
+        secrets.push(raw[16..48].to_vec());
+        stored.push(raw[..16].to_vec());
+        stored.push(t.verifier_hash().as_bytes().to_vec());
+    }
+
+    let check = |label: &str| {
+        let mut bytes = std::fs::read(db(&dir)).unwrap();
+        if let Ok(wal) = std::fs::read(format!("{}-wal", db(&dir).display())) {
+            bytes.extend(wal);
+        }
+        for s in &secrets {
+            assert!(!contains(&bytes, s), "{label}: a secret is in the file");
+        }
+        for s in &stored {
+            assert!(contains(&bytes, s), "{label}: a stored value is missing");
+        }
+    };
+    check("open");
+    drop(engine);
+    drop(store);
+    check("closed");
+}
+
+/// Migration 1 as released: what a database of schema version 1 holds.
+const SCHEMA_V1: &str = "CREATE TABLE users (
+         id            TEXT PRIMARY KEY NOT NULL,
+         username      TEXT UNIQUE,
+         password_hash TEXT,
+         epoch         INTEGER NOT NULL,
+         bump_reason   INTEGER,
+         bump_at       INTEGER
+     ) STRICT;
+     CREATE TABLE sessions (
+         id                BLOB PRIMARY KEY NOT NULL,
+         verifier_hash     BLOB NOT NULL,
+         user_id           TEXT NOT NULL,
+         epoch             INTEGER NOT NULL,
+         created_at        INTEGER NOT NULL,
+         last_seen_at      INTEGER NOT NULL,
+         idle_deadline     INTEGER NOT NULL,
+         absolute_deadline INTEGER NOT NULL,
+         revoked_reason    INTEGER,
+         revoked_at        INTEGER,
+         user_agent        TEXT,
+         ip                TEXT
+     ) STRICT;
+     CREATE INDEX sessions_user_id ON sessions(user_id);
+     CREATE INDEX sessions_idle_deadline ON sessions(idle_deadline);
+     PRAGMA user_version = 1;";
+
+#[tokio::test]
+async fn a_version_1_database_is_upgraded() {
+    let dir = TempDir::new().unwrap();
+    let alice = user("u_alice");
+    let live = session(&alice, 2);
+    let bumped = Revocation {
+        reason: Reason::PasswordChanged,
+        at: at(40),
+    };
+    {
+        std::fs::create_dir_all(db(&dir).parent().unwrap()).unwrap();
+        let conn = Connection::open(db(&dir)).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute(
+            "INSERT INTO users (id, username, password_hash, epoch, bump_reason, bump_at)
+             VALUES (?1, 'alice', ?2, 2, ?3, ?4)",
+            rusqlite::params![
+                alice.as_str(),
+                hash("v1").as_phc(),
+                bumped.reason.tag(),
+                bumped.at.as_millis()
+            ],
+        )
+        .unwrap();
+        let s = &live.state;
+        conn.execute(
+            "INSERT INTO sessions (id, verifier_hash, user_id, epoch, created_at,
+                 last_seen_at, idle_deadline, absolute_deadline, user_agent, ip)
+             VALUES (?1, ?2, ?3, 2, ?4, ?5, ?6, ?7, 'curl/8.0', '::1')",
+            rusqlite::params![
+                s.id.as_bytes(),
+                s.verifier_hash.as_bytes(),
+                s.user_id.as_str(),
+                s.created_at.as_millis(),
+                s.last_seen_at.as_millis(),
+                s.idle_deadline.as_millis(),
+                s.absolute_deadline.as_millis(),
+            ],
+        )
+        .unwrap();
+    }
+
+    let token = api_token(&alice, 2, 50);
+    let r = refresh(&live, 50);
+    let v1_epoch = UserEpoch {
+        epoch: 2,
+        last_bump: Some(bumped),
+        api_token_floor: 0,
+        api_token_bump: None,
+    };
+    {
+        let store = open(&dir);
+        // The old data, and the defaults of the new columns.
+        assert_eq!(store.user_epoch(&alice).await.unwrap(), v1_epoch);
+        let a = store.find_user_by_username("alice").await.unwrap().unwrap();
+        assert_eq!(
+            (a.id, a.password_hash, a.epoch),
+            (alice.clone(), hash("v1"), 2)
+        );
+        let (s, e) = store.load_session(&live.state.id).await.unwrap().unwrap();
+        assert_eq!((s, e), (live.state.clone(), v1_epoch));
+        assert_eq!(
+            store.list_user_sessions(&alice).await.unwrap(),
+            vec![live.clone()]
+        );
+        assert!(store.list_user_api_tokens(&alice).await.unwrap().is_empty());
+
+        // The new tables work.
+        store.insert_api_token(token.clone()).await.unwrap();
+        store.insert_refresh(r.clone()).await.unwrap();
+        store
+            .revoke_user_sessions(&alice, bump_all(Reason::RevokedByAdmin, 60), None)
+            .await
+            .unwrap();
+    }
+    {
+        let store = open(&dir);
+        let (t, e) = store.load_api_token(&token.id).await.unwrap().unwrap();
+        assert_eq!(t, token);
+        assert_eq!(
+            (e.epoch, e.api_token_floor, e.api_token_bump),
+            (3, 3, Some(rev(Reason::RevokedByAdmin, 60)))
+        );
+        assert_eq!(store.load_refresh(&r.id).await.unwrap(), Some(r));
+    }
+
+    // The file is at the current version, and the new tables are STRICT.
+    let conn = Connection::open(db(&dir)).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let strict: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_list
+             WHERE name IN ('users', 'sessions', 'refresh_tokens', 'api_tokens') AND strict",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(strict, 4);
+    let default: Option<String> = conn
+        .query_row(
+            "SELECT dflt_value FROM pragma_table_info('users') WHERE name = 'api_token_floor'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(default.as_deref(), Some("0"));
 }

@@ -3,9 +3,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use sessionguard_core::{Reason, Store, StoreError, UserEpoch};
+use sessionguard_core::{Reason, Rotation, SealedSecret, Store, StoreError, UserEpoch};
 
-use crate::fixtures::{at, hash, rev, session, user};
+use crate::fixtures::{api_token, at, bump, bump_all, hash, refresh, rev, session, user};
 
 /// A stored record reads back field for field, and is listed under its user.
 pub async fn insert_then_load_round_trips<S: Store>(store: S) {
@@ -49,7 +49,7 @@ pub async fn insert_never_overwrites<S: Store>(store: S) {
 pub async fn insert_with_stale_epoch_is_refused<S: Store>(store: S) {
     let u = user("alice");
     store
-        .revoke_user_sessions(&u, rev(Reason::PasswordChanged, 1), None)
+        .revoke_user_sessions(&u, bump(Reason::PasswordChanged, 1), None)
         .await
         .unwrap();
     let (_t, stale) = session(&u, 0, 2);
@@ -136,14 +136,15 @@ pub async fn revoke_user_bumps_epoch_with_reason<S: Store>(store: S) {
     store.insert_session(a.clone()).await.unwrap();
     store.insert_session(b.clone()).await.unwrap();
     let e = store
-        .revoke_user_sessions(&alice, rev(Reason::PasswordChanged, 9), None)
+        .revoke_user_sessions(&alice, bump(Reason::PasswordChanged, 9), None)
         .await
         .unwrap();
     assert_eq!(
         e,
         UserEpoch {
             epoch: 1,
-            last_bump: Some(rev(Reason::PasswordChanged, 9))
+            last_bump: Some(rev(Reason::PasswordChanged, 9)),
+            ..UserEpoch::default()
         }
     );
     let (s, ue) = store.load_session(&a.state.id).await.unwrap().unwrap();
@@ -171,7 +172,7 @@ pub async fn revoke_user_keeps_only_the_named_live_session_of_that_user<S: Store
     store
         .revoke_user_sessions(
             &alice,
-            rev(Reason::SignedOutEverywhere, 2),
+            bump(Reason::SignedOutEverywhere, 2),
             Some(&keep.state.id),
         )
         .await
@@ -187,7 +188,7 @@ pub async fn revoke_user_keeps_only_the_named_live_session_of_that_user<S: Store
     store
         .revoke_user_sessions(
             &alice,
-            rev(Reason::SignedOutEverywhere, 3),
+            bump(Reason::SignedOutEverywhere, 3),
             Some(&revoked.state.id),
         )
         .await
@@ -197,7 +198,7 @@ pub async fn revoke_user_keeps_only_the_named_live_session_of_that_user<S: Store
     store
         .revoke_user_sessions(
             &alice,
-            rev(Reason::SignedOutEverywhere, 4),
+            bump(Reason::SignedOutEverywhere, 4),
             Some(&bobs.state.id),
         )
         .await
@@ -207,7 +208,7 @@ pub async fn revoke_user_keeps_only_the_named_live_session_of_that_user<S: Store
     store
         .revoke_user_sessions(
             &alice,
-            rev(Reason::SignedOutEverywhere, 5),
+            bump(Reason::SignedOutEverywhere, 5),
             Some(&other.state.id),
         )
         .await
@@ -220,18 +221,19 @@ pub async fn revoke_user_keeps_only_the_named_live_session_of_that_user<S: Store
 pub async fn epoch_bumps_accumulate<S: Store>(store: S) {
     let u = user("alice");
     store
-        .revoke_user_sessions(&u, rev(Reason::SignedOutEverywhere, 1), None)
+        .revoke_user_sessions(&u, bump(Reason::SignedOutEverywhere, 1), None)
         .await
         .unwrap();
     let e = store
-        .revoke_user_sessions(&u, rev(Reason::RevokedByAdmin, 2), None)
+        .revoke_user_sessions(&u, bump(Reason::RevokedByAdmin, 2), None)
         .await
         .unwrap();
     assert_eq!(
         e,
         UserEpoch {
             epoch: 2,
-            last_bump: Some(rev(Reason::RevokedByAdmin, 2))
+            last_bump: Some(rev(Reason::RevokedByAdmin, 2)),
+            ..UserEpoch::default()
         }
     );
 }
@@ -277,14 +279,14 @@ pub async fn purge_removes_exactly_records_ended_by_cutoff<S: Store>(store: S) {
     for r in [&early, &edge, &late] {
         store.insert_session(r.clone()).await.unwrap();
     }
-    assert_eq!(store.purge_sessions(at(1900)).await.unwrap(), 2);
+    assert_eq!(store.purge(at(1900)).await.unwrap().sessions, 2);
     assert!(store.load_session(&early.state.id).await.unwrap().is_none());
     assert!(store.load_session(&edge.state.id).await.unwrap().is_none());
     assert!(store.load_session(&late.state.id).await.unwrap().is_some());
     let listed = store.list_user_sessions(&u).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state.id, late.state.id);
-    assert_eq!(store.purge_sessions(at(1900)).await.unwrap(), 0);
+    assert_eq!(store.purge(at(1900)).await.unwrap().sessions, 0);
 }
 
 /// Users are found by exact (case-sensitive) username and by id, with their epoch.
@@ -341,20 +343,21 @@ pub async fn set_password_swaps_hash_and_bumps_epoch<S: Store>(store: S) {
     let id = user("u_1");
     store.create_user(&id, "alice", hash("old")).await.unwrap();
     let e = store
-        .set_password(&id, hash("new"), rev(Reason::PasswordChanged, 3))
+        .set_password(&id, hash("new"), bump(Reason::PasswordChanged, 3))
         .await
         .unwrap();
     assert_eq!(
         e,
         UserEpoch {
             epoch: 1,
-            last_bump: Some(rev(Reason::PasswordChanged, 3))
+            last_bump: Some(rev(Reason::PasswordChanged, 3)),
+            ..UserEpoch::default()
         }
     );
     let rec = store.find_user_by_username("alice").await.unwrap().unwrap();
     assert_eq!((rec.password_hash, rec.epoch), (hash("new"), 1));
     let err = store
-        .set_password(&user("u_404"), hash("x"), rev(Reason::PasswordChanged, 3))
+        .set_password(&user("u_404"), hash("x"), bump(Reason::PasswordChanged, 3))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound("user")), "{err:?}");
@@ -364,13 +367,13 @@ pub async fn set_password_swaps_hash_and_bumps_epoch<S: Store>(store: S) {
 pub async fn sidecar_user_has_epoch_without_credentials<S: Store>(store: S) {
     let id = user("app-user-42");
     store
-        .revoke_user_sessions(&id, rev(Reason::RevokedByAdmin, 1), None)
+        .revoke_user_sessions(&id, bump(Reason::RevokedByAdmin, 1), None)
         .await
         .unwrap();
     assert!(store.get_user(&id).await.unwrap().is_none());
     assert_eq!(store.user_epoch(&id).await.unwrap().epoch, 1);
     let err = store
-        .set_password(&id, hash("x"), rev(Reason::PasswordChanged, 2))
+        .set_password(&id, hash("x"), bump(Reason::PasswordChanged, 2))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound("user")), "{err:?}");
@@ -422,7 +425,7 @@ pub async fn concurrent_epoch_bumps_are_never_lost<S: Store>(store: S) {
             let (store, u) = (Arc::clone(&store), u.clone());
             tokio::spawn(async move {
                 store
-                    .revoke_user_sessions(&u, rev(Reason::RevokedByAdmin, i as u64), None)
+                    .revoke_user_sessions(&u, bump(Reason::RevokedByAdmin, i as u64), None)
                     .await
                     .unwrap()
                     .epoch
@@ -488,7 +491,7 @@ pub async fn password_change_is_never_seen_half_done<S: Store>(store: S) {
     };
     for n in 1..=TRIALS as u64 {
         store
-            .set_password(&id, hash(&n.to_string()), rev(Reason::PasswordChanged, n))
+            .set_password(&id, hash(&n.to_string()), bump(Reason::PasswordChanged, n))
             .await
             .unwrap();
     }
@@ -515,7 +518,7 @@ pub async fn keep_during_revoke_all_is_atomic<S: Store>(store: S) {
                 let (store, u, id) = (Arc::clone(&store), u.clone(), *id);
                 tokio::spawn(async move {
                     store
-                        .revoke_user_sessions(&u, rev(Reason::SignedOutEverywhere, 1), Some(&id))
+                        .revoke_user_sessions(&u, bump(Reason::SignedOutEverywhere, 1), Some(&id))
                         .await
                         .unwrap()
                 })
@@ -537,4 +540,315 @@ pub async fn keep_during_revoke_all_is_atomic<S: Store>(store: S) {
             "exactly the first keeper was carried, once"
         );
     }
+}
+
+fn rotation_to(successor: &sessionguard_core::RefreshState, secs: u64) -> Rotation {
+    Rotation {
+        at: at(secs),
+        successor: successor.id,
+        sealed_successor: SealedSecret([secs as u8; 32]),
+    }
+}
+
+/// A refresh token reads back as stored; an existing id is never overwritten.
+pub async fn refresh_round_trips_and_is_never_overwritten<S: Store>(store: S) {
+    let (_t, s) = session(&user("alice"), 0, 0);
+    store.insert_session(s.clone()).await.unwrap();
+    let (_t, r) = refresh(&s, 1);
+    store.insert_refresh(r.clone()).await.unwrap();
+    assert_eq!(store.load_refresh(&r.id).await.unwrap(), Some(r.clone()));
+    let (_t, mut other) = refresh(&s, 2);
+    other.id = r.id;
+    let err = store.insert_refresh(other).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict("refresh_token")),
+        "{err:?}"
+    );
+    assert_eq!(store.load_refresh(&r.id).await.unwrap(), Some(r));
+    let (_t, unknown) = refresh(&s, 3);
+    assert!(store.load_refresh(&unknown.id).await.unwrap().is_none());
+}
+
+/// The first rotation wins and stores the successor; later ones report it and
+/// change nothing.
+pub async fn rotate_refresh_happens_exactly_once<S: Store>(store: S) {
+    let (_t, s) = session(&user("alice"), 0, 0);
+    store.insert_session(s.clone()).await.unwrap();
+    let (_t, r0) = refresh(&s, 1);
+    store.insert_refresh(r0.clone()).await.unwrap();
+    let (_t, r1) = refresh(&s, 2);
+    let first = rotation_to(&r1, 2);
+    assert_eq!(
+        store
+            .rotate_refresh(&r0.id, first, r1.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    let (_t, r1b) = refresh(&s, 3);
+    let again = store
+        .rotate_refresh(&r0.id, rotation_to(&r1b, 3), r1b.clone())
+        .await
+        .unwrap();
+    assert_eq!(again, Some(first));
+    assert!(
+        store.load_refresh(&r1b.id).await.unwrap().is_none(),
+        "the loser's successor is not stored"
+    );
+    assert_eq!(
+        store.load_refresh(&r0.id).await.unwrap().unwrap().rotated,
+        Some(first)
+    );
+    assert_eq!(store.load_refresh(&r1.id).await.unwrap(), Some(r1.clone()));
+    // The successor's id must be fresh; an unknown token cannot be rotated.
+    let clash = store
+        .rotate_refresh(&r1.id, rotation_to(&r0, 4), r0.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(clash, StoreError::Conflict("refresh_token")),
+        "{clash:?}"
+    );
+    assert_eq!(
+        store.load_refresh(&r1.id).await.unwrap().unwrap().rotated,
+        None
+    );
+    let (_t, ghost) = refresh(&s, 5);
+    let (_t, next) = refresh(&s, 5);
+    let err = store
+        .rotate_refresh(&ghost.id, rotation_to(&next, 5), next)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound("refresh_token")),
+        "{err:?}"
+    );
+}
+
+/// Of many simultaneous rotations of one refresh token exactly one succeeds, and
+/// only its successor exists afterwards.
+pub async fn concurrent_rotations_of_one_refresh_token_have_one_winner<S: Store>(store: S) {
+    let store = Arc::new(store);
+    let (_t, s) = session(&user("alice"), 0, 0);
+    store.insert_session(s.clone()).await.unwrap();
+    for trial in 0..TRIALS as u64 {
+        let (_t, r0) = refresh(&s, trial);
+        store.insert_refresh(r0.clone()).await.unwrap();
+        let handles: Vec<_> = (0..TASKS)
+            .map(|i| {
+                let (store, s, id) = (Arc::clone(&store), s.clone(), r0.id);
+                tokio::spawn(async move {
+                    let (_t, next) = refresh(&s, 100 + i as u64);
+                    let won = store
+                        .rotate_refresh(&id, rotation_to(&next, 100 + i as u64), next.clone())
+                        .await
+                        .unwrap()
+                        .is_none();
+                    (won, next.id)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut losers = Vec::new();
+        for h in handles {
+            let (won, id) = h.await.unwrap();
+            if won {
+                winners.push(id)
+            } else {
+                losers.push(id)
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one rotation");
+        let rotated = store
+            .load_refresh(&r0.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .rotated
+            .unwrap();
+        assert_eq!(rotated.successor, winners[0]);
+        for id in losers {
+            assert!(
+                store.load_refresh(&id).await.unwrap().is_none(),
+                "a losing successor leaked"
+            );
+        }
+    }
+}
+
+/// Purging a session purges its refresh tokens.
+pub async fn purge_takes_refresh_tokens_with_their_session<S: Store>(store: S) {
+    let u = user("alice");
+    let (_t, old) = session(&u, 0, 0);
+    let (_t, new) = session(&u, 0, 1000);
+    store.insert_session(old.clone()).await.unwrap();
+    store.insert_session(new.clone()).await.unwrap();
+    let (_t, r_old) = refresh(&old, 1);
+    let (_t, r_new) = refresh(&new, 1001);
+    store.insert_refresh(r_old.clone()).await.unwrap();
+    store.insert_refresh(r_new.clone()).await.unwrap();
+    let purged = store.purge(at(1800)).await.unwrap();
+    assert_eq!((purged.sessions, purged.refresh_tokens), (1, 1));
+    assert!(store.load_refresh(&r_old.id).await.unwrap().is_none());
+    assert!(store.load_refresh(&r_new.id).await.unwrap().is_some());
+}
+
+/// An API token reads back with its user's epoch, is listed under its user, and is
+/// never overwritten.
+pub async fn api_token_round_trips_and_is_listed_per_user<S: Store>(store: S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (_t, a) = api_token(&alice, 0, 0);
+    let (_t, b) = api_token(&bob, 0, 0);
+    store.insert_api_token(a.clone()).await.unwrap();
+    store.insert_api_token(b.clone()).await.unwrap();
+    let (got, epoch) = store.load_api_token(&a.id).await.unwrap().unwrap();
+    assert_eq!((got, epoch), (a.clone(), UserEpoch::default()));
+    assert_eq!(
+        store.list_user_api_tokens(&alice).await.unwrap(),
+        vec![a.clone()]
+    );
+    let mut dup = b.clone();
+    dup.id = a.id;
+    let err = store.insert_api_token(dup).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("api_token")), "{err:?}");
+    assert_eq!(store.load_api_token(&a.id).await.unwrap().unwrap().0, a);
+    assert!(
+        store
+            .list_user_api_tokens(&user("carol"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// An API token built on an epoch that has moved is refused.
+pub async fn api_token_with_stale_epoch_is_refused<S: Store>(store: S) {
+    let u = user("alice");
+    store
+        .revoke_user_sessions(&u, bump(Reason::SignedOutEverywhere, 1), None)
+        .await
+        .unwrap();
+    let (_t, stale) = api_token(&u, 0, 2);
+    let err = store.insert_api_token(stale.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::EpochMoved), "{err:?}");
+    assert!(store.load_api_token(&stale.id).await.unwrap().is_none());
+    let (_t, current) = api_token(&u, 1, 2);
+    store.insert_api_token(current).await.unwrap();
+}
+
+/// Revocation of an API token: the first reason wins; uses are recorded, never
+/// backwards and never after revocation.
+pub async fn api_token_revoke_and_touch<S: Store>(store: S) {
+    let (_t, t) = api_token(&user("alice"), 0, 0);
+    store.insert_api_token(t.clone()).await.unwrap();
+    store.touch_api_token(&t.id, at(50)).await.unwrap();
+    store.touch_api_token(&t.id, at(40)).await.unwrap();
+    assert_eq!(
+        store
+            .load_api_token(&t.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .last_used_at,
+        Some(at(50))
+    );
+    assert!(
+        store
+            .revoke_api_token(&t.id, rev(Reason::RevokedByUser, 60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_api_token(&t.id, rev(Reason::RevokedByAdmin, 61))
+            .await
+            .unwrap()
+    );
+    store.touch_api_token(&t.id, at(70)).await.unwrap();
+    let (got, _) = store.load_api_token(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.revoked, Some(rev(Reason::RevokedByUser, 60)));
+    assert_eq!(got.last_used_at, Some(at(50)));
+    let (_t, unknown) = api_token(&user("alice"), 0, 0);
+    assert!(
+        !store
+            .revoke_api_token(&unknown.id, rev(Reason::RevokedByUser, 1))
+            .await
+            .unwrap()
+    );
+    store.touch_api_token(&unknown.id, at(1)).await.unwrap();
+}
+
+/// A bump raises the API-token floor only when it says so, in both revoke-all and
+/// password change.
+pub async fn epoch_bump_ends_api_tokens_only_when_asked<S: Store>(store: S) {
+    let id = user("u_1");
+    store.create_user(&id, "alice", hash("0")).await.unwrap();
+    let e = store
+        .revoke_user_sessions(&id, bump(Reason::SignedOutEverywhere, 1), None)
+        .await
+        .unwrap();
+    assert_eq!((e.epoch, e.api_token_floor, e.api_token_bump), (1, 0, None));
+    let e = store
+        .set_password(&id, hash("1"), bump_all(Reason::PasswordChanged, 2))
+        .await
+        .unwrap();
+    assert_eq!((e.epoch, e.api_token_floor), (2, 2));
+    assert_eq!(e.api_token_bump, Some(rev(Reason::PasswordChanged, 2)));
+    let e = store
+        .set_password(&id, hash("2"), bump(Reason::PasswordChanged, 3))
+        .await
+        .unwrap();
+    assert_eq!((e.epoch, e.api_token_floor), (3, 2), "the floor stays");
+    let e = store
+        .revoke_user_sessions(&id, bump_all(Reason::RevokedByAdmin, 4), None)
+        .await
+        .unwrap();
+    assert_eq!((e.epoch, e.api_token_floor), (4, 4));
+    assert_eq!(store.user_epoch(&id).await.unwrap(), e);
+}
+
+/// Purge deletes API tokens that ended by the cutoff (expired, revoked, below the
+/// floor) and keeps live ones.
+pub async fn purge_removes_ended_api_tokens<S: Store>(store: S) {
+    let u = user("alice");
+    let (_t, expiring) = api_token(&u, 0, 0);
+    let (_t, revoked) = api_token(&u, 0, 50_000);
+    let (_t, floored) = api_token(&u, 0, 50_000);
+    for t in [&expiring, &revoked, &floored] {
+        store.insert_api_token(t.clone()).await.unwrap();
+    }
+    store
+        .revoke_api_token(&revoked.id, rev(Reason::RevokedByUser, 60_000))
+        .await
+        .unwrap();
+    store
+        .revoke_user_sessions(&u, bump_all(Reason::PasswordChanged, 70_000), None)
+        .await
+        .unwrap();
+    let (_t, live) = api_token(&u, 1, 70_001);
+    store.insert_api_token(live.clone()).await.unwrap();
+
+    let purged = |secs| {
+        let store = &store;
+        async move { store.purge(at(secs)).await.unwrap().api_tokens }
+    };
+    assert_eq!(purged(59_999).await, 0);
+    assert_eq!(purged(60_000).await, 1, "the revoked one");
+    assert_eq!(
+        purged(80_000).await,
+        2,
+        "both below the floor raised at 70 000"
+    );
+    assert_eq!(purged(156_400).await, 0);
+    let left: Vec<_> = store
+        .list_user_api_tokens(&u)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(left, vec![live.id]);
+    assert_eq!(purged(156_401).await, 1, "the live one, once expired");
+    assert!(store.list_user_api_tokens(&u).await.unwrap().is_empty());
 }

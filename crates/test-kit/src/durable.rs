@@ -6,9 +6,9 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use sessionguard_core::{Reason, Store, UserEpoch};
+use sessionguard_core::{Reason, Rotation, SealedSecret, Store, UserEpoch};
 
-use crate::fixtures::{at, hash, rev, session, user};
+use crate::fixtures::{api_token, at, bump, bump_all, hash, refresh, rev, session, user};
 
 /// Sessions (with client info), revocations, epochs with their reasons and users
 /// acknowledged before the store is dropped are all there after it is reopened.
@@ -37,19 +37,19 @@ where
             .await
             .unwrap();
         store
-            .revoke_user_sessions(&sidecar, rev(Reason::RevokedByAdmin, 6), None)
+            .revoke_user_sessions(&sidecar, bump(Reason::RevokedByAdmin, 6), None)
             .await
             .unwrap();
         store
             .revoke_user_sessions(
                 &alice,
-                rev(Reason::SignedOutEverywhere, 7),
+                bump(Reason::SignedOutEverywhere, 7),
                 Some(&live.state.id),
             )
             .await
             .unwrap();
         store
-            .set_password(&alice, hash("v2"), rev(Reason::PasswordChanged, 8))
+            .set_password(&alice, hash("v2"), bump(Reason::PasswordChanged, 8))
             .await
             .unwrap();
     }
@@ -61,7 +61,8 @@ where
         e,
         UserEpoch {
             epoch: 2,
-            last_bump: Some(rev(Reason::PasswordChanged, 8))
+            last_bump: Some(rev(Reason::PasswordChanged, 8)),
+            ..UserEpoch::default()
         }
     );
     assert_eq!(s.verifier_hash, live.state.verifier_hash);
@@ -79,7 +80,8 @@ where
         e,
         UserEpoch {
             epoch: 1,
-            last_bump: Some(rev(Reason::RevokedByAdmin, 6))
+            last_bump: Some(rev(Reason::RevokedByAdmin, 6)),
+            ..UserEpoch::default()
         }
     );
 
@@ -113,7 +115,7 @@ where
         let store = open(dir.clone()).await;
         store.insert_session(old.clone()).await.unwrap();
         store.insert_session(new.clone()).await.unwrap();
-        assert_eq!(store.purge_sessions(at(1800)).await.unwrap(), 1);
+        assert_eq!(store.purge(at(1800)).await.unwrap().sessions, 1);
     }
     let store = open(dir).await;
     assert!(store.load_session(&old.state.id).await.unwrap().is_none());
@@ -139,4 +141,69 @@ where
     let store = open(dir).await;
     let (s, _) = store.load_session(&id).await.unwrap().unwrap();
     assert_eq!((s.last_seen_at, s.idle_deadline), (at(600), at(2400)));
+}
+
+/// Refresh tokens with their rotations, and API tokens with their revocations,
+/// uses and the API-token floor, are all there after a reopen.
+pub async fn tokens_survive_reopen<S, F, Fut>(dir: PathBuf, open: F)
+where
+    S: Store,
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let u = user("alice");
+    let (_t, s) = session(&u, 0, 0);
+    let (_t, r0) = refresh(&s, 1);
+    let (_t, r1) = refresh(&s, 2);
+    let rotation = Rotation {
+        at: at(2),
+        successor: r1.id,
+        sealed_successor: SealedSecret([9; 32]),
+    };
+    let (_t, used) = api_token(&u, 0, 0);
+    let (_t, revoked) = api_token(&u, 0, 0);
+    let (_t, later) = api_token(&u, 1, 10);
+    {
+        let store = open(dir.clone()).await;
+        store.insert_session(s.clone()).await.unwrap();
+        store.insert_refresh(r0.clone()).await.unwrap();
+        assert_eq!(
+            store
+                .rotate_refresh(&r0.id, rotation, r1.clone())
+                .await
+                .unwrap(),
+            None
+        );
+        store.insert_api_token(used.clone()).await.unwrap();
+        store.insert_api_token(revoked.clone()).await.unwrap();
+        store.touch_api_token(&used.id, at(5)).await.unwrap();
+        store
+            .revoke_api_token(&revoked.id, rev(Reason::RevokedByUser, 6))
+            .await
+            .unwrap();
+        store
+            .revoke_user_sessions(&u, bump_all(Reason::PasswordChanged, 7), None)
+            .await
+            .unwrap();
+        store.insert_api_token(later.clone()).await.unwrap();
+    }
+    let store = open(dir).await;
+    assert_eq!(
+        store.load_refresh(&r0.id).await.unwrap().unwrap().rotated,
+        Some(rotation)
+    );
+    assert_eq!(store.load_refresh(&r1.id).await.unwrap(), Some(r1));
+    let (got, epoch) = store.load_api_token(&used.id).await.unwrap().unwrap();
+    assert_eq!(got.last_used_at, Some(at(5)));
+    assert_eq!(
+        (epoch.epoch, epoch.api_token_floor, epoch.api_token_bump),
+        (1, 1, Some(rev(Reason::PasswordChanged, 7)))
+    );
+    let (got, _) = store.load_api_token(&revoked.id).await.unwrap().unwrap();
+    assert_eq!(got.revoked, Some(rev(Reason::RevokedByUser, 6)));
+    assert_eq!(
+        store.load_api_token(&later.id).await.unwrap().unwrap().0,
+        later
+    );
+    assert_eq!(store.list_user_api_tokens(&u).await.unwrap().len(), 3);
 }

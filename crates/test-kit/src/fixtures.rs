@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sessionguard_core::{
-    ClientInfo, PasswordHash, Reason, Revocation, SessionRecord, SessionState, Timestamp, Token,
-    TokenId, TokenKind, UserId,
+    ApiTokenRecord, ClientInfo, EpochBump, PasswordHash, Reason, RefreshState, Revocation,
+    SessionRecord, SessionState, Timestamp, Token, TokenId, TokenKind, UserId,
 };
 
 /// A fixed instant the cases count from.
@@ -27,6 +27,22 @@ pub fn rev(reason: Reason, secs: u64) -> Revocation {
     Revocation {
         reason,
         at: at(secs),
+    }
+}
+
+/// An epoch bump that leaves API tokens alone.
+pub fn bump(reason: Reason, secs: u64) -> EpochBump {
+    EpochBump {
+        revocation: rev(reason, secs),
+        end_api_tokens: false,
+    }
+}
+
+/// An epoch bump that also ends API tokens.
+pub fn bump_all(reason: Reason, secs: u64) -> EpochBump {
+    EpochBump {
+        revocation: rev(reason, secs),
+        end_api_tokens: true,
     }
 }
 
@@ -87,4 +103,35 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A refresh token of session `session`, created at `T0 + created`.
+pub fn refresh(session: &SessionRecord, created: u64) -> (Token, RefreshState) {
+    let token = Token::generate(TokenKind::Refresh);
+    let state = RefreshState {
+        id: token.id(),
+        verifier_hash: token.verifier_hash(),
+        session_id: session.state.id,
+        user_id: session.state.user_id.clone(),
+        created_at: at(created),
+        rotated: None,
+    };
+    (token, state)
+}
+
+/// An API token for `user` at `epoch`, created at `T0 + created`, expiring a day later.
+pub fn api_token(user: &UserId, epoch: u64, created: u64) -> (Token, ApiTokenRecord) {
+    let token = Token::generate(TokenKind::ApiToken);
+    let record = ApiTokenRecord {
+        id: token.id(),
+        verifier_hash: token.verifier_hash(),
+        user_id: user.clone(),
+        name: "ci deploy".into(),
+        epoch,
+        created_at: at(created),
+        expires_at: at(created + 86_400),
+        last_used_at: None,
+        revoked: None,
+    };
+    (token, record)
 }

@@ -17,6 +17,9 @@
 pub mod cases;
 pub mod durable;
 pub mod fixtures;
+pub mod instrumented;
+
+pub use instrumented::Instrumented;
 
 use std::future::Future;
 
@@ -63,6 +66,15 @@ macro_rules! store_conformance {
             concurrent_user_creation_has_one_winner,
             password_change_is_never_seen_half_done,
             keep_during_revoke_all_is_atomic,
+            refresh_round_trips_and_is_never_overwritten,
+            rotate_refresh_happens_exactly_once,
+            concurrent_rotations_of_one_refresh_token_have_one_winner,
+            purge_takes_refresh_tokens_with_their_session,
+            api_token_round_trips_and_is_listed_per_user,
+            api_token_with_stale_epoch_is_refused,
+            api_token_revoke_and_touch,
+            epoch_bump_ends_api_tokens_only_when_asked,
+            purge_removes_ended_api_tokens,
         );
     };
 }
@@ -78,6 +90,7 @@ macro_rules! durable_store_conformance {
             everything_acknowledged_survives_reopen,
             purge_survives_reopen,
             touch_survives_clean_reopen_and_never_moves_backwards,
+            tokens_survive_reopen,
         );
     };
 }

@@ -4,8 +4,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -14,12 +12,9 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use sessionguard_core::Revocation;
-use sessionguard_core::{
-    ManualClock, MemoryStore, PasswordHash, SessionId, SessionRecord, SessionState, Store,
-    StoreError, StoreResult, Timestamp, UserEpoch, UserId, UserRecord,
-};
+use sessionguard_core::{ManualClock, MemoryStore, Timestamp};
 use sessionguard_server::{AppState, Config, Overrides};
+use sessionguard_test_kit::Instrumented;
 use tower::ServiceExt as _;
 
 /// The admin token configured in tests.
@@ -51,7 +46,7 @@ impl TestApp {
     pub fn with_toml(toml: &str) -> Self {
         let config = Config::from_toml(toml, |_| None, &Overrides::default()).unwrap();
         let clock = ManualClock::new(START);
-        let store = TestStore::default();
+        let store = Instrumented::new(MemoryStore::new());
         let state = AppState::new(&config, store.clone(), clock.clone()).unwrap();
         TestApp {
             router: sessionguard_server::router(state.clone()),
@@ -265,110 +260,5 @@ pub fn at(minutes: u64) -> String {
         .to_rfc3339()
 }
 
-/// A [`MemoryStore`] that can be made to fail, or to panic, on demand.
-#[derive(Debug, Clone, Default)]
-pub struct TestStore {
-    inner: MemoryStore,
-    mode: Arc<AtomicU8>,
-}
-
-const OK: u8 = 0;
-const FAIL: u8 = 1;
-const PANIC: u8 = 2;
-
-impl TestStore {
-    /// Every operation fails with a backend error from now on.
-    pub fn break_it(&self) {
-        self.mode.store(FAIL, Ordering::SeqCst);
-    }
-    /// Every operation panics from now on.
-    pub fn make_it_panic(&self) {
-        self.mode.store(PANIC, Ordering::SeqCst);
-    }
-    /// How many session records are stored.
-    pub fn session_count(&self) -> usize {
-        self.inner.index().session_count()
-    }
-    fn check(&self) -> StoreResult<()> {
-        match self.mode.load(Ordering::SeqCst) {
-            FAIL => Err(StoreError::backend(std::io::Error::other(
-                "disk /var/lib/secret-path is full",
-            ))),
-            PANIC => panic!("the test store panicked"),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Store for TestStore {
-    async fn insert_session(&self, record: SessionRecord) -> StoreResult<()> {
-        self.check()?;
-        self.inner.insert_session(record).await
-    }
-    async fn load_session(&self, id: &SessionId) -> StoreResult<Option<(SessionState, UserEpoch)>> {
-        self.check()?;
-        self.inner.load_session(id).await
-    }
-    async fn touch_session(
-        &self,
-        id: &SessionId,
-        seen_at: Timestamp,
-        idle_deadline: Timestamp,
-    ) -> StoreResult<()> {
-        self.check()?;
-        self.inner.touch_session(id, seen_at, idle_deadline).await
-    }
-    async fn revoke_session(&self, id: &SessionId, revocation: Revocation) -> StoreResult<bool> {
-        self.check()?;
-        self.inner.revoke_session(id, revocation).await
-    }
-    async fn revoke_user_sessions(
-        &self,
-        user: &UserId,
-        revocation: Revocation,
-        keep: Option<&SessionId>,
-    ) -> StoreResult<UserEpoch> {
-        self.check()?;
-        self.inner
-            .revoke_user_sessions(user, revocation, keep)
-            .await
-    }
-    async fn user_epoch(&self, user: &UserId) -> StoreResult<UserEpoch> {
-        self.check()?;
-        self.inner.user_epoch(user).await
-    }
-    async fn list_user_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionRecord>> {
-        self.check()?;
-        self.inner.list_user_sessions(user).await
-    }
-    async fn purge_sessions(&self, cutoff: Timestamp) -> StoreResult<u64> {
-        self.check()?;
-        self.inner.purge_sessions(cutoff).await
-    }
-    async fn create_user(
-        &self,
-        id: &UserId,
-        username: &str,
-        password_hash: PasswordHash,
-    ) -> StoreResult<()> {
-        self.check()?;
-        self.inner.create_user(id, username, password_hash).await
-    }
-    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        self.check()?;
-        self.inner.find_user_by_username(username).await
-    }
-    async fn get_user(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
-        self.check()?;
-        self.inner.get_user(id).await
-    }
-    async fn set_password(
-        &self,
-        id: &UserId,
-        password_hash: PasswordHash,
-        revocation: Revocation,
-    ) -> StoreResult<UserEpoch> {
-        self.check()?;
-        self.inner.set_password(id, password_hash, revocation).await
-    }
-}
+/// The store under test: memory, counted, breakable on demand.
+pub type TestStore = Instrumented<MemoryStore>;

@@ -24,12 +24,18 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::model::{
-    ClientInfo, PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch, UserId,
+    ClientInfo, EpochBump, PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch, UserId,
 };
 use crate::policy::{Policy, PolicyError};
 use crate::reason::{Reason, Revocation};
-use crate::store::{Store, StoreError};
+use crate::store::{Purged, Store, StoreError};
 use crate::token::{Token, TokenKind, VerifierHash};
+
+mod api_token;
+mod refresh;
+
+pub use api_token::{ValidApiToken, api_token_verdict};
+pub use refresh::Refreshed;
 
 /// Why a token was refused, and since when. Safe to show to the token's holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +72,9 @@ pub enum Error {
     /// The named record does not exist (or is not the caller's).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// An argument breaks a rule; the text says which, and holds no secret.
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -300,7 +309,37 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// [`Policy::touch_interval`].
     pub async fn validate(&self, token: &str) -> Result<ValidSession> {
         let now = self.clock.now();
-        let mut state = self.check(token, now).await?;
+        let state = self.check(token, now).await?;
+        self.touch(state, now).await
+    }
+
+    /// Checks a session token without recording activity: the idle deadline does not
+    /// move (for "you will be signed out in N minutes" warnings).
+    pub async fn status(&self, token: &str) -> Result<ValidSession> {
+        let now = self.clock.now();
+        let state = self.check(token, now).await?;
+        Ok(ValidSession::from_state(&state))
+    }
+
+    /// Checks the session `id` that the caller has **already authenticated** by
+    /// other means — a JWT access token whose signature it verified, naming the
+    /// session in `sid` — and, with `touch`, records activity. Never call it with an
+    /// id taken from unauthenticated input: the id is public.
+    pub async fn validate_authenticated_id(
+        &self,
+        id: &SessionId,
+        touch: bool,
+    ) -> Result<ValidSession> {
+        let now = self.clock.now();
+        let state = self.live(id, now).await?;
+        if touch {
+            self.touch(state, now).await
+        } else {
+            Ok(ValidSession::from_state(&state))
+        }
+    }
+
+    async fn touch(&self, mut state: SessionState, now: Timestamp) -> Result<ValidSession> {
         if now.duration_since(state.last_seen_at) >= self.policy.touch_interval() {
             let idle = now
                 .saturating_add(self.policy.idle_timeout)
@@ -311,14 +350,6 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 state.idle_deadline = idle;
             }
         }
-        Ok(ValidSession::from_state(&state))
-    }
-
-    /// Checks a session token without recording activity: the idle deadline does not
-    /// move (for "you will be signed out in N minutes" warnings).
-    pub async fn status(&self, token: &str) -> Result<ValidSession> {
-        let now = self.clock.now();
-        let state = self.check(token, now).await?;
         Ok(ValidSession::from_state(&state))
     }
 
@@ -383,7 +414,15 @@ impl<S: Store, C: Clock> Engine<S, C> {
         let at = self.clock.now();
         let epoch = self
             .store
-            .revoke_user_sessions(user, Revocation { reason, at }, None)
+            .revoke_user_sessions(
+                user,
+                EpochBump {
+                    revocation: Revocation { reason, at },
+                    end_api_tokens: reason == Reason::PasswordChanged
+                        && self.policy.revoke_api_tokens_on_password_change,
+                },
+                None,
+            )
             .await?;
         tracing::info!(target: LIFECYCLE, event = "user_sessions_revoked", user = %user, reason = reason.code(), epoch = epoch.epoch);
         Ok(epoch)
@@ -397,7 +436,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .store
             .revoke_user_sessions(
                 &current.user_id,
-                Revocation { reason, at },
+                EpochBump {
+                    revocation: Revocation { reason, at },
+                    end_api_tokens: false,
+                },
                 Some(&current.id),
             )
             .await?;
@@ -425,9 +467,12 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .set_password(
                 &current.user_id,
                 new_hash,
-                Revocation {
-                    reason: Reason::PasswordChanged,
-                    at,
+                EpochBump {
+                    revocation: Revocation {
+                        reason: Reason::PasswordChanged,
+                        at,
+                    },
+                    end_api_tokens: self.policy.revoke_api_tokens_on_password_change,
                 },
             )
             .await?;
@@ -458,13 +503,19 @@ impl<S: Store, C: Clock> Engine<S, C> {
 
     /// Deletes records that ended more than `tombstone_retention` ago. Returns how
     /// many were deleted.
-    pub async fn purge_expired(&self) -> Result<u64> {
+    pub async fn purge_expired(&self) -> Result<Purged> {
         let cutoff = self
             .clock
             .now()
             .saturating_sub(self.policy.tombstone_retention);
-        let purged = self.store.purge_sessions(cutoff).await?;
-        tracing::debug!(target: LIFECYCLE, event = "sessions_purged", count = purged);
+        let purged = self.store.purge(cutoff).await?;
+        tracing::debug!(
+            target: LIFECYCLE,
+            event = "purged",
+            sessions = purged.sessions,
+            refresh_tokens = purged.refresh_tokens,
+            api_tokens = purged.api_tokens
+        );
         Ok(purged)
     }
 
@@ -479,6 +530,15 @@ impl<S: Store, C: Clock> Engine<S, C> {
         if !parsed.verify(&state.verifier_hash) {
             return Err(Error::Rejected(Rejection::INVALID));
         }
+        verdict(&state, &epoch, now).map_err(Error::Rejected)?;
+        Ok(state)
+    }
+
+    /// The live state of session `id`, authenticated by the caller.
+    async fn live(&self, id: &SessionId, now: Timestamp) -> Result<SessionState> {
+        let Some((state, epoch)) = self.store.load_session(id).await? else {
+            return Err(Error::Rejected(Rejection::INVALID));
+        };
         verdict(&state, &epoch, now).map_err(Error::Rejected)?;
         Ok(state)
     }

@@ -1,0 +1,165 @@
+//! Refresh tokens: server-side state bound to a session, rotated on every use.
+//!
+//! A refresh token is valid exactly while its session is: it dies with the session
+//! (logout, password change, revocation, idle or absolute timeout) and can never
+//! extend the session past its absolute deadline — refreshing only counts as
+//! activity. Each use replaces it by a successor (rotation). Presenting a token that
+//! was already replaced is reuse: someone else may hold a copy, so the whole session
+//! is revoked (`refresh_reuse_detected`). The one exception is a repeat of the token
+//! that was *just* replaced, within [`Policy::refresh_reuse_grace`]: a client
+//! retrying after a lost response, or two tabs racing, gets the same successor back.
+//!
+//! [`Policy::refresh_reuse_grace`]: crate::Policy::refresh_reuse_grace
+
+use crate::clock::{Clock, Timestamp};
+use crate::model::{RefreshState, Rotation, SealedSecret};
+use crate::reason::Reason;
+use crate::store::Store;
+use crate::token::{Token, TokenKind};
+
+use super::{Engine, Error, Rejection, Result, ValidSession};
+
+/// The outcome of a refresh: the (still live) session and the refresh token to use
+/// next time. The token is secret: hand it to the client once.
+#[derive(Debug)]
+pub struct Refreshed {
+    /// The session, as of this refresh.
+    pub session: ValidSession,
+    /// The successor refresh token.
+    pub refresh: Token,
+}
+
+impl<S: Store, C: Clock> Engine<S, C> {
+    /// Issues the first refresh token of `session` (at a token login).
+    pub async fn issue_refresh(&self, session: &ValidSession) -> Result<Token> {
+        let token = Token::generate(TokenKind::Refresh);
+        self.store
+            .insert_refresh(RefreshState {
+                id: token.id(),
+                verifier_hash: token.verifier_hash(),
+                session_id: session.id(),
+                user_id: session.user_id().clone(),
+                created_at: self.clock.now(),
+                rotated: None,
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// Uses a refresh token: checks it and its session, records activity, and
+    /// rotates it. See the module documentation for reuse and the grace window.
+    pub async fn refresh(&self, presented: &str) -> Result<Refreshed> {
+        let now = self.clock.now();
+        let (parsed, state) = self.check_refresh(presented).await?;
+        let session = self
+            .validate_authenticated_id(&state.session_id, true)
+            .await?;
+        let done = match state.rotated {
+            Some(done) => done,
+            None => {
+                let successor = Token::generate(TokenKind::Refresh);
+                let rotation = Rotation {
+                    at: now,
+                    successor: successor.id(),
+                    sealed_successor: SealedSecret(parsed.seal(&successor)),
+                };
+                let record = RefreshState {
+                    id: successor.id(),
+                    verifier_hash: successor.verifier_hash(),
+                    session_id: state.session_id,
+                    user_id: state.user_id.clone(),
+                    created_at: now,
+                    rotated: None,
+                };
+                match self
+                    .store
+                    .rotate_refresh(&parsed.id(), rotation, record)
+                    .await?
+                {
+                    None => {
+                        return Ok(Refreshed {
+                            session,
+                            refresh: successor,
+                        });
+                    }
+                    Some(done) => done,
+                }
+            }
+        };
+        if let Some(again) = self.repeat_within_grace(&parsed, done, now).await? {
+            return Ok(Refreshed {
+                session,
+                refresh: again,
+            });
+        }
+        // Reuse of a replaced token: whoever holds the live successor, this copy is
+        // suspect, so the whole session ends.
+        self.revoke(&state.session_id, Reason::RefreshReuseDetected)
+            .await?;
+        tracing::warn!(
+            target: super::LIFECYCLE,
+            event = "refresh_reuse_detected",
+            user = %state.user_id,
+            session = %state.session_id,
+            "a rotated refresh token was presented again; the session is revoked"
+        );
+        Err(Error::Rejected(Rejection {
+            reason: Reason::RefreshReuseDetected,
+            at: Some(now),
+        }))
+    }
+
+    /// Ends the session of a genuine refresh token with `reason` (logout or RFC 7009
+    /// revocation with a refresh token). Anything else is ignored. Returns whether
+    /// this call revoked it.
+    pub async fn revoke_by_refresh_token(&self, presented: &str, reason: Reason) -> Result<bool> {
+        match self.check_refresh(presented).await {
+            Ok((_, state)) => self.revoke(&state.session_id, reason).await,
+            Err(Error::Rejected(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The session a genuine refresh token belongs to, if it is live (for
+    /// introspection). Does not rotate or record activity.
+    pub async fn refresh_token_session(&self, presented: &str) -> Result<ValidSession> {
+        let (_, state) = self.check_refresh(presented).await?;
+        if state.rotated.is_some() {
+            // A replaced token is not active, even within the grace window.
+            return Err(Error::Rejected(Rejection::INVALID));
+        }
+        self.validate_authenticated_id(&state.session_id, false)
+            .await
+    }
+
+    async fn check_refresh(&self, presented: &str) -> Result<(Token, RefreshState)> {
+        let parsed = Token::parse(presented, TokenKind::Refresh)
+            .map_err(|_| Error::Rejected(Rejection::INVALID))?;
+        match self.store.load_refresh(&parsed.id()).await? {
+            Some(state) if parsed.verify(&state.verifier_hash) => Ok((parsed, state)),
+            _ => Err(Error::Rejected(Rejection::INVALID)),
+        }
+    }
+
+    /// The successor handed out by `done`, if `done` is recent enough and its
+    /// successor has not itself been used: a retry, not a theft.
+    async fn repeat_within_grace(
+        &self,
+        parsed: &Token,
+        done: Rotation,
+        now: Timestamp,
+    ) -> Result<Option<Token>> {
+        let grace = self.policy.refresh_reuse_grace;
+        if grace.is_zero() || done.at > now || now.duration_since(done.at) > grace {
+            return Ok(None);
+        }
+        let Some(next) = self.store.load_refresh(&done.successor).await? else {
+            return Ok(None);
+        };
+        if next.rotated.is_some() {
+            return Ok(None);
+        }
+        let again = parsed.unseal(TokenKind::Refresh, done.successor, &done.sealed_successor.0);
+        Ok(again.verify(&next.verifier_hash).then_some(again))
+    }
+}
