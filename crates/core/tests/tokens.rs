@@ -572,3 +572,18 @@ async fn api_token_use_is_recorded_at_most_once_a_minute() {
     f.engine.validate_api_token(&t).await.unwrap();
     assert_eq!(last_used().await, Some(T0.saturating_add(MIN)));
 }
+
+#[tokio::test]
+async fn api_token_status_checks_without_recording_a_use() {
+    let f = fixture();
+    let t = api_token(&f, &alice(), Some(MIN)).await;
+    let id = Token::parse(&t, TokenKind::ApiToken).unwrap().id();
+    assert_eq!(f.engine.api_token_status(&t).await.unwrap().id(), id);
+    let (rec, _) = f.engine.store().load_api_token(&id).await.unwrap().unwrap();
+    assert_eq!(rec.last_used_at, None, "a status check is not a use");
+    f.clock.advance(MIN);
+    assert_eq!(
+        rejected(f.engine.api_token_status(&t).await).reason,
+        Reason::AbsoluteTimeout
+    );
+}

@@ -6,10 +6,20 @@
 //! data_dir = "sessionguard-data"
 //! public_origin = "http://127.0.0.1:8080"  # the trusted Origin for browser requests
 //! admin_token = "..."                      # or SESSIONGUARD_ADMIN_TOKEN
+//! issuer = "http://127.0.0.1:8080"         # `iss` of access tokens; default public_origin
+//! audience = "http://127.0.0.1:8080"       # `aud` of access tokens; default public_origin
+//! introspection_tokens = ["..."]           # resource servers allowed to call /v1/introspect
 //! [policy]
 //! idle_timeout = "30m"
 //! absolute_timeout = "12h"
 //! tombstone_retention = "1h"
+//! access_token_ttl = "5m"
+//! refresh_reuse_grace = "5s"               # "0s" turns the grace window off
+//! api_token_max_ttl = "90d"
+//! revoke_api_tokens_on_password_change = true
+//! [keys]
+//! algorithm = "EdDSA"                      # or "ES256"
+//! rotation_period = "30d"                  # at least 1h
 //! ```
 //!
 //! Environment: `SESSIONGUARD_LISTEN`, `SESSIONGUARD_DATA_DIR`,
@@ -24,7 +34,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use sessionguard_core::policy::MAX_TIMEOUT;
 use sessionguard_core::{Policy, PolicyError, TokenId};
+use sessionguard_jwt::Algorithm;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -42,9 +54,48 @@ pub struct Config {
     pub public_origin: String,
     /// The admin API's bearer token. `None` disables the admin API.
     pub admin_token: Option<AdminToken>,
-    /// Session timeouts.
+    /// The `iss` of access tokens, and the only issuer accepted when verifying
+    /// them. Default: `public_origin`.
+    pub issuer: String,
+    /// The `aud` of access tokens, and the only audience accepted when verifying
+    /// them. Default: `public_origin`.
+    pub audience: String,
+    /// The access tokens' signing keys.
+    pub keys: KeysConfig,
+    /// Bearer tokens of resource servers allowed to call `POST /v1/introspect`
+    /// (the admin token may too). Empty by default.
+    pub introspection_tokens: Vec<IntrospectionToken>,
+    /// Session timeouts and token lifetimes.
     pub policy: Policy,
 }
+
+/// The `[keys]` table: how access tokens are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeysConfig {
+    /// The algorithm of new keys: `EdDSA` (default) or `ES256`. A key keeps the
+    /// algorithm it was made with.
+    pub algorithm: Algorithm,
+    /// The active key is replaced by a new one once it is this old (the old one
+    /// stays published until its tokens have expired). Default 30 days; at
+    /// least 1 hour.
+    pub rotation_period: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            algorithm: Algorithm::EdDSA,
+            rotation_period: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// The shortest accepted `keys.rotation_period`.
+pub const MIN_ROTATION_PERIOD: Duration = Duration::from_secs(3600);
+
+/// The longest accepted `issuer` or `audience`, in bytes.
+pub const MAX_IDENTIFIER_LEN: usize = 255;
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -56,6 +107,10 @@ impl fmt::Debug for Config {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("keys", &self.keys)
+            .field("introspection_tokens", &self.introspection_tokens)
             .field("policy", &self.policy)
             .finish()
     }
@@ -107,6 +162,30 @@ impl AdminToken {
 impl fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// A resource server's credential for `POST /v1/introspect`: a secret, with the
+/// same rules and protections as [`AdminToken`] (at least 32 visible ASCII
+/// characters, zeroized on drop, redacted in `Debug`, compared in constant time).
+#[derive(Clone)]
+pub struct IntrospectionToken(AdminToken);
+
+impl IntrospectionToken {
+    /// Validates a configured token like [`AdminToken::new`].
+    pub fn new(token: String) -> Result<Self, &'static str> {
+        AdminToken::new(token).map(IntrospectionToken)
+    }
+
+    /// Whether `presented` is this token, in time independent of where they differ.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0.matches(presented)
+    }
+}
+
+impl fmt::Debug for IntrospectionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IntrospectionToken(<redacted>)")
     }
 }
 
@@ -192,8 +271,13 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     public_origin: Option<String>,
     admin_token: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    introspection_tokens: Option<Vec<String>>,
     #[serde(default)]
     policy: FilePolicy,
+    #[serde(default)]
+    keys: FileKeys,
 }
 
 #[derive(Deserialize, Default)]
@@ -202,6 +286,17 @@ struct FilePolicy {
     idle_timeout: Option<String>,
     absolute_timeout: Option<String>,
     tombstone_retention: Option<String>,
+    access_token_ttl: Option<String>,
+    refresh_reuse_grace: Option<String>,
+    api_token_max_ttl: Option<String>,
+    revoke_api_tokens_on_password_change: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileKeys {
+    algorithm: Option<String>,
+    rotation_period: Option<String>,
 }
 
 /// A raw value and where it came from.
@@ -301,6 +396,50 @@ impl Config {
             None => None,
         };
 
+        let file_only = |v: Option<String>| v.map(|v| (v, Origin::File));
+        let issuer = match file.issuer {
+            Some(v) => identifier("issuer", v, true)?,
+            None => public_origin.clone(),
+        };
+        let audience = match file.audience {
+            Some(v) => identifier("audience", v, false)?,
+            None => public_origin.clone(),
+        };
+        let introspection_tokens = file
+            .introspection_tokens
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            // The values are secrets: an error names the position, never the value.
+            .map(|(i, v)| {
+                IntrospectionToken::new(v).map_err(|problem| ConfigError::Invalid {
+                    key: "introspection_tokens",
+                    problem: format!("entry {}: {problem}", i + 1),
+                    origin: Origin::File,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut keys = KeysConfig::default();
+        if let Some(v) = file.keys.algorithm {
+            keys.algorithm = v.parse().map_err(|_| ConfigError::Invalid {
+                key: "keys.algorithm",
+                problem: format!("must be \"EdDSA\" or \"ES256\" (got {v:?})"),
+                origin: Origin::File,
+            })?;
+        }
+        if let Some(v) = file.keys.rotation_period {
+            let period = parse_duration("keys.rotation_period", &v, Origin::File)?;
+            if !(MIN_ROTATION_PERIOD..=MAX_TIMEOUT).contains(&period) {
+                return Err(ConfigError::Invalid {
+                    key: "keys.rotation_period",
+                    problem: "must be between 1h and 10 years".to_owned(),
+                    origin: Origin::File,
+                });
+            }
+            keys.rotation_period = period;
+        }
+
         let mut policy = Policy::default();
         let durations = [
             (
@@ -318,14 +457,32 @@ impl Config {
             ),
             (
                 "policy.tombstone_retention",
-                file.policy.tombstone_retention.map(|v| (v, Origin::File)),
+                file_only(file.policy.tombstone_retention),
                 &mut policy.tombstone_retention,
+            ),
+            (
+                "policy.access_token_ttl",
+                file_only(file.policy.access_token_ttl),
+                &mut policy.access_token_ttl,
+            ),
+            (
+                "policy.refresh_reuse_grace",
+                file_only(file.policy.refresh_reuse_grace),
+                &mut policy.refresh_reuse_grace,
+            ),
+            (
+                "policy.api_token_max_ttl",
+                file_only(file.policy.api_token_max_ttl),
+                &mut policy.api_token_max_ttl,
             ),
         ];
         for (key, raw, slot) in durations {
             if let Some((v, origin)) = raw {
                 *slot = parse_duration(key, &v, origin)?;
             }
+        }
+        if let Some(v) = file.policy.revoke_api_tokens_on_password_change {
+            policy.revoke_api_tokens_on_password_change = v;
         }
         policy.validate().map_err(policy_error)?;
 
@@ -334,6 +491,10 @@ impl Config {
             data_dir,
             public_origin,
             admin_token,
+            issuer,
+            audience,
+            keys,
+            introspection_tokens,
             policy,
         })
     }
@@ -391,11 +552,41 @@ fn parse_duration(key: &'static str, v: &str, origin: Origin) -> Result<Duration
     })
 }
 
+/// Validates an `issuer` (`url`: an absolute URL, `scheme://...`) or `audience`:
+/// 1 to [`MAX_IDENTIFIER_LEN`] bytes of visible ASCII. Tokens carry it verbatim
+/// and verifiers compare it exactly, so nothing is normalised.
+fn identifier(key: &'static str, v: String, url: bool) -> Result<String, ConfigError> {
+    let problem = if v.is_empty() || v.len() > MAX_IDENTIFIER_LEN {
+        Some("must be 1 to 255 characters")
+    } else if !v.bytes().all(|b| b.is_ascii_graphic()) {
+        Some("must be visible ASCII characters without spaces")
+    } else if url
+        && !v
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| !scheme.is_empty() && !rest.is_empty())
+    {
+        Some("must be an absolute URL (scheme://host...)")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ConfigError::Invalid {
+            key,
+            problem: format!("{problem} (got {v:?})"),
+            origin: Origin::File,
+        }),
+        None => Ok(v),
+    }
+}
+
 fn policy_error(e: PolicyError) -> ConfigError {
     let key = match e.key {
         "idle_timeout" => "policy.idle_timeout",
         "absolute_timeout" => "policy.absolute_timeout",
         "tombstone_retention" => "policy.tombstone_retention",
+        "access_token_ttl" => "policy.access_token_ttl",
+        "refresh_reuse_grace" => "policy.refresh_reuse_grace",
+        "api_token_max_ttl" => "policy.api_token_max_ttl",
         _ => "policy",
     };
     ConfigError::Invalid {

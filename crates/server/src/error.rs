@@ -4,6 +4,13 @@
 //! This is the single place where request failures are logged: server-side
 //! failures (5xx) at `error` with their whole source chain, client errors at
 //! `debug` with their code only. Bodies never carry internals, tokens or passwords.
+//!
+//! The one documented exception to problem documents is the token endpoint
+//! (`POST /v1/token`) and the request errors of RFC 7009 revocation: OAuth client
+//! libraries parse the RFC 6749 §5.2 form, so those errors are wrapped in
+//! [`ApiError::OAuth`] and answered as `application/json`
+//! `{"error","error_description","code"[,"ended_at"]}`, still with the stable
+//! `code`, and still logged here.
 
 use std::error::Error as StdError;
 use std::fmt::Write as _;
@@ -11,7 +18,8 @@ use std::fmt::Write as _;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sessionguard_core::{PasswordError, Rejection, StoreError};
+use sessionguard_core::{PasswordError, Reason, Rejection, StoreError};
+use sessionguard_jwt::JwtError;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -34,6 +42,12 @@ pub enum ApiError {
         /// to the challenge, RFC 6750).
         bearer: bool,
     },
+    /// A bearer value shaped like a JWT that is not a valid access token of ours:
+    /// bad signature, unknown key, wrong algorithm, type, issuer or audience,
+    /// expired, not yet valid, malformed (401 `invalid_token`). The cause is
+    /// logged (it names the rule, never the token) and never shown.
+    #[error("access token rejected: {0}")]
+    InvalidAccessToken(#[source] JwtError),
     /// Wrong username or password; the same for both (401).
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -43,6 +57,27 @@ pub enum ApiError {
         /// Whether a bearer token was presented.
         bearer: bool,
     },
+    /// Introspection was called without the admin token or an introspection
+    /// token (401).
+    #[error("introspection authentication failed")]
+    IntrospectionUnauthorized {
+        /// Whether a bearer token was presented.
+        bearer: bool,
+    },
+    /// A `grant_type` the token endpoint does not support (400).
+    #[error("unsupported grant type")]
+    UnsupportedGrantType,
+    /// An API token name outside the rules (422).
+    #[error("invalid API token name")]
+    InvalidName,
+    /// An API token lifetime that is not positive or exceeds
+    /// `policy.api_token_max_ttl` (422).
+    #[error("invalid API token expiry")]
+    InvalidExpiry,
+    /// A failure of an OAuth endpoint, answered in the RFC 6749 §5.2 form instead
+    /// of a problem document (see the module docs). Never wraps a 5xx.
+    #[error(transparent)]
+    OAuth(Box<ApiError>),
     /// A browser request from another origin (403).
     #[error("cross-origin request refused")]
     CrossOrigin,
@@ -107,8 +142,13 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Session { .. }
+            | ApiError::InvalidAccessToken(_)
             | ApiError::InvalidCredentials
-            | ApiError::AdminUnauthorized { .. } => StatusCode::UNAUTHORIZED,
+            | ApiError::AdminUnauthorized { .. }
+            | ApiError::IntrospectionUnauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            ApiError::InvalidName | ApiError::InvalidExpiry => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::OAuth(inner) => inner.oauth_status(),
             ApiError::CrossOrigin | ApiError::CsrfTokenInvalid => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -131,8 +171,14 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Session { rejection, .. } => rejection.reason.code(),
+            ApiError::InvalidAccessToken(_) => Reason::InvalidToken.code(),
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::AdminUnauthorized { .. } => "admin_unauthorized",
+            ApiError::IntrospectionUnauthorized { .. } => "introspection_unauthorized",
+            ApiError::UnsupportedGrantType => "unsupported_grant_type",
+            ApiError::InvalidName => "invalid_name",
+            ApiError::InvalidExpiry => "invalid_expiry",
+            ApiError::OAuth(inner) => inner.code(),
             ApiError::CrossOrigin => "cross_origin_request",
             ApiError::CsrfTokenInvalid => "csrf_token_invalid",
             ApiError::NotFound => "not_found",
@@ -172,11 +218,46 @@ impl ApiError {
         }
     }
 
+    /// This error as an OAuth endpoint answers it (RFC 6749 §5.2). Server-side
+    /// failures (5xx) stay problem documents: they are not the client's to fix.
+    pub fn oauth(self) -> Self {
+        match self {
+            already @ ApiError::OAuth(_) => already,
+            e if e.status().is_server_error() => e,
+            e => ApiError::OAuth(Box::new(e)),
+        }
+    }
+
+    /// The RFC 6749 §5.2 `error` for this failure of an OAuth endpoint.
+    fn oauth_error(&self) -> &'static str {
+        match self {
+            ApiError::Session { .. } | ApiError::InvalidCredentials | ApiError::Conflict(_) => {
+                "invalid_grant"
+            }
+            ApiError::UnsupportedGrantType => "unsupported_grant_type",
+            _ => "invalid_request",
+        }
+    }
+
+    /// The status of this failure of an OAuth endpoint: 400 for every RFC 6749
+    /// §5.2 error, except refusals that are not about the parameters (a
+    /// cross-origin browser, an oversized body), which keep their own.
+    fn oauth_status(&self) -> StatusCode {
+        match self {
+            ApiError::CrossOrigin | ApiError::PayloadTooLarge => self.status(),
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
     fn title(&self) -> &'static str {
         match self {
-            ApiError::Session { .. } => "Session not valid",
+            ApiError::Session { .. } | ApiError::InvalidAccessToken(_) => "Session not valid",
             ApiError::InvalidCredentials => "Invalid credentials",
             ApiError::AdminUnauthorized { .. } => "Admin authentication required",
+            ApiError::IntrospectionUnauthorized { .. } => "Introspection authentication required",
+            ApiError::UnsupportedGrantType => "Unsupported grant type",
+            ApiError::InvalidName => "Invalid name",
+            ApiError::InvalidExpiry => "Invalid expiry",
+            ApiError::OAuth(inner) => inner.title(),
             ApiError::CrossOrigin => "Cross-origin request refused",
             ApiError::CsrfTokenInvalid => "Anti-CSRF token missing or wrong",
             ApiError::NotFound => "Not found",
@@ -200,12 +281,30 @@ impl ApiError {
     fn detail(&self) -> String {
         match self {
             ApiError::Session { rejection, .. } => rejection.reason.describe().to_owned(),
+            ApiError::InvalidAccessToken(_) => Reason::InvalidToken.describe().to_owned(),
             ApiError::InvalidCredentials => "The username or password is wrong.".to_owned(),
             ApiError::AdminUnauthorized { .. } => {
                 "This endpoint needs the admin bearer token (the admin API is disabled when \
                  none is configured)."
                     .to_owned()
             }
+            ApiError::IntrospectionUnauthorized { .. } => {
+                "This endpoint needs a configured introspection token or the admin token as \
+                 a bearer token."
+                    .to_owned()
+            }
+            ApiError::UnsupportedGrantType => {
+                "The grant_type must be password or refresh_token.".to_owned()
+            }
+            ApiError::InvalidName => {
+                "A name is 1 to 100 characters without control characters.".to_owned()
+            }
+            ApiError::InvalidExpiry => {
+                "expires_in must be a positive number of seconds, at most the configured \
+                 maximum lifetime of API tokens."
+                    .to_owned()
+            }
+            ApiError::OAuth(inner) => inner.detail(),
             ApiError::CrossOrigin => {
                 "State-changing browser requests must come from the configured public origin."
                     .to_owned()
@@ -236,8 +335,8 @@ impl ApiError {
             }
             ApiError::Malformed { detail, .. } => detail.clone(),
             ApiError::UnsupportedMediaType => {
-                "The body must be application/json (login also accepts \
-                 application/x-www-form-urlencoded)."
+                "The body must be application/json (login, logout and the OAuth endpoints \
+                 also accept application/x-www-form-urlencoded)."
                     .to_owned()
             }
             ApiError::PayloadTooLarge => "The request body exceeds 16 KiB.".to_owned(),
@@ -256,7 +355,10 @@ impl ApiError {
     /// The `WWW-Authenticate` challenge for 401 responses (RFC 7235, RFC 6750).
     fn challenge(&self) -> Option<String> {
         let bearer = match self {
-            ApiError::Session { bearer, .. } | ApiError::AdminUnauthorized { bearer } => *bearer,
+            ApiError::Session { bearer, .. }
+            | ApiError::AdminUnauthorized { bearer }
+            | ApiError::IntrospectionUnauthorized { bearer } => *bearer,
+            ApiError::InvalidAccessToken(_) => true,
             ApiError::InvalidCredentials => false,
             _ => return None,
         };
@@ -274,7 +376,21 @@ impl ApiError {
                 tracing::error!(code, error = %chain(e), "store failure");
             }
             ApiError::Internal(what) => tracing::error!(code, error = %what, "internal error"),
+            // JwtError messages name the failed rule, never the token or a claim.
+            ApiError::InvalidAccessToken(e) => {
+                tracing::debug!(code, status = 401, rule = %e, "access token refused");
+            }
+            ApiError::OAuth(inner) => inner.log(),
             _ => tracing::debug!(code, status = self.status().as_u16(), "request refused"),
+        }
+    }
+
+    /// When the session ended, for a rejection that knows it.
+    fn ended_at(&self) -> Option<String> {
+        match self {
+            ApiError::Session { rejection, .. } => rejection.at.map(|t| t.to_rfc3339()),
+            ApiError::OAuth(inner) => inner.ended_at(),
+            _ => None,
         }
     }
 }
@@ -308,6 +424,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The RFC 6749 §5.2 body, plus the stable `code` (and `ended_at` when known).
+#[derive(Serialize)]
+struct OAuthProblem {
+    error: &'static str,
+    error_description: String,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<String>,
+}
+
 /// The RFC 9457 body.
 #[derive(Serialize)]
 struct Problem {
@@ -325,10 +451,25 @@ impl IntoResponse for ApiError {
         self.log();
         let status = self.status();
         let code = self.code();
-        let ended_at = match &self {
-            ApiError::Session { rejection, .. } => rejection.at.map(|t| t.to_rfc3339()),
-            _ => None,
-        };
+        let ended_at = self.ended_at();
+        if let ApiError::OAuth(inner) = &self {
+            let body = OAuthProblem {
+                error: inner.oauth_error(),
+                error_description: inner.detail(),
+                code,
+                ended_at,
+            };
+            let body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+            let mut res = (status, body).into_response();
+            let headers = res.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            // RFC 6749 §5.1: token responses must not be cached, by old caches either.
+            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            return res;
+        }
         let problem = Problem {
             r#type: format!("urn:sessionguard:problem:{code}"),
             title: self.title(),
@@ -375,7 +516,6 @@ fn capitalise(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sessionguard_core::Reason;
 
     #[test]
     fn store_failures_never_leak_their_cause() {
@@ -406,5 +546,33 @@ mod tests {
         );
         assert!(ApiError::NotFound.challenge().is_none());
         assert_eq!(bearer.code(), Reason::InvalidToken.code());
+        let jwt = ApiError::InvalidAccessToken(JwtError::BadSignature);
+        assert_eq!(jwt.code(), "invalid_token");
+        assert_eq!(jwt.challenge(), bearer.challenge());
+        assert!(
+            !jwt.detail().contains("signature"),
+            "the rule is logged, not shown"
+        );
+    }
+
+    #[test]
+    fn oauth_errors_keep_the_code_and_map_the_error() {
+        let grant = ApiError::InvalidCredentials.oauth();
+        assert_eq!(grant.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(grant.code(), "invalid_credentials");
+        let ApiError::OAuth(inner) = &grant else {
+            panic!("wrapped: {grant:?}")
+        };
+        assert_eq!(inner.oauth_error(), "invalid_grant");
+        assert!(grant.challenge().is_none());
+        let store = ApiError::from(StoreError::backend(std::io::Error::other("x"))).oauth();
+        assert!(
+            matches!(store, ApiError::Store(_)),
+            "5xx stay problem documents"
+        );
+        assert_eq!(
+            ApiError::CrossOrigin.oauth().status(),
+            StatusCode::FORBIDDEN
+        );
     }
 }

@@ -1,19 +1,28 @@
-//! Extractors: request bodies, session credentials, client metadata and admin
-//! authentication. Every rejection is an [`ApiError`], so no input gets axum's
-//! plain-text defaults.
+//! Extractors: request bodies, session credentials, client metadata, and admin
+//! and introspection authentication. Every rejection is an [`ApiError`], so no
+//! input gets axum's plain-text defaults.
+//!
+//! A session is accepted as the session cookie, as a bearer session token
+//! (`sgs_…`) or as a bearer access token (a JWT from `POST /v1/token`). An access
+//! token is verified (signature with its key's pinned algorithm, issuer, audience,
+//! expiry, at the engine's clock) **and** the session it names must still be
+//! alive here, so this server refuses it at once after a logout; see
+//! [`crate::access`] for what offline verifiers accept instead.
 
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use sessionguard_core::{ClientInfo, Clock, Rejection, Store, ValidSession};
+use sessionguard_jwt::AccessClaims;
 use zeroize::Zeroizing;
 
+use crate::access::looks_like_jwt;
 use crate::csrf;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -81,6 +90,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
         match media {
             Media::Json => parse_json(&bytes).map(JsonOrForm),
             Media::Form => parse_form(&bytes).map(JsonOrForm),
+        }
+    }
+}
+
+/// An optional JSON or form body: `None` when the request has no body, an empty
+/// one, or one of another media type (which is then ignored, as it was before the
+/// endpoint took a body). A JSON or form body that does not parse is refused.
+#[derive(Debug, Clone)]
+pub struct OptionalBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Some(media) = media_type(req.headers()) else {
+            return Ok(OptionalBody(None));
+        };
+        let bytes = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalBody(None));
+        }
+        match media {
+            Media::Json => parse_json(&bytes).map(|b| OptionalBody(Some(b))),
+            Media::Form => parse_form(&bytes).map(|b| OptionalBody(Some(b))),
         }
     }
 }
@@ -232,6 +265,12 @@ impl Credential {
         self.source == CredentialSource::Bearer
     }
 
+    /// Whether it is a bearer value shaped like a JWT, that is a would-be access
+    /// token (our opaque tokens never have that shape).
+    pub fn is_access_token(&self) -> bool {
+        self.is_bearer() && looks_like_jwt(&self.token)
+    }
+
     /// Maps an engine failure about this credential to a response.
     pub fn reject(&self, err: sessionguard_core::Error) -> ApiError {
         ApiError::session(err, self.is_bearer())
@@ -240,7 +279,7 @@ impl Credential {
 
 /// The bearer token of the first `Authorization: Bearer` header: `None` if there
 /// is none, `Some(None)` if it is empty or not UTF-8.
-fn bearer(headers: &HeaderMap) -> Option<Option<&str>> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<Option<&str>> {
     headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
         let bytes = v.as_bytes();
         let scheme_ok =
@@ -277,15 +316,18 @@ fn session_cookie(headers: &HeaderMap) -> Option<Result<&str, ()>> {
         })
 }
 
-/// A request authenticated by a live session, with CSRF protection applied for
-/// cookie-authenticated unsafe methods. The check counts as activity: it extends
-/// the idle deadline ([`sessionguard_core::Engine::validate`]).
+/// A request authenticated by a live session (cookie, bearer session token or
+/// bearer access token), with CSRF protection applied for cookie-authenticated
+/// unsafe methods. The check counts as activity: it extends the idle deadline
+/// ([`sessionguard_core::Engine::validate`]).
 #[derive(Debug)]
 pub struct LiveSession {
     /// The session, as checked.
     pub session: ValidSession,
     /// The credential it was checked with.
     pub credential: Credential,
+    /// The verified claims, when the credential was an access token.
+    pub access: Option<AccessClaims>,
 }
 
 /// Like [`LiveSession`], but the check does not count as activity
@@ -296,6 +338,19 @@ pub struct PeekSession {
     pub session: ValidSession,
     /// The credential it was checked with.
     pub credential: Credential,
+    /// The verified claims, when the credential was an access token.
+    pub access: Option<AccessClaims>,
+}
+
+/// What [`authenticate`] found.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The session, as checked.
+    pub session: ValidSession,
+    /// The credential it was checked with.
+    pub credential: Credential,
+    /// The verified claims, when the credential was an access token.
+    pub access: Option<AccessClaims>,
 }
 
 impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for LiveSession {
@@ -305,10 +360,11 @@ impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for LiveSession {
         parts: &mut Parts,
         state: &AppState<S, C>,
     ) -> Result<Self, Self::Rejection> {
-        let (session, credential) = authenticate(parts, state, true).await?;
+        let a = authenticate(&parts.method, &parts.headers, state, true).await?;
         Ok(LiveSession {
-            session,
-            credential,
+            session: a.session,
+            credential: a.credential,
+            access: a.access,
         })
     }
 }
@@ -320,27 +376,40 @@ impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for PeekSession {
         parts: &mut Parts,
         state: &AppState<S, C>,
     ) -> Result<Self, Self::Rejection> {
-        let (session, credential) = authenticate(parts, state, false).await?;
+        let a = authenticate(&parts.method, &parts.headers, state, false).await?;
         Ok(PeekSession {
-            session,
-            credential,
+            session: a.session,
+            credential: a.credential,
+            access: a.access,
         })
     }
 }
 
-async fn authenticate<S: Store, C: Clock>(
-    parts: &Parts,
+/// Authenticates a request by its session credential (see the module docs),
+/// recording activity with `touch`. Cookie-authenticated unsafe methods are
+/// CSRF-checked; bearer credentials are not (nothing ambient to forge).
+pub async fn authenticate<S: Store, C: Clock>(
+    method: &Method,
+    headers: &HeaderMap,
     state: &AppState<S, C>,
     touch: bool,
-) -> Result<(ValidSession, Credential), ApiError> {
-    let credential = Credential::from_headers(&parts.headers)?.ok_or(ApiError::Session {
+) -> Result<Authenticated, ApiError> {
+    let credential = Credential::from_headers(headers)?.ok_or(ApiError::Session {
         rejection: Rejection::INVALID,
         bearer: false,
     })?;
-    let cookie_unsafe = !credential.is_bearer() && csrf::is_unsafe(&parts.method);
+    if credential.is_access_token() {
+        let (session, claims) = state.access_session(credential.token(), touch).await?;
+        return Ok(Authenticated {
+            session,
+            credential,
+            access: Some(claims),
+        });
+    }
+    let cookie_unsafe = !credential.is_bearer() && csrf::is_unsafe(method);
     if cookie_unsafe {
         // Before the lookup: a refused cross-site request is not activity.
-        csrf::check_origin(&parts.headers, state.public_origin())?;
+        csrf::check_origin(headers, state.public_origin())?;
     }
     let engine = state.engine();
     let checked = if touch {
@@ -350,9 +419,13 @@ async fn authenticate<S: Store, C: Clock>(
     };
     let session = checked.map_err(|e| credential.reject(e))?;
     if cookie_unsafe {
-        csrf::check_token(&parts.headers, &session)?;
+        csrf::check_token(headers, &session)?;
     }
-    Ok((session, credential))
+    Ok(Authenticated {
+        session,
+        credential,
+        access: None,
+    })
 }
 
 /// The client's user agent and address, for the user's list of sessions. The
@@ -393,6 +466,28 @@ impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for Admin {
         match (state.admin_token(), presented) {
             (Some(expected), Some(Some(token))) if expected.matches(token.as_bytes()) => Ok(Admin),
             (_, presented) => Err(ApiError::AdminUnauthorized {
+                bearer: presented.is_some(),
+            }),
+        }
+    }
+}
+
+/// Proof that the request carries, as a bearer token, a configured introspection
+/// token or the admin token (RFC 7662 §2.1: the caller of introspection is
+/// authenticated). With neither configured, every introspection is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct Introspector;
+
+impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for Introspector {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S, C>,
+    ) -> Result<Self, Self::Rejection> {
+        match bearer(&parts.headers) {
+            Some(Some(token)) if state.may_introspect(token.as_bytes()) => Ok(Introspector),
+            presented => Err(ApiError::IntrospectionUnauthorized {
                 bearer: presented.is_some(),
             }),
         }

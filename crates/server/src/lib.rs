@@ -11,13 +11,20 @@
 //! | endpoint | auth | does |
 //! |---|---|---|
 //! | `POST /v1/login` | none (origin-checked) | password → new session in `__Host-sg_session`; revokes a presented token |
+//! | `POST /v1/token` | none (origin-checked) | OAuth token endpoint: `password` or `refresh_token` grant → access token (JWT) + refresh token; errors in RFC 6749 form |
 //! | `GET /v1/session` | session | current session; extends the idle deadline |
 //! | `GET /v1/session/status` | session | current session; does not extend it |
-//! | `POST /v1/logout` | session | revokes it (`logged_out`), clears the cookie |
-//! | `POST /v1/password` | session | new password; every session ends (`password_changed`), this device gets a new one |
+//! | `POST /v1/logout` | session or refresh token | revokes it (`logged_out`) with its refresh tokens, clears the cookie |
+//! | `POST /v1/password` | session | new password; every session ends (`password_changed`), this device gets a new one (a new token pair for access-token clients) |
 //! | `GET /v1/sessions` | session | the user's live sessions |
 //! | `DELETE /v1/sessions/{id}` | session | ends one of them (`revoked_by_user`) |
 //! | `POST /v1/sessions/revoke-others` | session | ends all but this one (`signed_out_everywhere`) |
+//! | `POST /v1/api-tokens` | session | creates a personal API token (`sga_`), shown once |
+//! | `GET /v1/api-tokens` | session | the user's live API tokens, without secrets |
+//! | `DELETE /v1/api-tokens/{id}` | session | revokes one of them (`revoked_by_user`) |
+//! | `POST /v1/introspect` | introspection or admin | RFC 7662: is a token (any kind) active? Never records activity |
+//! | `POST /v1/revoke` | none (possession) | RFC 7009: ends a token of any kind; always 200 |
+//! | `GET /.well-known/jwks.json` | none | the public keys of access tokens (cacheable 5 min) |
 //! | `POST /v1/admin/users` | admin | creates a user with a password |
 //! | `POST /v1/admin/sessions` | admin | sidecar: a session (and its token) for an app's user |
 //! | `POST /v1/admin/users/{id}/revoke` | admin | ends every session of a user |
@@ -25,9 +32,16 @@
 //! | `GET /healthz` | none | liveness |
 //!
 //! "Session" means the session cookie or `Authorization: Bearer <token>` (bearer
-//! wins); cookie-authenticated unsafe requests also need the origin check and the
-//! `X-CSRF-Token` header ([`csrf`]). "Admin" means `Authorization: Bearer
-//! <admin_token>`.
+//! wins), where the bearer token is a session token (`sgs_…`) or an access token
+//! (a JWT from `/v1/token`); cookie-authenticated unsafe requests also need the
+//! origin check and the `X-CSRF-Token` header ([`csrf`]). "Admin" means
+//! `Authorization: Bearer <admin_token>`; "introspection" means one of the
+//! configured `introspection_tokens` the same way.
+//!
+//! Access tokens are checked here against their session at every request, so a
+//! logout ends them at once on this server. A resource server verifying them
+//! offline with the JWKS accepts one until its `exp` (minutes); one that must
+//! know at once uses `/v1/introspect` ([`access`]).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -41,10 +55,12 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod config;
 pub mod csrf;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod routes;
 pub mod state;
 
@@ -64,17 +80,19 @@ use axum::routing::{delete, get, post};
 use sessionguard_core::{
     Clock, Password, PasswordError, PolicyError, Store, SystemClock, TokenId, UserId,
 };
+use sessionguard_jwt::JwtError;
 use sessionguard_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-pub use config::{AdminToken, Config, ConfigError, Overrides};
+pub use config::{AdminToken, Config, ConfigError, IntrospectionToken, Overrides};
 pub use error::ApiError;
+pub use keys::KEY_FILE;
 pub use state::AppState;
 
-use routes::{admin, health, session};
+use routes::{admin, api_tokens, health, oauth, session};
 
 /// How often the reaper deletes expired session records in [`run`].
 pub const REAP_INTERVAL: Duration = Duration::from_secs(60);
@@ -89,7 +107,11 @@ pub const DB_FILE: &str = "sessionguard.db";
 pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/.well-known/jwks.json", get(oauth::jwks::<S, C>))
         .route("/v1/login", post(session::login::<S, C>))
+        .route("/v1/token", post(oauth::token::<S, C>))
+        .route("/v1/introspect", post(oauth::introspect::<S, C>))
+        .route("/v1/revoke", post(oauth::revoke::<S, C>))
         .route("/v1/logout", post(session::logout::<S, C>))
         .route("/v1/session", get(session::current))
         .route("/v1/session/status", get(session::status))
@@ -100,6 +122,11 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
             post(session::revoke_others::<S, C>),
         )
         .route("/v1/sessions/{id}", delete(session::revoke::<S, C>))
+        .route(
+            "/v1/api-tokens",
+            post(api_tokens::create::<S, C>).get(api_tokens::list::<S, C>),
+        )
+        .route("/v1/api-tokens/{id}", delete(api_tokens::revoke::<S, C>))
         .route("/v1/admin/users", post(admin::create_user::<S, C>))
         .route(
             "/v1/admin/users/{id}/revoke",
@@ -190,6 +217,15 @@ pub enum ServeError {
     /// The demo user's password could not be set.
     #[error("cannot create the demo user")]
     Demo(#[source] PasswordError),
+    /// The signing-key file could not be read, created or parsed.
+    #[error("cannot load or create the signing keys at {}", .path.display())]
+    Keys {
+        /// The key file.
+        path: PathBuf,
+        /// Why (never key material).
+        #[source]
+        source: JwtError,
+    },
     /// A bug in start-up work.
     #[error("{0}")]
     Internal(String),
@@ -204,10 +240,11 @@ pub enum ServeError {
     },
 }
 
-/// The `serve` command: opens the embedded store ([`DB_FILE`] in the data folder), optionally
-/// sets up the demo user and admin token, binds, prints
-/// `sessionguard listening on http://ADDR` to stdout and serves until SIGINT or
-/// SIGTERM.
+/// The `serve` command: opens the embedded store ([`DB_FILE`] in the data folder)
+/// and the signing keys ([`KEY_FILE`], created if missing), optionally sets up the
+/// demo user and admin token, binds, prints `sessionguard listening on
+/// http://ADDR` to stdout and serves until SIGINT or SIGTERM, with the reaper and
+/// the key upkeep ([`keys`]) running alongside.
 pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
@@ -220,24 +257,41 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
     let listener = TcpListener::bind(config.listen).await.map_err(io_err)?;
     let addr = listener.local_addr().map_err(io_err)?;
     if config.public_origin == format!("http://{}", config.listen) {
-        // The default origin follows the address actually bound (port 0).
-        config.public_origin = format!("http://{addr}");
+        // The default origin follows the address actually bound (port 0), and so
+        // do the issuer and audience that default to it.
+        let bound = format!("http://{addr}");
+        for id in [&mut config.issuer, &mut config.audience] {
+            if *id == config.public_origin {
+                id.clone_from(&bound);
+            }
+        }
+        config.public_origin = bound;
     }
     let store = open_store(&config).await?;
+    let key_path = config.data_dir.join(KEY_FILE);
+    let (signing_keys, keeper) =
+        keys::load_or_create(key_path.clone(), config.keys.algorithm, SystemClock.now())
+            .await
+            .map_err(|source| ServeError::Keys {
+                path: key_path,
+                source,
+            })?;
     if demo && config.admin_token.is_none() {
         let token = AdminToken::generate();
         say(&format!("admin token: {}", token.reveal()));
         config.admin_token = Some(token);
     }
-    let state = AppState::new(&config, store.clone(), SystemClock).map_err(ServeError::Policy)?;
+    let state = AppState::with_keys(&config, store.clone(), SystemClock, signing_keys)
+        .map_err(ServeError::Policy)?;
     if demo {
         ensure_demo_user(&state).await?;
     }
-    tracing::info!(%addr, public_origin = %config.public_origin, "listening");
+    let keeper = keys::spawn_key_keeper(state.clone(), keeper, keys::KEY_CHECK_INTERVAL);
+    tracing::info!(%addr, public_origin = %config.public_origin, issuer = %config.issuer, "listening");
     say(&format!("sessionguard listening on http://{addr}"));
-    run(listener, state, shutdown_signal())
-        .await
-        .map_err(|source| ServeError::Io { addr, source })?;
+    let served = run(listener, state, shutdown_signal()).await;
+    keeper.abort();
+    served.map_err(|source| ServeError::Io { addr, source })?;
     flush_store(store).await?;
     tracing::info!("stopped");
     Ok(())

@@ -1,15 +1,17 @@
 //! The `sessionguard` binary.
 //!
-//! Exit codes: 0 after a clean shutdown, 1 when the server fails at run time
-//! (the whole error chain is printed), 2 for usage and configuration errors.
+//! Exit codes: 0 after a clean shutdown (or a done command), 1 when the server or
+//! command fails at run time (the whole error chain is printed), 2 for usage and
+//! configuration errors.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sessionguard_server::{Config, Overrides, config::process_env};
+use sessionguard_core::{Clock as _, SystemClock};
+use sessionguard_server::{Config, KEY_FILE, Overrides, config::process_env, keys};
 use tracing_subscriber::EnvFilter;
 
 /// sessionguard: a session authority for web apps and REST APIs.
@@ -37,6 +39,25 @@ enum Command {
         /// their credentials once.
         #[arg(long)]
         demo: bool,
+    },
+    /// Manage the keys that sign access tokens.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new key active now. The old key stays published until its tokens
+    /// have expired; a running server picks the change up within a minute.
+    Rotate {
+        /// TOML configuration file (for keys.algorithm and the data folder).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Folder of the key file (overrides the file and SESSIONGUARD_DATA_DIR).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -73,7 +94,47 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Keys {
+            command: KeysCommand::Rotate { config, data_dir },
+        } => {
+            let flags = Overrides::new(None, data_dir);
+            let config = match Config::load(config.as_deref(), process_env, &flags) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("config error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match rotate(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
+}
+
+/// `keys rotate`: prints `rotated: new key <kid>` (a key id is public).
+fn rotate(config: &Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data folder {}",
+            config.data_dir.display()
+        )
+    })?;
+    let path = config.data_dir.join(KEY_FILE);
+    let kid = keys::rotate_key_file(
+        &path,
+        config.keys.algorithm,
+        config.policy.access_token_ttl,
+        SystemClock.now(),
+    )
+    .with_context(|| format!("cannot rotate the signing keys at {}", path.display()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "rotated: new key {kid}").context("cannot write to stdout")?;
+    Ok(())
 }
 
 fn serve(config: Config, demo: bool) -> anyhow::Result<()> {

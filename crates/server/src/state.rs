@@ -1,16 +1,18 @@
 //! [`AppState`]: what every handler shares.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use sessionguard_core::{Clock, Engine, PasswordHasher, PolicyError, Store, SystemClock};
+use sessionguard_jwt::{Algorithm, KeySet, Verifier};
 use tokio::sync::Semaphore;
 
-use crate::config::{AdminToken, Config};
+use crate::config::{AdminToken, Config, IntrospectionToken};
 use crate::error::ApiError;
 
-/// The engine, the password hasher and the request-facing settings, shared by
-/// every handler. Cheap to clone.
+/// The engine, the password hasher, the signing keys and the request-facing
+/// settings, shared by every handler. Cheap to clone.
 pub struct AppState<S, C = SystemClock> {
     inner: Arc<Shared<S, C>>,
 }
@@ -23,6 +25,16 @@ struct Shared<S, C> {
     hashing: Arc<Semaphore>,
     public_origin: String,
     admin_token: Option<AdminToken>,
+    introspection_tokens: Vec<IntrospectionToken>,
+    // A std `RwLock` around an `Arc` (the `ArcSwap` pattern without the crate): a
+    // request holds the read lock only to clone the pointer, then signs or verifies
+    // outside it; a rotation or reload swaps the whole set under the write lock. So
+    // requests never wait for each other, never hold it across an `.await`, and
+    // never see half a key set.
+    keys: RwLock<Arc<KeySet>>,
+    verifier: Verifier,
+    key_algorithm: Algorithm,
+    rotation_period: Duration,
 }
 
 impl<S, C> Clone for AppState<S, C> {
@@ -39,13 +51,31 @@ impl<S, C> fmt::Debug for AppState<S, C> {
             .field("engine", &self.inner.engine)
             .field("public_origin", &self.inner.public_origin)
             .field("admin_api", &self.inner.admin_token.is_some())
+            .field(
+                "introspection_tokens",
+                &self.inner.introspection_tokens.len(),
+            )
+            .field("verifier", &self.inner.verifier)
             .finish_non_exhaustive()
     }
 }
 
 impl<S: Store, C: Clock> AppState<S, C> {
-    /// Builds the state from a validated configuration, a store and a clock.
+    /// Builds the state from a validated configuration, a store and a clock, with
+    /// a fresh in-memory signing key (for tests and embedding; `serve` uses the
+    /// key file through [`AppState::with_keys`]).
     pub fn new(config: &Config, store: S, clock: C) -> Result<Self, PolicyError> {
+        let keys = KeySet::generate(config.keys.algorithm, clock.now());
+        Self::with_keys(config, store, clock, keys)
+    }
+
+    /// Like [`AppState::new`], signing access tokens with `keys`.
+    pub fn with_keys(
+        config: &Config,
+        store: S,
+        clock: C,
+        keys: KeySet,
+    ) -> Result<Self, PolicyError> {
         let engine = Engine::with_clock(store, clock, config.policy.clone())?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(AppState {
@@ -55,6 +85,11 @@ impl<S: Store, C: Clock> AppState<S, C> {
                 hashing: Arc::new(Semaphore::new(cpus)),
                 public_origin: config.public_origin.clone(),
                 admin_token: config.admin_token.clone(),
+                introspection_tokens: config.introspection_tokens.clone(),
+                keys: RwLock::new(Arc::new(keys)),
+                verifier: Verifier::new(config.issuer.clone(), config.audience.clone()),
+                key_algorithm: config.keys.algorithm,
+                rotation_period: config.keys.rotation_period,
             }),
         })
     }
@@ -72,6 +107,57 @@ impl<S: Store, C: Clock> AppState<S, C> {
     /// The admin token, if the admin API is enabled.
     pub fn admin_token(&self) -> Option<&AdminToken> {
         self.inner.admin_token.as_ref()
+    }
+
+    /// Whether `presented` is the admin token or a configured introspection token.
+    /// Every configured token is compared (in constant time), whichever matches.
+    pub fn may_introspect(&self, presented: &[u8]) -> bool {
+        let admin = self
+            .inner
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.matches(presented));
+        self.inner
+            .introspection_tokens
+            .iter()
+            .fold(admin, |any, t| t.matches(presented) | any)
+    }
+
+    /// The current signing keys: a snapshot, unaffected by a later rotation.
+    pub fn keys(&self) -> Arc<KeySet> {
+        // The lock guards only a pointer swap, which cannot panic: a poisoned lock
+        // still holds a whole key set.
+        let guard = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(&guard)
+    }
+
+    /// Replaces the signing keys (after a rotation or a reload of the key file).
+    pub fn set_keys(&self, keys: KeySet) {
+        let keys = Arc::new(keys);
+        *self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = keys;
+    }
+
+    /// The verifier of access tokens: the configured issuer and audience.
+    pub fn verifier(&self) -> &Verifier {
+        &self.inner.verifier
+    }
+
+    /// The algorithm of new signing keys.
+    pub fn key_algorithm(&self) -> Algorithm {
+        self.inner.key_algorithm
+    }
+
+    /// How old the active signing key may get before it is rotated.
+    pub fn rotation_period(&self) -> Duration {
+        self.inner.rotation_period
     }
 
     /// Runs password work (argon2id hashing or verification) on the blocking pool,

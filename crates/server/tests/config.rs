@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use sessionguard_jwt::Algorithm;
 use sessionguard_server::{Config, ConfigError, Overrides};
 
 const ADMIN: &str = "0123456789abcdef0123456789abcdef-admin";
@@ -70,6 +71,135 @@ fn an_empty_file_gives_the_defaults() {
     assert!(c.admin_token.is_none());
     assert_eq!(c.policy.idle_timeout, Duration::from_secs(30 * 60));
     assert_eq!(c.policy.absolute_timeout, Duration::from_secs(12 * 3600));
+    // Tokens.
+    assert_eq!(c.policy.access_token_ttl, Duration::from_secs(5 * 60));
+    assert_eq!(c.policy.refresh_reuse_grace, Duration::from_secs(5));
+    assert_eq!(c.policy.api_token_max_ttl, Duration::from_secs(90 * 86_400));
+    assert!(c.policy.revoke_api_tokens_on_password_change);
+    assert_eq!(c.issuer, "http://127.0.0.1:8080");
+    assert_eq!(c.audience, "http://127.0.0.1:8080");
+    assert_eq!(c.keys.algorithm, Algorithm::EdDSA);
+    assert_eq!(c.keys.rotation_period, Duration::from_secs(30 * 86_400));
+    assert!(c.introspection_tokens.is_empty());
+}
+
+const TOKENS: &str = r#"
+public_origin = "https://login.example.com"
+issuer = "https://login.example.com/auth"
+audience = "urn:example:api"
+introspection_tokens = ["rs-one-0123456789abcdef0123456789abcdef", "rs-two-0123456789abcdef0123456789abcdef"]
+[policy]
+access_token_ttl = "2m"
+refresh_reuse_grace = "0s"
+api_token_max_ttl = "30d"
+revoke_api_tokens_on_password_change = false
+[keys]
+algorithm = "ES256"
+rotation_period = "7d"
+"#;
+
+#[test]
+fn token_settings_parse() {
+    let c = parse(TOKENS).unwrap();
+    assert_eq!(c.issuer, "https://login.example.com/auth");
+    assert_eq!(c.audience, "urn:example:api");
+    assert_eq!(c.policy.access_token_ttl, Duration::from_secs(120));
+    assert_eq!(c.policy.refresh_reuse_grace, Duration::ZERO);
+    assert_eq!(c.policy.api_token_max_ttl, Duration::from_secs(30 * 86_400));
+    assert!(!c.policy.revoke_api_tokens_on_password_change);
+    assert_eq!(c.keys.algorithm, Algorithm::ES256);
+    assert_eq!(c.keys.rotation_period, Duration::from_secs(7 * 86_400));
+    assert_eq!(c.introspection_tokens.len(), 2);
+    assert!(c.introspection_tokens[1].matches(b"rs-two-0123456789abcdef0123456789abcdef"));
+    assert!(!c.introspection_tokens[0].matches(b"rs-two-0123456789abcdef0123456789abcdef"));
+}
+
+#[test]
+fn issuer_and_audience_follow_the_effective_public_origin() {
+    let c = parse("public_origin = \"https://Login.Example.com:443\"").unwrap();
+    assert_eq!(c.issuer, "https://login.example.com");
+    assert_eq!(c.audience, "https://login.example.com");
+    let env = env_of(&[("SESSIONGUARD_PUBLIC_ORIGIN", "https://env.example")]);
+    let c = Config::from_toml("audience = \"api\"", env, &Overrides::default()).unwrap();
+    assert_eq!(c.issuer, "https://env.example");
+    assert_eq!(c.audience, "api");
+}
+
+#[test]
+fn bad_token_settings_are_refused_by_key() {
+    for (toml, key) in [
+        (
+            "[policy]\naccess_token_ttl = \"0s\"\n",
+            "policy.access_token_ttl: ",
+        ),
+        (
+            "[policy]\naccess_token_ttl = \"2d\"\n",
+            "policy.access_token_ttl: ",
+        ),
+        (
+            "[policy]\naccess_token_ttl = \"soon\"\n",
+            "policy.access_token_ttl: ",
+        ),
+        (
+            "[policy]\nrefresh_reuse_grace = \"2m\"\n",
+            "policy.refresh_reuse_grace: ",
+        ),
+        (
+            "[policy]\nrefresh_reuse_grace = \"-1s\"\n",
+            "policy.refresh_reuse_grace: ",
+        ),
+        (
+            "[policy]\napi_token_max_ttl = \"10s\"\n",
+            "policy.api_token_max_ttl: ",
+        ),
+        (
+            "[policy]\napi_token_max_ttl = \"20y\"\n",
+            "policy.api_token_max_ttl: ",
+        ),
+        ("[keys]\nalgorithm = \"HS256\"\n", "keys.algorithm: "),
+        ("[keys]\nalgorithm = \"none\"\n", "keys.algorithm: "),
+        ("[keys]\nalgorithm = \"eddsa\"\n", "keys.algorithm: "),
+        (
+            "[keys]\nrotation_period = \"59m\"\n",
+            "keys.rotation_period: ",
+        ),
+        (
+            "[keys]\nrotation_period = \"monthly\"\n",
+            "keys.rotation_period: ",
+        ),
+        ("issuer = \"\"", "issuer: "),
+        ("issuer = \"not a url\"", "issuer: "),
+        ("issuer = \"auth.example\"", "issuer: "),
+        ("audience = \"\"", "audience: "),
+        ("audience = \"my api\"", "audience: "),
+    ] {
+        let msg = refused(toml);
+        assert!(msg.starts_with(key), "{toml}: {msg}");
+    }
+    let msg = refused(&format!("issuer = \"https://{}\"", "a".repeat(250)));
+    assert!(msg.starts_with("issuer: "), "{msg}");
+    // Wrong TOML types name the line and the key.
+    let msg = refused("[policy]\nrevoke_api_tokens_on_password_change = \"yes\"\n");
+    assert!(msg.contains("line 2"), "{msg}");
+    assert!(
+        msg.contains("policy.revoke_api_tokens_on_password_change"),
+        "{msg}"
+    );
+    let msg = refused("introspection_tokens = \"just-one-0123456789abcdef0123456789\"\n");
+    assert!(msg.contains("introspection_tokens"), "{msg}");
+    let msg = refused("[keys]\nalgoritm = \"ES256\"\n");
+    assert!(msg.contains("algoritm"), "{msg}");
+}
+
+#[test]
+fn bad_introspection_tokens_are_refused_without_echoing_them() {
+    let msg = refused(
+        "introspection_tokens = [\"ok-0123456789abcdef0123456789abcdef\", \"short-secret\"]\n",
+    );
+    assert!(msg.starts_with("introspection_tokens: entry 2: "), "{msg}");
+    assert!(!msg.contains("short-secret"), "{msg}");
+    let msg = refused("introspection_tokens = [\"has space 0123456789abcdef0123456789\"]\n");
+    assert!(msg.starts_with("introspection_tokens: entry 1: "), "{msg}");
 }
 
 #[test]
@@ -170,11 +300,15 @@ fn errors_from_the_environment_name_the_variable() {
 }
 
 #[test]
-fn debug_redacts_the_admin_token() {
+fn debug_redacts_the_admin_and_introspection_tokens() {
     let c = parse(FULL).unwrap();
     let dbg = format!("{c:?}");
     assert!(!dbg.contains(ADMIN), "{dbg}");
     assert!(dbg.contains("<redacted>"), "{dbg}");
+    let c = parse(TOKENS).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("rs-one-"), "{dbg}");
+    assert!(dbg.contains("IntrospectionToken(<redacted>)"), "{dbg}");
 }
 
 #[test]
@@ -246,4 +380,22 @@ fn the_binary_exits_2_on_a_bad_env_value_or_flag() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_binary_exits_2_on_a_bad_token_setting_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sessionguard.toml");
+    std::fs::write(&file, "[keys]\nrotation_period = \"10m\"\n").unwrap();
+    let out = sessionguard()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config error: keys.rotation_period: must be between 1h and 10 years"),
+        "{stderr}"
+    );
 }

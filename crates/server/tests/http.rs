@@ -922,6 +922,9 @@ async fn the_reaper_purges_sessions_past_their_tombstone_retention() {
 
     let reaper = sessionguard_server::spawn_reaper(app.state.clone(), Duration::from_secs(60));
     // Ended at 0 with its idle deadline at 30m; retention 1h: purgeable after 90m.
+    // Two clocks move here, both by hand: `app.advance` moves the engine's
+    // ManualClock; the paused Tokio clock (`start_paused`) jumps straight to the
+    // reaper's next tick when the test awaits a timer, so no wall time passes.
     app.advance(69);
     tokio::time::sleep(Duration::from_secs(61)).await;
     assert_eq!(

@@ -145,15 +145,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// Checks an API token and records its use (coalesced to once a minute).
     pub async fn validate_api_token(&self, presented: &str) -> Result<ValidApiToken> {
         let now = self.clock.now();
-        let parsed = Token::parse(presented, TokenKind::ApiToken)
-            .map_err(|_| Error::Rejected(Rejection::INVALID))?;
-        let Some((mut record, epoch)) = self.store.load_api_token(&parsed.id()).await? else {
-            return Err(Error::Rejected(Rejection::INVALID));
-        };
-        if !parsed.verify(&record.verifier_hash) {
-            return Err(Error::Rejected(Rejection::INVALID));
-        }
-        api_token_verdict(&record, &epoch, now).map_err(Error::Rejected)?;
+        let mut record = self.check_api_token(presented, now).await?;
         if record
             .last_used_at
             .is_none_or(|t| now.duration_since(t) >= USE_INTERVAL)
@@ -162,6 +154,25 @@ impl<S: Store, C: Clock> Engine<S, C> {
             record.last_used_at = Some(now);
         }
         Ok(ValidApiToken { record })
+    }
+
+    /// Checks an API token without recording a use (for introspection).
+    pub async fn api_token_status(&self, presented: &str) -> Result<ValidApiToken> {
+        let record = self.check_api_token(presented, self.clock.now()).await?;
+        Ok(ValidApiToken { record })
+    }
+
+    async fn check_api_token(&self, presented: &str, now: Timestamp) -> Result<ApiTokenRecord> {
+        let parsed = Token::parse(presented, TokenKind::ApiToken)
+            .map_err(|_| Error::Rejected(Rejection::INVALID))?;
+        let Some((record, epoch)) = self.store.load_api_token(&parsed.id()).await? else {
+            return Err(Error::Rejected(Rejection::INVALID));
+        };
+        if !parsed.verify(&record.verifier_hash) {
+            return Err(Error::Rejected(Rejection::INVALID));
+        }
+        api_token_verdict(&record, &epoch, now).map_err(Error::Rejected)?;
+        Ok(record)
     }
 
     /// The live API tokens of `user`, newest first.

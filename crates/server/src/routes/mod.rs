@@ -1,7 +1,9 @@
 //! The HTTP handlers, by audience, and the response bodies they share.
 
 pub mod admin;
+pub mod api_tokens;
 pub mod health;
+pub mod oauth;
 pub mod session;
 
 use serde::Serialize;

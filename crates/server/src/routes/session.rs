@@ -1,20 +1,25 @@
 //! The end-user API: login, the current session, logout, password change and the
-//! user's list of sessions. Cookie (browser) and bearer flows alike; every rule
-//! about validity is the engine's.
+//! user's list of sessions. Cookie (browser) and bearer flows alike (a bearer
+//! credential is a session token or an access token); every rule about validity
+//! is the engine's.
 
 use std::fmt;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sessionguard_core::{Clock, Issued, Password, Reason, Store, TokenId, UserRecord};
+use sessionguard_core::{
+    ClientInfo, Clock, Issued, Password, Reason, Rejection, Store, TokenId, TokenKind, UserRecord,
+};
+use zeroize::Zeroizing;
 
 use crate::csrf::SameOrigin;
 use crate::error::ApiError;
 use crate::extract::{
-    Client, Credential, JsonBody, JsonOrForm, LiveSession, PathParam, PeekSession, SESSION_COOKIE,
+    Client, Credential, JsonBody, JsonOrForm, LiveSession, OptionalBody, PathParam, PeekSession,
+    SESSION_COOKIE, authenticate, bearer,
 };
 use crate::routes::{SessionList, SessionView};
 use crate::state::AppState;
@@ -64,6 +69,18 @@ struct RotatedSession {
     session_token: Option<String>,
 }
 
+/// `{"refresh_token"}`, optional, for logout with a refresh token.
+#[derive(Deserialize)]
+pub struct LogoutBody {
+    refresh_token: Option<String>,
+}
+
+impl fmt::Debug for LogoutBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LogoutBody(<redacted>)")
+    }
+}
+
 /// `POST /v1/login`: checks the password and starts a new session, revoking any
 /// session token presented with the request (anti-fixation). Unknown users and
 /// wrong passwords are answered alike, in the same time.
@@ -74,11 +91,31 @@ pub async fn login<S: Store, C: Clock>(
     Client(client): Client,
     JsonOrForm(body): JsonOrForm<LoginBody>,
 ) -> Result<Response, ApiError> {
-    let password = Password::new(body.password).map_err(|_| ApiError::InvalidCredentials)?;
+    let issued = password_login(&state, &headers, client, &body.username, body.password).await?;
+    Ok(with_cookie(
+        StatusCode::OK,
+        &issued,
+        Json(SessionView::from(&issued.session)),
+    ))
+}
+
+/// The password login shared by the cookie flow and the token endpoint: looks the
+/// user up, verifies the password (against a dummy hash for unknown users, so both
+/// failures take the same time and get the same answer) and starts a new session
+/// with the user's credential epoch, revoking any session token presented in
+/// `headers` (anti-fixation).
+pub(crate) async fn password_login<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    headers: &HeaderMap,
+    client: ClientInfo,
+    username: &str,
+    password: String,
+) -> Result<Issued, ApiError> {
+    let password = Password::new(password).map_err(|_| ApiError::InvalidCredentials)?;
     let user = state
         .engine()
         .store()
-        .find_user_by_username(&body.username)
+        .find_user_by_username(username)
         .await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let verified = state
@@ -90,8 +127,8 @@ pub async fn login<S: Store, C: Clock>(
         return Err(ApiError::InvalidCredentials);
     };
     // A credential that cannot even be read cannot be a live session to revoke.
-    let presented = Credential::from_headers(&headers).ok().flatten();
-    let issued = state
+    let presented = Credential::from_headers(headers).ok().flatten();
+    state
         .engine()
         .login(
             &id,
@@ -105,12 +142,7 @@ pub async fn login<S: Store, C: Clock>(
                 ApiError::Conflict("the user's credentials changed during login")
             }
             other => other.into(),
-        })?;
-    Ok(with_cookie(
-        StatusCode::OK,
-        &issued,
-        Json(SessionView::from(&issued.session)),
-    ))
+        })
 }
 
 /// `GET /v1/session`: the current session; counts as activity.
@@ -123,14 +155,32 @@ pub async fn status(auth: PeekSession) -> Json<SessionView> {
     Json(SessionView::from(&auth.session))
 }
 
-/// `POST /v1/logout`: revokes the session (durably) before answering, and clears
-/// the cookie for cookie clients.
+/// `POST /v1/logout`: revokes the session (durably) before answering; 204.
+///
+/// The credential, in order of precedence:
+/// 1. `Authorization: Bearer` with a refresh token (`sgr_…`), a session token or an
+///    access token;
+/// 2. a `refresh_token` in the body (JSON or form), sent deliberately like a
+///    bearer token, so not CSRF-checked;
+/// 3. the session cookie (CSRF-checked), which is then cleared.
+///
+/// Ending the session ends its refresh tokens and access tokens with it (on this
+/// server; see [`crate::access`] for offline verifiers). A dead or unknown
+/// credential is 401 with its reason.
 pub async fn logout<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
-    auth: PeekSession,
+    method: Method,
+    headers: HeaderMap,
+    OptionalBody(body): OptionalBody<LogoutBody>,
 ) -> Result<Response, ApiError> {
-    // The extractor has checked the session (and CSRF); revoking it by id is durable
-    // before we answer. Losing a race to another revocation still ends the session.
+    if let Some(refresh) = presented_refresh_token(&headers, body) {
+        let bearer = bearer(&headers).is_some();
+        logout_with_refresh_token(&state, &refresh, bearer).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let auth = authenticate(&method, &headers, &state, false).await?;
+    // The session (and CSRF) is checked; revoking it by id is durable before we
+    // answer. Losing a race to another revocation still ends the session.
     state
         .engine()
         .revoke(&auth.session.id(), Reason::LoggedOut)
@@ -145,9 +195,69 @@ pub async fn logout<S: Store, C: Clock>(
     Ok(res)
 }
 
+/// The refresh token a logout presents: the bearer token if it is one; else, when
+/// there is no bearer credential at all, the body's.
+fn presented_refresh_token(
+    headers: &HeaderMap,
+    body: Option<LogoutBody>,
+) -> Option<Zeroizing<String>> {
+    match bearer(headers) {
+        Some(Some(t)) if t.starts_with(TokenKind::Refresh.prefix()) => {
+            Some(Zeroizing::new(t.to_owned()))
+        }
+        // Another bearer credential (or a broken one) decides the request.
+        Some(_) => None,
+        None => body.and_then(|b| b.refresh_token).map(Zeroizing::new),
+    }
+}
+
+/// Ends the session of a refresh token, or says why it cannot: a live token's
+/// session is revoked (`logged_out`); a dead one gets its session's reason. A
+/// genuine token that was already rotated still ends its session (whoever holds
+/// it, ending the session is the safe outcome); anything else is `invalid_token`.
+async fn logout_with_refresh_token<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    token: &str,
+    bearer: bool,
+) -> Result<(), ApiError> {
+    let engine = state.engine();
+    match engine.refresh_token_session(token).await {
+        Ok(_) => {}
+        Err(sessionguard_core::Error::Rejected(r)) if r.reason != Reason::InvalidToken => {
+            return Err(ApiError::Session {
+                rejection: r,
+                bearer,
+            });
+        }
+        Err(sessionguard_core::Error::Rejected(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if engine
+        .revoke_by_refresh_token(token, Reason::LoggedOut)
+        .await?
+    {
+        return Ok(());
+    }
+    // Not revoked by this call: unknown, forged, or ended meanwhile. Say which.
+    match engine.refresh_token_session(token).await {
+        Err(sessionguard_core::Error::Rejected(rejection)) => {
+            Err(ApiError::Session { rejection, bearer })
+        }
+        Err(e) => Err(e.into()),
+        // Live yet not revoked cannot happen; refuse rather than claim success.
+        Ok(_) => Err(ApiError::Session {
+            rejection: Rejection::INVALID,
+            bearer,
+        }),
+    }
+}
+
 /// `POST /v1/password`: verifies the current password, stores the new one (which
-/// ends every session of the user, this one included) and starts a new session
-/// for this device. Cookie clients get it as a cookie; bearer clients in the body.
+/// ends every session of the user, this one included, with their refresh tokens
+/// and, by policy, API tokens) and starts a new session for this device. Cookie
+/// clients get it as a cookie; bearer session-token clients get the new session
+/// token in the body; access-token clients get a new token pair
+/// (`{"access_token","token_type","expires_in","refresh_token","session_id"}`).
 pub async fn change_password<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     auth: LiveSession,
@@ -172,6 +282,12 @@ pub async fn change_password<S: Store, C: Clock>(
         .change_password(&auth.session, new_hash, client)
         .await
         .map_err(|e| auth.credential.reject(e))?;
+    if let Some(old) = &auth.access {
+        let pair = state
+            .issue_token_pair(&issued.session, old.client_id())
+            .await?;
+        return Ok((StatusCode::OK, Json(pair)).into_response());
+    }
     let view = SessionView::from(&issued.session);
     if auth.credential.is_bearer() {
         let body = RotatedSession {

@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use sessionguard_core::{ManualClock, MemoryStore, Timestamp};
-use sessionguard_server::{AppState, Config, Overrides};
+use sessionguard_jwt::KeySet;
+use sessionguard_server::keys::{self, KeyKeeper};
+use sessionguard_server::{AppState, Config, KEY_FILE, Overrides};
 use sessionguard_test_kit::Instrumented;
 use tower::ServiceExt as _;
 
@@ -45,9 +47,32 @@ impl TestApp {
     /// An app configured by `toml`.
     pub fn with_toml(toml: &str) -> Self {
         let config = Config::from_toml(toml, |_| None, &Overrides::default()).unwrap();
+        let keys = KeySet::generate(config.keys.algorithm, START);
+        Self::with_keys(&config, keys)
+    }
+
+    /// An app with the default test settings plus `extra` TOML (top-level keys
+    /// first, then tables).
+    pub fn with_extra(extra: &str) -> Self {
+        Self::with_toml(&format!(
+            "public_origin = \"{ORIGIN}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{extra}"
+        ))
+    }
+
+    /// An app configured by `toml` whose signing keys live in the key file of
+    /// `dir` (created if missing), with the keeper that maintains it.
+    pub async fn with_key_file(toml: &str, dir: &std::path::Path) -> (Self, KeyKeeper) {
+        let config = Config::from_toml(toml, |_| None, &Overrides::default()).unwrap();
+        let (keys, keeper) = keys::load_or_create(dir.join(KEY_FILE), config.keys.algorithm, START)
+            .await
+            .unwrap();
+        (Self::with_keys(&config, keys), keeper)
+    }
+
+    fn with_keys(config: &Config, keys: KeySet) -> Self {
         let clock = ManualClock::new(START);
         let store = Instrumented::new(MemoryStore::new());
-        let state = AppState::new(&config, store.clone(), clock.clone()).unwrap();
+        let state = AppState::with_keys(config, store.clone(), clock.clone(), keys).unwrap();
         TestApp {
             router: sessionguard_server::router(state.clone()),
             clock,
@@ -59,6 +84,47 @@ impl TestApp {
     /// Moves time forward.
     pub fn advance(&self, minutes: u64) {
         self.clock.advance(Duration::from_secs(minutes * 60));
+    }
+
+    /// Moves time forward by seconds.
+    pub fn advance_secs(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+
+    /// A password grant at the token endpoint (form-encoded, as RFC 6749 says);
+    /// panics unless it succeeds.
+    pub async fn token_login(&self, username: &str, password: &str) -> Grant {
+        let res = Req::post("/v1/token")
+            .form(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ])
+            .send(self)
+            .await;
+        Grant::from(res)
+    }
+
+    /// A refresh grant at the token endpoint.
+    pub async fn refresh(&self, refresh_token: &str) -> Resp {
+        Req::post("/v1/token")
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .send(self)
+            .await
+    }
+
+    /// Introspects `token` with the admin token; returns the answer.
+    pub async fn introspect(&self, token: &str) -> Value {
+        let res = Req::post("/v1/introspect")
+            .bearer(ADMIN_TOKEN)
+            .form(&[("token", token)])
+            .send(self)
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        res.json()
     }
 
     /// Sends one request through the router.
@@ -132,6 +198,37 @@ impl Login {
     }
 }
 
+/// A successful token grant: the pair and the body.
+#[derive(Debug)]
+pub struct Grant {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+    pub body: Value,
+    pub res: Resp,
+}
+
+impl From<Resp> for Grant {
+    #[track_caller]
+    fn from(res: Resp) -> Self {
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        let body = res.json();
+        let s = |k: &str| {
+            body[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("{k} in {body}"))
+                .to_owned()
+        };
+        Grant {
+            access: s("access_token"),
+            refresh: s("refresh_token"),
+            session_id: s("session_id"),
+            body: body.clone(),
+            res,
+        }
+    }
+}
+
 /// A request under construction.
 pub struct Req {
     builder: axum::http::request::Builder,
@@ -180,6 +277,15 @@ impl Req {
             .header(header::CONTENT_TYPE, "application/json");
         self.body = Body::from(body.to_string());
         self
+    }
+    /// An `application/x-www-form-urlencoded` body.
+    pub fn form(self, pairs: &[(&str, &str)]) -> Self {
+        let body = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.raw("application/x-www-form-urlencoded", body)
     }
     pub fn raw(mut self, content_type: &str, body: impl Into<Body>) -> Self {
         self.builder = self.builder.header(header::CONTENT_TYPE, content_type);
@@ -251,6 +357,40 @@ impl Resp {
         }
         p
     }
+}
+
+impl Resp {
+    /// Asserts an RFC 6749 §5.2 error (`application/json`, not a problem
+    /// document, never cached) with `status`, `error` and `code`; returns it.
+    #[track_caller]
+    pub fn oauth_error(&self, status: StatusCode, error: &str, code: &str) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "body: {}",
+            self.text()
+        );
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+        assert_eq!(self.header("pragma"), Some("no-cache"));
+        let e = self.json();
+        assert_eq!(e["error"], error, "{e}");
+        assert_eq!(e["code"], code, "{e}");
+        assert!(e["error_description"].is_string(), "{e}");
+        e
+    }
+}
+
+/// Percent-encodes a form value (RFC 3986 unreserved characters kept).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// An RFC 3339 instant `minutes` after [`START`].

@@ -1,0 +1,214 @@
+//! Access tokens: short-lived JWTs (invariant 8) that name the session they came
+//! from in `sid`, and the token pair a token client receives.
+//!
+//! ## What a JWT proves here, and what it does not
+//!
+//! This server never trusts an access token's signature alone: after
+//! [`Verifier::verify`](sessionguard_jwt::Verifier::verify) (issuer, audience,
+//! expiry, algorithm pinned to the key, all at the engine's clock), the session
+//! the token names must still be alive
+//! ([`Engine::validate_authenticated_id`](sessionguard_core::Engine::validate_authenticated_id)).
+//! So after a logout, a password change or any revocation, this server refuses
+//! the access token at once, with the reason code (invariant 2).
+//!
+//! A resource server that verifies access tokens **offline**, with nothing but the
+//! JWKS, cannot know that: it accepts a token until its `exp`, at most
+//! `policy.access_token_ttl` (default 5 minutes) after a logout. That is the price
+//! of offline verification and the reason the lifetime is short. A resource
+//! server that must honour a logout at once calls `POST /v1/introspect` instead.
+
+use std::fmt;
+
+use serde::Serialize;
+use sessionguard_core::{Clock, Rejection, Store, Token, ValidSession};
+use sessionguard_jwt::{AccessClaims, MAX_TOKEN_LEN};
+use zeroize::Zeroizing;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The longest `client_id` accepted, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 255;
+
+/// Whether a bearer value has the shape of a JWT: at most
+/// [`MAX_TOKEN_LEN`] bytes of base64url in exactly three dot-separated segments.
+/// Only a shape: whether it is one of ours is for the verifier to say. Our opaque
+/// tokens (`sgs_`, `sgr_`, `sga_`) never have this shape.
+pub fn looks_like_jwt(s: &str) -> bool {
+    s.len() <= MAX_TOKEN_LEN
+        && s.split('.').count() == 3
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Whether `client_id` is acceptable (RFC 6749 §A.1: visible ASCII and spaces),
+/// 1 to [`MAX_CLIENT_ID_LEN`] bytes.
+pub fn valid_client_id(client_id: &str) -> bool {
+    (1..=MAX_CLIENT_ID_LEN).contains(&client_id.len())
+        && client_id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// A signed access token and its lifetime. The token is zeroized on drop and
+/// never printed.
+pub struct AccessToken {
+    token: Zeroizing<String>,
+    expires_in: u64,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// The answer of a token grant (RFC 6749 §5.1): a new access token, the refresh
+/// token to use next, and the session they belong to. Secret: `Debug` shows
+/// neither token.
+#[derive(Serialize)]
+pub struct TokenPair {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+    session_id: String,
+}
+
+impl TokenPair {
+    /// The pair for `session`: `access` and the refresh token `refresh`.
+    pub fn new(session: &ValidSession, access: &AccessToken, refresh: &Token) -> Self {
+        TokenPair {
+            access_token: access.token.to_string(),
+            token_type: "Bearer",
+            expires_in: access.expires_in,
+            refresh_token: refresh.reveal().to_string(),
+            session_id: session.id().to_string(),
+        }
+    }
+}
+
+impl fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("session_id", &self.session_id)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store, C: Clock> AppState<S, C> {
+    /// Signs an access token for `session` with the active key: `iss`, `sub` (the
+    /// user id), `aud`, `iat`, `exp`, a random `jti`, `sid` and, if given,
+    /// `client_id`. It lives `policy.access_token_ttl`, but never past the
+    /// session's absolute deadline. Time is the engine's clock.
+    pub fn issue_access_token(
+        &self,
+        session: &ValidSession,
+        client_id: Option<&str>,
+    ) -> Result<AccessToken, ApiError> {
+        let engine = self.engine();
+        let now = engine.clock().now();
+        let ttl = engine
+            .policy()
+            .access_token_ttl
+            .min(session.absolute_deadline().duration_since(now));
+        let verifier = self.verifier();
+        let mut claims = AccessClaims::new(
+            verifier.issuer(),
+            session.user_id().as_str(),
+            verifier.audience(),
+            session.id(),
+            now,
+            ttl,
+        );
+        if let Some(client_id) = client_id {
+            claims = claims.with_client_id(client_id);
+        }
+        let token = self
+            .keys()
+            .sign(&claims)
+            .map_err(|e| ApiError::Internal(format!("signing an access token failed: {e}")))?;
+        let lifetime = claims.exp().duration_since(claims.iat());
+        Ok(AccessToken {
+            token: Zeroizing::new(token),
+            expires_in: lifetime.as_secs(),
+        })
+    }
+
+    /// Issues an access token and the first refresh token for a new `session`.
+    pub async fn issue_token_pair(
+        &self,
+        session: &ValidSession,
+        client_id: Option<&str>,
+    ) -> Result<TokenPair, ApiError> {
+        let refresh = self.engine().issue_refresh(session).await?;
+        let access = self.issue_access_token(session, client_id)?;
+        Ok(TokenPair::new(session, &access, &refresh))
+    }
+
+    /// Verifies an access token's signature and claims at the engine's clock.
+    /// Says nothing about its session: see [`AppState::access_session`].
+    pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        let now = self.engine().clock().now();
+        self.verifier()
+            .verify(&self.keys(), token, now)
+            .map_err(ApiError::InvalidAccessToken)
+    }
+
+    /// Verifies an access token and checks that the session it names is alive on
+    /// this server (recording activity with `touch`). A bad token is
+    /// `invalid_token`; a token whose session ended gets the session's reason.
+    pub async fn access_session(
+        &self,
+        token: &str,
+        touch: bool,
+    ) -> Result<(ValidSession, AccessClaims), ApiError> {
+        let claims = self.verify_access_token(token)?;
+        let session = self
+            .engine()
+            .validate_authenticated_id(&claims.sid(), touch)
+            .await
+            .map_err(|e| ApiError::session(e, true))?;
+        // The signature binds `sub` to `sid`; a mismatch would be our own bug, and
+        // is refused rather than trusted.
+        if claims.sub() != session.user_id().as_str() {
+            return Err(ApiError::Session {
+                rejection: Rejection::INVALID,
+                bearer: true,
+            });
+        }
+        Ok((session, claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_shape() {
+        assert!(looks_like_jwt("a.b.c"));
+        assert!(looks_like_jwt("eyJhbGciOiJub25lIn0.e30."));
+        assert!(!looks_like_jwt("sgs_abc"));
+        assert!(!looks_like_jwt("a.b"));
+        assert!(!looks_like_jwt("a.b.c.d"));
+        assert!(!looks_like_jwt("a.b.c d"));
+        assert!(!looks_like_jwt("a.b.c/"));
+        assert!(!looks_like_jwt(&format!(
+            "a.b.{}",
+            "c".repeat(MAX_TOKEN_LEN)
+        )));
+    }
+
+    #[test]
+    fn client_ids() {
+        assert!(valid_client_id("my-app"));
+        assert!(valid_client_id("my app 1.0"));
+        assert!(!valid_client_id(""));
+        assert!(!valid_client_id("tab\there"));
+        assert!(!valid_client_id("é"));
+        assert!(!valid_client_id(&"a".repeat(256)));
+    }
+}
