@@ -36,8 +36,9 @@ pub use engine::{
 };
 pub use memory::{MemoryIndex, MemoryStore, Purgeable};
 pub use model::{
-    ApiTokenRecord, ClientInfo, EpochBump, InvalidUserId, PasswordHash, RefreshState, Rotation,
-    SealedSecret, SessionId, SessionRecord, SessionState, UserEpoch, UserId, UserRecord,
+    ApiTokenRecord, ClientInfo, EARLIER_BUMPS, EpochBump, InvalidUserId, PasswordHash,
+    RefreshState, Rotation, SealedSecret, SessionId, SessionRecord, SessionState, UserEpoch,
+    UserId, UserRecord,
 };
 pub use password::{Password, PasswordError, PasswordHasher};
 pub use policy::{Policy, PolicyError};

@@ -138,13 +138,21 @@ pub struct SessionRecord {
 pub struct UserEpoch {
     /// Current epoch; starts at 0.
     pub epoch: u64,
-    /// The most recent bump: why and when. `None` while `epoch` is 0.
+    /// The most recent bump (number `epoch`): why and when. `None` while `epoch`
+    /// is 0.
     pub last_bump: Option<Revocation>,
+    /// The bumps before it, newest first: `earlier_bumps[i]` is bump number
+    /// `epoch - 1 - i`. Kept so that a session ended by an earlier bump still
+    /// reports *that* bump's reason after later ones ([`UserEpoch::bump_ending`]).
+    pub earlier_bumps: [Option<Revocation>; EARLIER_BUMPS],
     /// API tokens created at an epoch below this are ended. Starts at 0.
     pub api_token_floor: u64,
     /// The bump that last raised `api_token_floor`.
     pub api_token_bump: Option<Revocation>,
 }
+
+/// How many bumps before the last one a [`UserEpoch`] remembers.
+pub const EARLIER_BUMPS: usize = 3;
 
 /// An epoch bump: why, and whether it also ends the user's API tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,12 +173,30 @@ impl UserEpoch {
         } else {
             (self.api_token_floor, self.api_token_bump)
         };
+        let mut earlier_bumps = [None; EARLIER_BUMPS];
+        earlier_bumps[0] = self.last_bump;
+        earlier_bumps[1..].copy_from_slice(&self.earlier_bumps[..EARLIER_BUMPS - 1]);
         UserEpoch {
             epoch,
             last_bump: Some(bump.revocation),
+            earlier_bumps,
             api_token_floor,
             api_token_bump,
         }
+    }
+
+    /// The bump that ended a session (or token) created at `epoch`: bump number
+    /// `epoch + 1`, or — if it is older than the remembered history — the oldest
+    /// remembered bump (which came after it). `None` if nothing ended it, or if a
+    /// store lost every bump it should remember.
+    pub fn bump_ending(&self, epoch: u64) -> Option<Revocation> {
+        if epoch >= self.epoch {
+            return None;
+        }
+        // Bump number `self.epoch - k` sits at position k: 0 = last, 1.. = earlier.
+        let newest_first = std::iter::once(self.last_bump).chain(self.earlier_bumps);
+        let exact = usize::try_from(self.epoch - epoch - 1).unwrap_or(usize::MAX);
+        newest_first.take(exact.saturating_add(1)).flatten().last()
     }
 }
 
@@ -314,6 +340,49 @@ mod tests {
         let c = ClientInfo::new(Some(&long), None);
         assert!(c.user_agent().unwrap().len() <= ClientInfo::MAX_USER_AGENT);
         assert!(c.user_agent().unwrap().chars().all(|ch| ch == 'é'));
+    }
+
+    #[test]
+    fn each_session_is_told_the_bump_that_ended_it() {
+        use crate::reason::Reason;
+        let rev = |reason, ms| Revocation {
+            reason,
+            at: Timestamp::from_millis(ms),
+        };
+        let bump = |reason, ms| EpochBump {
+            revocation: rev(reason, ms),
+            end_api_tokens: false,
+        };
+        let mut e = UserEpoch::default();
+        assert_eq!(e.bump_ending(0), None);
+        let reasons = [
+            Reason::RevokedByAdmin,
+            Reason::PasswordChanged,
+            Reason::SignedOutEverywhere,
+            Reason::RevokedByUser,
+            Reason::Displaced,
+        ];
+        for (i, r) in reasons.into_iter().enumerate() {
+            e = e.bumped(bump(r, i as i64));
+        }
+        assert_eq!(e.epoch, 5);
+        // Sessions born at epochs 1..=4 were ended by bumps 2..=5, all remembered.
+        assert_eq!(e.bump_ending(4), Some(rev(Reason::Displaced, 4)));
+        assert_eq!(e.bump_ending(3), Some(rev(Reason::RevokedByUser, 3)));
+        assert_eq!(e.bump_ending(1), Some(rev(Reason::PasswordChanged, 1)));
+        // Bump 1 is beyond the history: the oldest remembered one stands in.
+        assert_eq!(e.bump_ending(0), Some(rev(Reason::PasswordChanged, 1)));
+        assert_eq!(
+            e.bump_ending(5),
+            None,
+            "a current session was ended by nothing"
+        );
+        // A store that lost the history still ends the session.
+        let lost = UserEpoch {
+            earlier_bumps: [None; EARLIER_BUMPS],
+            ..e
+        };
+        assert_eq!(lost.bump_ending(1), Some(rev(Reason::Displaced, 4)));
     }
 
     #[test]

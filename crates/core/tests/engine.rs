@@ -483,3 +483,31 @@ async fn debug_output_of_issued_sessions_holds_no_secret() {
     assert!(!dbg.contains(&text[4..]), "{dbg}");
     assert!(!dbg.contains(&issued.session.csrf_token()));
 }
+
+#[tokio::test]
+async fn a_session_keeps_the_reason_of_the_bump_that_ended_it() {
+    let f = fixture();
+    let first = f.login(&alice()).await;
+    f.advance(MIN);
+    f.engine
+        .revoke_user(&alice(), Reason::RevokedByAdmin)
+        .await
+        .unwrap();
+    let second = f.login(&alice()).await;
+    f.advance(MIN);
+    f.engine
+        .revoke_user(&alice(), Reason::PasswordChanged)
+        .await
+        .unwrap();
+    let r = rejected(f.engine.validate(&first).await);
+    assert_eq!(
+        (r.reason, r.at),
+        (Reason::RevokedByAdmin, Some(T0.saturating_add(MIN))),
+        "a later password change does not rewrite why the first session ended"
+    );
+    let r = rejected(f.engine.validate(&second).await);
+    assert_eq!(
+        (r.reason, r.at),
+        (Reason::PasswordChanged, Some(T0.saturating_add(2 * MIN)))
+    );
+}

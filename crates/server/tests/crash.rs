@@ -6,36 +6,7 @@
 
 mod process;
 
-use process::{Server, http, startup};
-
-/// A started server: its address and this run's admin token (`--demo` prints one).
-struct Running {
-    server: Server,
-    addr: String,
-    admin: String,
-}
-
-fn start(data: &str) -> Running {
-    let server = Server::start(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--demo",
-    ]);
-    let (lines, addr) = startup(&server);
-    let admin = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("admin token: "))
-        .expect("--demo prints an admin token when none is configured")
-        .to_owned();
-    Running {
-        server,
-        addr,
-        admin,
-    }
-}
+use process::{Running, cookie_of, http, json_field, start};
 
 /// A browser's session: the cookie value and its anti-CSRF token.
 struct Browser {
@@ -43,41 +14,7 @@ struct Browser {
     csrf: String,
 }
 
-fn json_field(body: &str, field: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap();
-    v[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {field} in {body}"))
-        .to_owned()
-}
-
-fn cookie_of(head: &str) -> String {
-    head.lines()
-        .find_map(|l| l.strip_prefix("set-cookie: __Host-sg_session="))
-        .and_then(|v| v.split(';').next())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| panic!("no session cookie in {head}"))
-        .to_owned()
-}
-
 impl Running {
-    fn create_user(&self, name: &str, password: &str) -> String {
-        let bearer = format!("Bearer {}", self.admin);
-        let body = format!(r#"{{"username":"{name}","password":"{password}"}}"#);
-        let (status, _, body) = http(
-            &self.addr,
-            "POST",
-            "/v1/admin/users",
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/json"),
-            ],
-            &body,
-        );
-        assert_eq!(status, 201, "{body}");
-        json_field(&body, "id")
-    }
-
     fn login(&self, name: &str, password: &str) -> Result<Browser, u16> {
         let body = format!(r#"{{"username":"{name}","password":"{password}"}}"#);
         let (status, head, body) = http(
@@ -126,10 +63,6 @@ impl Running {
             ],
             json,
         )
-    }
-
-    fn kill9(self) {
-        self.server.kill9();
     }
 }
 

@@ -55,9 +55,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
 use sessionguard_core::{
-    ApiTokenRecord, EpochBump, MemoryIndex, PasswordHash, Purged, RefreshState, Revocation,
-    Rotation, SessionId, SessionRecord, SessionState, Store, StoreError, StoreResult, Timestamp,
-    TokenId, UserEpoch, UserId, UserRecord,
+    ApiTokenRecord, EARLIER_BUMPS, EpochBump, MemoryIndex, PasswordHash, Purged, RefreshState,
+    Revocation, Rotation, SessionId, SessionRecord, SessionState, Store, StoreError, StoreResult,
+    Timestamp, TokenId, UserEpoch, UserId, UserRecord,
 };
 
 /// How often the background thread writes buffered touches.
@@ -468,13 +468,17 @@ impl Inner {
         write_tx(&mut conn, |tx| {
             tx.prepare_cached(
                 "INSERT INTO users (id, epoch, bump_reason, bump_at, api_token_floor,
-                     api_token_bump_reason, api_token_bump_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     api_token_bump_reason, api_token_bump_at, prev1_reason, prev1_at,
+                     prev2_reason, prev2_at, prev3_reason, prev3_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch,
                      bump_reason = excluded.bump_reason, bump_at = excluded.bump_at,
                      api_token_floor = excluded.api_token_floor,
                      api_token_bump_reason = excluded.api_token_bump_reason,
-                     api_token_bump_at = excluded.api_token_bump_at",
+                     api_token_bump_at = excluded.api_token_bump_at,
+                     prev1_reason = excluded.prev1_reason, prev1_at = excluded.prev1_at,
+                     prev2_reason = excluded.prev2_reason, prev2_at = excluded.prev2_at,
+                     prev3_reason = excluded.prev3_reason, prev3_at = excluded.prev3_at",
             )?
             .execute(params![
                 user.as_str(),
@@ -484,6 +488,12 @@ impl Inner {
                 cols.api_token_floor,
                 cols.api_token_bump_reason,
                 cols.api_token_bump_at,
+                cols.prev[0].0,
+                cols.prev[0].1,
+                cols.prev[1].0,
+                cols.prev[1].1,
+                cols.prev[2].0,
+                cols.prev[2].1,
             ])?;
             if let Some(k) = carried {
                 tx.prepare_cached("UPDATE sessions SET epoch = ?2 WHERE id = ?1")?
@@ -586,7 +596,8 @@ impl Inner {
             tx.prepare_cached(
                 "UPDATE users SET password_hash = ?2, epoch = ?3, bump_reason = ?4,
                      bump_at = ?5, api_token_floor = ?6, api_token_bump_reason = ?7,
-                     api_token_bump_at = ?8
+                     api_token_bump_at = ?8, prev1_reason = ?9, prev1_at = ?10,
+                     prev2_reason = ?11, prev2_at = ?12, prev3_reason = ?13, prev3_at = ?14
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -598,6 +609,12 @@ impl Inner {
                 cols.api_token_floor,
                 cols.api_token_bump_reason,
                 cols.api_token_bump_at,
+                cols.prev[0].0,
+                cols.prev[0].1,
+                cols.prev[1].0,
+                cols.prev[1].1,
+                cols.prev[2].0,
+                cols.prev[2].1,
             ])?;
             Ok(())
         })?;
@@ -837,6 +854,8 @@ struct EpochCols {
     api_token_floor: i64,
     api_token_bump_reason: Option<u8>,
     api_token_bump_at: Option<i64>,
+    /// `earlier_bumps` as (reason, at) pairs, newest first.
+    prev: [(Option<u8>, Option<i64>); EARLIER_BUMPS],
 }
 
 impl EpochCols {
@@ -848,6 +867,9 @@ impl EpochCols {
             api_token_floor: epoch_sql(e.api_token_floor)?,
             api_token_bump_reason: e.api_token_bump.map(|b| b.reason.tag()),
             api_token_bump_at: e.api_token_bump.map(|b| b.at.as_millis()),
+            prev: e
+                .earlier_bumps
+                .map(|b| (b.map(|b| b.reason.tag()), b.map(|b| b.at.as_millis()))),
         })
     }
 }

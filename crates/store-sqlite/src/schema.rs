@@ -83,6 +83,14 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;
      CREATE INDEX api_tokens_user_id ON api_tokens(user_id);
      CREATE INDEX api_tokens_expires_at ON api_tokens(expires_at);",
+    // 3: the bumps before the last one, newest first, so that a session ended by
+    // an earlier bump keeps reporting that bump's reason.
+    "ALTER TABLE users ADD COLUMN prev1_reason INTEGER;
+     ALTER TABLE users ADD COLUMN prev1_at INTEGER;
+     ALTER TABLE users ADD COLUMN prev2_reason INTEGER;
+     ALTER TABLE users ADD COLUMN prev2_at INTEGER;
+     ALTER TABLE users ADD COLUMN prev3_reason INTEGER;
+     ALTER TABLE users ADD COLUMN prev3_at INTEGER;",
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -140,7 +148,8 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
         conn,
         "users",
         "SELECT rowid, id, username, password_hash, epoch, bump_reason, bump_at,
-                api_token_floor, api_token_bump_reason, api_token_bump_at
+                api_token_floor, api_token_bump_reason, api_token_bump_at,
+                prev1_reason, prev1_at, prev2_reason, prev2_at, prev3_reason, prev3_at
          FROM users",
         |c| {
             let id = UserId::new(c.text(1, "id")?).map_err(|p| c.corrupt("id", p))?;
@@ -159,6 +168,11 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
             let api_token_floor = c.epoch(7, "api_token_floor")?;
             let api_token_bump =
                 c.revocation((8, "api_token_bump_reason"), (9, "api_token_bump_at"))?;
+            let earlier_bumps = [
+                c.revocation((10, "prev1_reason"), (11, "prev1_at"))?,
+                c.revocation((12, "prev2_reason"), (13, "prev2_at"))?,
+                c.revocation((14, "prev3_reason"), (15, "prev3_at"))?,
+            ];
             if api_token_floor > epoch {
                 return Err(c.corrupt(
                     "api_token_floor",
@@ -184,6 +198,7 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
                 UserEpoch {
                     epoch,
                     last_bump,
+                    earlier_bumps,
                     api_token_floor,
                     api_token_bump,
                 },

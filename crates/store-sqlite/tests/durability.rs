@@ -209,6 +209,7 @@ async fn reopen_keeps_sessions_revocations_epochs_and_users() {
     let alice_epoch = UserEpoch {
         epoch: 2,
         last_bump: Some(rev(Reason::PasswordChanged, 8)),
+        earlier_bumps: [Some(rev(Reason::SignedOutEverywhere, 7)), None, None],
         ..UserEpoch::default()
     };
     assert_eq!(store.user_epoch(&alice).await.unwrap(), alice_epoch);
@@ -499,6 +500,12 @@ async fn corrupt_rows_fail_open_with_table_and_column() {
                  api_token_bump_reason = 250, api_token_bump_at = 1",
             "users.api_token_bump_reason",
         ),
+        (
+            "UPDATE users SET prev2_reason = 250, prev2_at = 1",
+            "users.prev2_reason",
+        ),
+        ("UPDATE users SET prev3_at = 1", "users.prev3_reason"),
+        ("UPDATE users SET prev1_reason = 1", "users.prev1_at"),
         // Refresh tokens: the rotated one, then both.
         (
             "UPDATE refresh_tokens SET id = x'0102' WHERE rotated_at IS NOT NULL",
@@ -733,6 +740,7 @@ async fn api_token_floor_revocations_and_uses_survive() {
     let floor = UserEpoch {
         epoch: 1,
         last_bump: Some(rev(Reason::PasswordChanged, 7)),
+        earlier_bumps: [None; 3],
         api_token_floor: 1,
         api_token_bump: Some(rev(Reason::PasswordChanged, 7)),
     };
@@ -1027,6 +1035,9 @@ async fn a_version_1_database_is_upgraded() {
     let v1_epoch = UserEpoch {
         epoch: 2,
         last_bump: Some(bumped),
+        // A version-1 file kept no history; a session it ended still finds
+        // `last_bump` through `UserEpoch::bump_ending`.
+        earlier_bumps: [None; 3],
         api_token_floor: 0,
         api_token_bump: None,
     };
@@ -1071,7 +1082,7 @@ async fn a_version_1_database_is_upgraded() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let strict: i64 = conn
         .query_row(
             "SELECT count(*) FROM pragma_table_list

@@ -217,25 +217,39 @@ pub async fn revoke_user_keeps_only_the_named_live_session_of_that_user<S: Store
     assert_eq!(store.user_epoch(&alice).await.unwrap().epoch, 4);
 }
 
-/// Each bump adds one and records the latest reason.
+/// Each bump adds one, records its reason, and keeps the earlier ones (newest
+/// first) so that a session ended by an earlier bump keeps its reason.
 pub async fn epoch_bumps_accumulate<S: Store>(store: S) {
     let u = user("alice");
-    store
-        .revoke_user_sessions(&u, bump(Reason::SignedOutEverywhere, 1), None)
-        .await
-        .unwrap();
-    let e = store
-        .revoke_user_sessions(&u, bump(Reason::RevokedByAdmin, 2), None)
-        .await
-        .unwrap();
+    let reasons = [
+        Reason::SignedOutEverywhere,
+        Reason::RevokedByAdmin,
+        Reason::PasswordChanged,
+        Reason::RevokedByUser,
+        Reason::Displaced,
+    ];
+    let mut e = UserEpoch::default();
+    for (i, r) in reasons.into_iter().enumerate() {
+        e = store
+            .revoke_user_sessions(&u, bump(r, i as u64 + 1), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(e.epoch, 5);
+    assert_eq!(e.last_bump, Some(rev(Reason::Displaced, 5)));
     assert_eq!(
-        e,
-        UserEpoch {
-            epoch: 2,
-            last_bump: Some(rev(Reason::RevokedByAdmin, 2)),
-            ..UserEpoch::default()
-        }
+        e.earlier_bumps,
+        [
+            Some(rev(Reason::RevokedByUser, 4)),
+            Some(rev(Reason::PasswordChanged, 3)),
+            Some(rev(Reason::RevokedByAdmin, 2)),
+        ]
     );
+    assert_eq!(store.user_epoch(&u).await.unwrap(), e);
+    let e = store
+        .set_password(&user("nobody"), hash("x"), bump(Reason::PasswordChanged, 9))
+        .await;
+    assert!(e.is_err());
 }
 
 /// Listing returns the user's records only, ended ones included.

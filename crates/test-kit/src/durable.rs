@@ -62,6 +62,7 @@ where
         UserEpoch {
             epoch: 2,
             last_bump: Some(rev(Reason::PasswordChanged, 8)),
+            earlier_bumps: [Some(rev(Reason::SignedOutEverywhere, 7)), None, None],
             ..UserEpoch::default()
         }
     );

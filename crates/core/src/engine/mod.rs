@@ -571,7 +571,7 @@ pub fn verdict(state: &SessionState, user: &UserEpoch, now: Timestamp) -> Result
     let stale_epoch = if state.epoch < user.epoch {
         // An epoch is only ever bumped with a reason; if a store lost it, the session
         // is ended all the same.
-        Some(user.last_bump.ok_or(Rejection::INVALID)?)
+        Some(user.bump_ending(state.epoch).ok_or(Rejection::INVALID)?)
     } else {
         None
     };

@@ -3,8 +3,9 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+use std::io;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -72,7 +73,13 @@ impl Drop for Server {
     }
 }
 
+/// The bound on every socket operation of a test request (connect, write, each
+/// read): a hung server fails the test instead of hanging it. Not a timing
+/// assertion.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One HTTP/1.1 exchange over a fresh connection; returns status, head and body.
+/// Panics if the server does not answer completely.
 pub(crate) fn http(
     addr: &str,
     method: &str,
@@ -80,18 +87,88 @@ pub(crate) fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    try_http(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: no complete answer: {e}"))
+}
+
+/// One HTTP/1.1 exchange over a fresh connection, each socket operation bounded
+/// by [`REQUEST_TIMEOUT`]. `Ok` only for a complete response: a status line,
+/// headers and, when the response has a `Content-Length`, that many body bytes.
+/// Anything less (refused, reset, cut off, timed out) is an `Err`: the caller
+/// cannot know whether the server acted on the request.
+pub(crate) fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> io::Result<(u16, String, String)> {
+    let sock: SocketAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
+    let mut stream = TcpStream::connect_timeout(&sock, REQUEST_TIMEOUT)?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
+    stream.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let raw = String::from_utf8(raw)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "response is not UTF-8"))?;
+    let cut = |what: &str| io::Error::new(io::ErrorKind::UnexpectedEof, what.to_owned());
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| cut("no end of head"))?;
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| cut("no status line"))?;
+    if let Some(len) = header(head, "content-length") {
+        let len: usize = len.parse().map_err(|_| cut("bad content-length"))?;
+        if body.len() != len {
+            return Err(cut("body shorter than its content-length"));
+        }
+    }
+    Ok((status, head.to_owned(), body.to_owned()))
+}
+
+/// The value of the first header `name` (case-insensitive) in a response head.
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// A string member of a JSON body; panics (showing the body) if it is missing.
+pub(crate) fn json_field(body: &str, field: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+        .to_owned()
+}
+
+/// The session token a response sets in `__Host-sg_session`; panics if none.
+pub(crate) fn cookie_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("set-cookie")
+                .then_some(v.trim())
+        })
+        .and_then(|v| v.strip_prefix("__Host-sg_session="))
+        .and_then(|v| v.split(';').next())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("no session cookie in {head}"))
+        .to_owned()
 }
 
 /// Reads the start-up lines up to the listening line; returns them and the address.
@@ -103,5 +180,68 @@ pub(crate) fn startup(server: &Server) -> (Vec<String>, String) {
             return (lines, addr.to_owned());
         }
         lines.push(line);
+    }
+}
+
+/// A started `serve --demo` on a data folder: its address and this run's admin
+/// token (`--demo` prints a fresh one at every start when none is configured).
+pub(crate) struct Running {
+    pub(crate) server: Server,
+    pub(crate) addr: String,
+    pub(crate) admin: String,
+}
+
+/// Starts `serve --demo` on port 0 with the embedded store in `data`.
+pub(crate) fn start(data: &str) -> Running {
+    start_with(data, &[])
+}
+
+/// [`start`] with more arguments for `serve` (e.g. `--config FILE`).
+pub(crate) fn start_with(data: &str, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--demo",
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    let (lines, addr) = startup(&server);
+    let admin = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("admin token: "))
+        .expect("--demo prints an admin token when none is configured")
+        .to_owned();
+    Running {
+        server,
+        addr,
+        admin,
+    }
+}
+
+impl Running {
+    /// `POST /v1/admin/users`: creates a user; returns its id.
+    pub(crate) fn create_user(&self, name: &str, password: &str) -> String {
+        let bearer = format!("Bearer {}", self.admin);
+        let body = serde_json::json!({ "username": name, "password": password }).to_string();
+        let (status, _, body) = http(
+            &self.addr,
+            "POST",
+            "/v1/admin/users",
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        );
+        assert_eq!(status, 201, "{body}");
+        json_field(&body, "id")
+    }
+
+    /// Kills the server with SIGKILL (see [`Server::kill9`]).
+    pub(crate) fn kill9(self) {
+        self.server.kill9();
     }
 }
