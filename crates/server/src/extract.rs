@@ -318,10 +318,11 @@ fn session_cookie(headers: &HeaderMap) -> Option<Result<&str, ()>> {
 
 /// A request authenticated by a live session (cookie, bearer session token or
 /// bearer access token), with CSRF protection applied for cookie-authenticated
-/// unsafe methods. The check counts as activity: it extends the idle deadline
-/// ([`sessionguard_core::Engine::validate`]).
+/// unsafe methods. With `TOUCH` the check counts as activity and extends the idle
+/// deadline ([`LiveSession`], [`sessionguard_core::Engine::validate`]); without,
+/// it does not ([`PeekSession`], [`sessionguard_core::Engine::status`]).
 #[derive(Debug)]
-pub struct LiveSession {
+pub struct Authenticated<const TOUCH: bool = false> {
     /// The session, as checked.
     pub session: ValidSession,
     /// The credential it was checked with.
@@ -330,76 +331,39 @@ pub struct LiveSession {
     pub access: Option<AccessClaims>,
 }
 
-/// Like [`LiveSession`], but the check does not count as activity
-/// ([`sessionguard_core::Engine::status`]).
-#[derive(Debug)]
-pub struct PeekSession {
-    /// The session, as checked.
-    pub session: ValidSession,
-    /// The credential it was checked with.
-    pub credential: Credential,
-    /// The verified claims, when the credential was an access token.
-    pub access: Option<AccessClaims>,
-}
+/// A session check that counts as activity.
+pub type LiveSession = Authenticated<true>;
 
-/// What [`authenticate`] found.
-#[derive(Debug)]
-pub struct Authenticated {
-    /// The session, as checked.
-    pub session: ValidSession,
-    /// The credential it was checked with.
-    pub credential: Credential,
-    /// The verified claims, when the credential was an access token.
-    pub access: Option<AccessClaims>,
-}
+/// A session check that does not count as activity.
+pub type PeekSession = Authenticated<false>;
 
-impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for LiveSession {
+impl<S: Store, C: Clock, const TOUCH: bool> FromRequestParts<AppState<S, C>>
+    for Authenticated<TOUCH>
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState<S, C>,
     ) -> Result<Self, Self::Rejection> {
-        let a = authenticate(&parts.method, &parts.headers, state, true).await?;
-        Ok(LiveSession {
-            session: a.session,
-            credential: a.credential,
-            access: a.access,
-        })
-    }
-}
-
-impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for PeekSession {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState<S, C>,
-    ) -> Result<Self, Self::Rejection> {
-        let a = authenticate(&parts.method, &parts.headers, state, false).await?;
-        Ok(PeekSession {
-            session: a.session,
-            credential: a.credential,
-            access: a.access,
-        })
+        authenticate(&parts.method, &parts.headers, state).await
     }
 }
 
 /// Authenticates a request by its session credential (see the module docs),
-/// recording activity with `touch`. Cookie-authenticated unsafe methods are
+/// recording activity when `TOUCH`. Cookie-authenticated unsafe methods are
 /// CSRF-checked; bearer credentials are not (nothing ambient to forge).
-pub async fn authenticate<S: Store, C: Clock>(
+pub async fn authenticate<S: Store, C: Clock, const TOUCH: bool>(
     method: &Method,
     headers: &HeaderMap,
     state: &AppState<S, C>,
-    touch: bool,
-) -> Result<Authenticated, ApiError> {
+) -> Result<Authenticated<TOUCH>, ApiError> {
     let credential = Credential::from_headers(headers)?.ok_or(ApiError::Session {
         rejection: Rejection::INVALID,
         bearer: false,
     })?;
     if credential.is_access_token() {
-        let (session, claims) = state.access_session(credential.token(), touch).await?;
+        let (session, claims) = state.access_session(credential.token(), TOUCH).await?;
         return Ok(Authenticated {
             session,
             credential,
@@ -412,7 +376,7 @@ pub async fn authenticate<S: Store, C: Clock>(
         csrf::check_origin(headers, state.public_origin())?;
     }
     let engine = state.engine();
-    let checked = if touch {
+    let checked = if TOUCH {
         engine.validate(credential.token()).await
     } else {
         engine.status(credential.token()).await

@@ -143,7 +143,6 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn(extract::limit_headers))
-        .layer(middleware::from_fn(no_store))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -158,6 +157,8 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
                 .on_failure(()),
         )
         .layer(CatchPanicLayer::custom(panic_response))
+        // Outermost, so that it also covers the panic layer's answer.
+        .layer(middleware::from_fn(no_store))
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, with the reaper running

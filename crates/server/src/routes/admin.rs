@@ -184,18 +184,37 @@ pub async fn list_user_sessions<S: Store, C: Clock>(
     Ok(Json(SessionList::new(&records, None)))
 }
 
-/// A username is 1 to 64 characters, without control characters, and without
-/// whitespace at either end (so that `"alice "` cannot impersonate `"alice"`).
+/// A username is 1 to 64 characters, without control characters, invisible
+/// formatting characters (bidirectional overrides and isolates, zero-width
+/// characters), or whitespace at either end — so that neither `"alice "` nor
+/// `"\u{202e}ecila"` can pass for `"alice"`.
 fn validate_username(name: &str) -> Result<(), ApiError> {
     let chars = name.chars().count();
     let ok = (1..=MAX_USERNAME_CHARS).contains(&chars)
-        && !name.chars().any(char::is_control)
+        && !name
+            .chars()
+            .any(|c| c.is_control() || is_invisible_format(c))
         && name.trim() == name;
     if ok {
         Ok(())
     } else {
         Err(ApiError::InvalidUsername)
     }
+}
+
+/// Unicode format characters that change how text displays without showing
+/// themselves: bidirectional marks, embeddings, overrides and isolates, and
+/// zero-width characters.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 #[cfg(test)]
@@ -212,5 +231,18 @@ mod tests {
         assert!(validate_username(" alice").is_err());
         assert!(validate_username("alice\t").is_err());
         assert!(validate_username("al\u{0}ice").is_err());
+        assert!(
+            validate_username("\u{202e}ecila").is_err(),
+            "right-to-left override"
+        );
+        assert!(
+            validate_username("ali\u{200b}ce").is_err(),
+            "zero-width space"
+        );
+        assert!(validate_username("alice\u{2066}").is_err(), "isolate");
+        assert!(
+            validate_username("علي").is_ok(),
+            "right-to-left scripts are fine"
+        );
     }
 }

@@ -178,7 +178,7 @@ pub async fn logout<S: Store, C: Clock>(
         logout_with_refresh_token(&state, &refresh, bearer).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let auth = authenticate(&method, &headers, &state, false).await?;
+    let auth: PeekSession = authenticate(&method, &headers, &state).await?;
     // The session (and CSRF) is checked; revoking it by id is durable before we
     // answer. Losing a race to another revocation still ends the session.
     state
