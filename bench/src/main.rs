@@ -1,0 +1,484 @@
+//! `sgbench`: the benchmark-only helper of `scripts/bench`.
+//!
+//! | subcommand | does |
+//! |---|---|
+//! | `peer --mode bare\|tower-sessions --listen ADDR [--sessions N --cookies FILE]` | a peer server: bare axum hello world (the ceiling) or axum + tower-sessions `MemoryStore` (seeded with N sessions whose cookie values go to FILE) |
+//! | `seed-sessions --url URL --n N --out FILE` | N sidecar sessions through `POST /v1/admin/sessions` (admin token from `SGBENCH_ADMIN_TOKEN`); writes `token\tsession_id\tuser_id` lines |
+//! | `mint --keys FILE --iss ISS --aud AUD --in FILE --out FILE` | one access token (JWT) per session of `--in`, signed with the server's key file |
+//! | `seed-refresh --url URL --chains N --out FILE --login-out FILE` | a user with a password, then N `grant_type=password` grants; writes the refresh tokens and `username\tpassword` |
+//! | `hash-time [--rounds R]` | median seconds of one argon2id hash with `PasswordHasher::owasp()` |
+//! | `mem --variant V --n N` | bytes per live session of an in-process store filled with N records (RSS delta ÷ N) |
+//! | `table --results FILE` | the markdown results table from the script's results file |
+//!
+//! Nothing here is product code; it never listens anywhere but where it is told
+//! (the script only tells it loopback addresses).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufWriter, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().ok_or_else(|| anyhow!("usage: sgbench <subcommand> [--key value]..."))?;
+    let opts = Opts::parse(args)?;
+    match cmd.as_str() {
+        "peer" => runtime()?.block_on(peer(&opts)),
+        "seed-sessions" => runtime()?.block_on(seed_sessions(&opts)),
+        "seed-refresh" => runtime()?.block_on(seed_refresh(&opts)),
+        "mint" => mint(&opts),
+        "hash-time" => hash_time(&opts),
+        "mem" => mem(&opts),
+        "table" => table(&opts),
+        other => bail!("unknown subcommand {other}"),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    // Like the product: a multi-thread runtime with one worker per available core
+    // (the script pins processes with taskset, which this respects).
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// `--key value` pairs.
+struct Opts(HashMap<String, String>);
+
+impl Opts {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self> {
+        let mut map = HashMap::new();
+        while let Some(k) = args.next() {
+            let key = k.strip_prefix("--").ok_or_else(|| anyhow!("expected --key, got {k}"))?;
+            let v = args.next().ok_or_else(|| anyhow!("--{key} needs a value"))?;
+            map.insert(key.to_owned(), v);
+        }
+        Ok(Opts(map))
+    }
+    fn get(&self, key: &str) -> Result<&str> {
+        self.0.get(key).map(String::as_str).ok_or_else(|| anyhow!("missing --{key}"))
+    }
+    fn num(&self, key: &str, default: usize) -> Result<usize> {
+        self.0.get(key).map_or(Ok(default), |v| v.parse().with_context(|| format!("--{key}")))
+    }
+}
+
+fn create_file(path: &str) -> Result<BufWriter<std::fs::File>> {
+    Ok(BufWriter::new(std::fs::File::create(path).with_context(|| format!("create {path}"))?))
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+// ---------------------------------------------------------------------------
+// Peer servers
+// ---------------------------------------------------------------------------
+
+async fn peer(opts: &Opts) -> Result<()> {
+    use axum::Router;
+    use axum::routing::get;
+
+    let listen: SocketAddr = opts.get("listen")?.parse()?;
+    if !listen.ip().is_loopback() {
+        bail!("the benchmark peers listen on loopback only");
+    }
+    let app = match opts.get("mode")? {
+        "bare" => Router::new().route("/", get(|| async { "hello" })),
+        "tower-sessions" => {
+            use tower_sessions::{SessionManagerLayer, SessionStore, session::Id, session::Record};
+            use tower_sessions_memory_store::MemoryStore;
+
+            let n = opts.num("sessions", 100_000)?;
+            let store = MemoryStore::default();
+            let mut out = create_file(opts.get("cookies")?)?;
+            let expiry = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+            for i in 0..n {
+                let mut data = HashMap::new();
+                data.insert("user_id".to_owned(), serde_json::json!(format!("app-user-{i:06}")));
+                let mut record = Record { id: Id::default(), data, expiry_date: expiry };
+                store.create(&mut record).await.map_err(|e| anyhow!("{e}"))?;
+                writeln!(out, "{}", record.id)?;
+            }
+            out.flush()?;
+            // Plain cookie settings (no signing): the cheapest tower-sessions setup.
+            let layer = SessionManagerLayer::new(store).with_secure(true);
+            Router::new().route("/", get(ts_read)).layer(layer)
+        }
+        other => bail!("unknown peer mode {other}"),
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    say(&format!("peer listening on http://{}", listener.local_addr()?));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
+        })
+        .await?;
+    Ok(())
+}
+
+/// The read-only tower-sessions handler: loads the session and one value from it.
+async fn ts_read(session: tower_sessions::Session) -> Result<String, axum::http::StatusCode> {
+    use axum::http::StatusCode;
+    match session.get::<String>("user_id").await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(StatusCode::UNAUTHORIZED),
+        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Seeding sessionguard
+// ---------------------------------------------------------------------------
+
+fn admin_token() -> Result<String> {
+    std::env::var("SGBENCH_ADMIN_TOKEN").context("SGBENCH_ADMIN_TOKEN is not set")
+}
+
+fn client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build()?)
+}
+
+async fn seed_sessions(opts: &Opts) -> Result<()> {
+    let url = opts.get("url")?.trim_end_matches('/').to_owned();
+    let n = opts.num("n", 100_000)?;
+    let conc = opts.num("concurrency", 32)?;
+    let token = admin_token()?;
+    let http = client()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (http, next, url, token) = (http.clone(), next.clone(), url.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(got);
+                }
+                let user = format!("app-user-{i:06}");
+                let res = http
+                    .post(format!("{url}/v1/admin/sessions"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({ "user_id": user }))
+                    .send()
+                    .await?;
+                let status = res.status();
+                let body: serde_json::Value = res.json().await?;
+                if status.as_u16() != 201 {
+                    bail!("POST /v1/admin/sessions answered {status}: {body}");
+                }
+                let field = |k: &str| body[k].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no {k}"));
+                got.push(format!("{}\t{}\t{}", field("session_token")?, field("session_id")?, field("user_id")?));
+            }
+        }));
+    }
+    let mut out = create_file(opts.get("out")?)?;
+    for t in tasks {
+        for line in t.await?? {
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()?;
+    let secs = started.elapsed().as_secs_f64();
+    say(&format!("seeded {n} sidecar sessions in {secs:.1} s ({:.0}/s)", n as f64 / secs));
+    Ok(())
+}
+
+async fn seed_refresh(opts: &Opts) -> Result<()> {
+    let url = opts.get("url")?.trim_end_matches('/').to_owned();
+    let chains = opts.num("chains", 64)?;
+    let http = client()?;
+    let username = format!("bench-{}", std::process::id());
+    let password = format!("bench-password-{}", sessionguard_core::TokenId::random());
+    let res = http
+        .post(format!("{url}/v1/admin/users"))
+        .bearer_auth(admin_token()?)
+        .json(&serde_json::json!({ "username": username, "password": password }))
+        .send()
+        .await?;
+    if res.status().as_u16() != 201 {
+        bail!("POST /v1/admin/users answered {}: {}", res.status(), res.text().await?);
+    }
+    let mut out = create_file(opts.get("out")?)?;
+    // Sequential: the server hashes one password at a time per core anyway.
+    for _ in 0..chains {
+        let res = http
+            .post(format!("{url}/v1/token"))
+            .form(&[("grant_type", "password"), ("username", &username), ("password", &password)])
+            .send()
+            .await?;
+        let status = res.status();
+        let body: serde_json::Value = res.json().await?;
+        let refresh = body["refresh_token"].as_str().ok_or_else(|| anyhow!("grant answered {status}: {body}"))?;
+        writeln!(out, "{refresh}")?;
+    }
+    out.flush()?;
+    let mut login = create_file(opts.get("login-out")?)?;
+    writeln!(login, "{username}\t{password}")?;
+    login.flush()?;
+    say(&format!("made {chains} refresh chains for {username}"));
+    Ok(())
+}
+
+fn mint(opts: &Opts) -> Result<()> {
+    use sessionguard_core::{Clock as _, SessionId, SystemClock};
+    use sessionguard_jwt::{AccessClaims, Algorithm, KeySet};
+
+    let keys = KeySet::load_or_create(opts.get("keys")?, Algorithm::EdDSA, SystemClock.now())?;
+    let (iss, aud) = (opts.get("iss")?, opts.get("aud")?);
+    let ttl = Duration::from_secs(opts.num("ttl-secs", 3600)? as u64);
+    let input = std::fs::File::open(opts.get("in")?)?;
+    let mut out = create_file(opts.get("out")?)?;
+    let now = SystemClock.now();
+    let mut n = 0usize;
+    for line in std::io::BufReader::new(input).lines() {
+        let line = line?;
+        let mut f = line.split('\t');
+        let (_, sid, sub) = (f.next(), f.next(), f.next());
+        let (Some(sid), Some(sub)) = (sid, sub) else { bail!("bad sessions line") };
+        let sid = SessionId::parse(sid).map_err(|e| anyhow!("bad session id: {e:?}"))?;
+        let claims = AccessClaims::new(iss, sub, aud, sid, now, ttl);
+        writeln!(out, "{}", keys.sign(&claims)?)?;
+        n += 1;
+    }
+    out.flush()?;
+    say(&format!("minted {n} access tokens (EdDSA, ttl {} s)", ttl.as_secs()));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// argon2 bound
+// ---------------------------------------------------------------------------
+
+fn hash_time(opts: &Opts) -> Result<()> {
+    use sessionguard_core::{Password, PasswordHasher};
+    let rounds = opts.num("rounds", 7)?;
+    let hasher = PasswordHasher::owasp(); // hashes its dummy once: a warm-up
+    let pw = Password::new_for_setting("correct horse battery staple".into()).map_err(|e| anyhow!("{e}"))?;
+    let mut times: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(hasher.hash(&pw));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    say(&format!("{:.6}", times[times.len() / 2]));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Memory per live session
+// ---------------------------------------------------------------------------
+
+fn rss_bytes() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| anyhow!("no VmRSS"))?;
+    let kb: u64 = line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad VmRSS"))?.parse()?;
+    Ok(kb * 1024)
+}
+
+/// Prints `variant\tn\tbytes_per_session\trss_delta`.
+fn mem(opts: &Opts) -> Result<()> {
+    use sessionguard_core::*;
+    let n = opts.num("n", 1_000_000)?;
+    let variant = opts.get("variant")?.to_owned();
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    // The baseline is taken before anything is made, so that the heap blocks a
+    // record owns (the user id's `Arc<str>`, a user agent) count. The staging
+    // vectors are far above glibc's mmap threshold: they go back to the OS when
+    // freed, before the second reading.
+    let before = rss_bytes()?;
+    let after;
+    match variant.as_str() {
+        // sidecar: one session per user, no client metadata (POST /v1/admin/sessions without UA/IP)
+        // login: one session per user, with a 111-byte user agent and an IPv4 address
+        // shared: ten sessions per user, no client metadata
+        "sg-sidecar" | "sg-login" | "sg-shared" => {
+            let per_user = if variant == "sg-shared" { 10 } else { 1 };
+            let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+            let users: Vec<UserId> = (0..n.div_ceil(per_user)).map(|_| UserId::random()).collect();
+            let records: Vec<SessionRecord> = (0..n)
+                .map(|i| {
+                    let token = Token::generate(TokenKind::Session);
+                    let client = if variant == "sg-login" {
+                        ClientInfo::new(Some(ua), Some("203.0.113.7".parse().expect("ip")))
+                    } else {
+                        ClientInfo::default()
+                    };
+                    SessionRecord {
+                        state: SessionState {
+                            id: token.id(),
+                            verifier_hash: token.verifier_hash(),
+                            user_id: users[i / per_user].clone(),
+                            epoch: 0,
+                            created_at: now,
+                            last_seen_at: now,
+                            idle_deadline: now.saturating_add(Duration::from_secs(1800)),
+                            absolute_deadline: now.saturating_add(Duration::from_secs(43_200)),
+                            revoked: None,
+                        },
+                        client,
+                    }
+                })
+                .collect();
+            // The user ids are shared (Arc) between a user's sessions, as in the server.
+            drop(users);
+            let index = MemoryIndex::new();
+            for r in records {
+                index.insert_session(r).map_err(|e| anyhow!("{e}"))?;
+            }
+            after = rss_bytes()?;
+            assert_eq!(index.session_count(), n);
+            std::hint::black_box(&index);
+        }
+        "tower-sessions" => {
+            use tower_sessions::{SessionStore, session::Id, session::Record};
+            let rt = tokio::runtime::Builder::new_current_thread().build()?;
+            let store = tower_sessions_memory_store::MemoryStore::default();
+            let expiry = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+            let users: Vec<String> = (0..n).map(|_| format!("u_{}", TokenId::random())).collect();
+            rt.block_on(async {
+                for u in users {
+                    let mut data = HashMap::new();
+                    data.insert("user_id".to_owned(), serde_json::Value::String(u));
+                    let mut record = Record { id: Id::default(), data, expiry_date: expiry };
+                    store.create(&mut record).await.map_err(|e| anyhow!("{e}"))?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            after = rss_bytes()?;
+            std::hint::black_box(&store);
+        }
+        "sizes" => {
+            use std::mem::size_of;
+            let lines = [
+                ("SessionRecord (map value)", size_of::<SessionRecord>()),
+                ("  SessionState", size_of::<SessionState>()),
+                ("    SessionId (16-byte selector)", size_of::<SessionId>()),
+                ("    VerifierHash (SHA-256)", 32),
+                ("    UserId (Arc<str> fat pointer)", size_of::<UserId>()),
+                ("    epoch u64", 8),
+                ("    4 x Timestamp", 4 * size_of::<Timestamp>()),
+                ("    Option<Revocation>", size_of::<Option<Revocation>>()),
+                ("  ClientInfo (Option<Box<str>> + Option<IpAddr>)", size_of::<ClientInfo>()),
+                ("SessionId (map key)", size_of::<SessionId>()),
+                ("UserEpoch (per user)", size_of::<UserEpoch>()),
+            ];
+            for (k, v) in lines {
+                say(&format!("{k}\t{v}"));
+            }
+            return Ok(());
+        }
+        other => bail!("unknown variant {other}"),
+    }
+    let delta = after.saturating_sub(before);
+    say(&format!("{variant}\t{n}\t{:.0}\t{delta}", delta as f64 / n as f64));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------
+
+/// One measured scenario, as the script records it.
+struct Row {
+    id: String,
+    label: String,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    requests: u64,
+    bad: u64,
+    server_cpu: String,
+    core1: String,
+    before: String,
+}
+
+/// Reads the script's results file: `row\tid\tlabel\trps\tp50\tp99\trequests\tbad\tserver_cpu\tcore1\tbefore`
+/// and `kv\tkey\tvalue` lines; prints the markdown table with ratios and targets.
+fn table(opts: &Opts) -> Result<()> {
+    let text = std::fs::read_to_string(opts.get("results")?)?;
+    let mut rows: Vec<Row> = Vec::new();
+    let mut kv: HashMap<String, String> = HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.first() {
+            Some(&"row") if f.len() >= 11 => rows.push(Row {
+                id: f[1].into(),
+                label: f[2].into(),
+                rps: f[3].parse()?,
+                p50_us: f[4].parse()?,
+                p99_us: f[5].parse()?,
+                requests: f[6].parse()?,
+                bad: f[7].parse()?,
+                server_cpu: f[8].into(),
+                core1: f[9].into(),
+                before: f[10].into(),
+            }),
+            Some(&"kv") if f.len() >= 3 => {
+                kv.insert(f[1].into(), f[2].into());
+            }
+            _ => {}
+        }
+    }
+    let rps = |id: &str| rows.iter().find(|r| r.id == id).map(|r| r.rps);
+    let ratio = |a: &str, b: &str| match (rps(a), rps(b)) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    };
+    let verdict = |r: Option<f64>, target: f64| match r {
+        Some(r) => format!("{r:.2}× (target ≥ {target}×: {})", if r >= target { "met" } else { "**missed**" }),
+        None => "n/a".into(),
+    };
+    let plain = |r: Option<f64>| r.map_or("n/a".into(), |r| format!("{r:.2}×"));
+    let ms = |us: f64| format!("{:.2}", us / 1000.0);
+
+    let mut out = String::new();
+    let _ = writeln!(out, "| # | scenario | req/s | p50 ms | p99 ms | requests | non-2xx/errors | server process CPU (core 0 busy) | core 1 busy (load generator) | machine busy just before | ratios and targets |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for r in &rows {
+        let ratios = match r.id.as_str() {
+            "3a" => format!(
+                "vs tower-sessions (2): {}; vs bare axum (1): {}",
+                verdict(ratio("3a", "2"), 1.15),
+                verdict(ratio("3a", "1"), 0.95)
+            ),
+            "3b" => format!(
+                "vs tower-sessions (2): {}; vs bare axum (1): {}",
+                verdict(ratio("3b", "2"), 1.15),
+                verdict(ratio("3b", "1"), 0.95)
+            ),
+            "4a" => format!("vs cookie status (3a): {}", verdict(ratio("4a", "3a"), 0.8)),
+            "4b" => format!("vs cookie session (3b): {}", verdict(ratio("4b", "3b"), 0.8)),
+            "2" => format!("vs bare axum (1): {}", plain(ratio("2", "1"))),
+            "6v" => format!("vs cookie status alone (3a): {}", plain(ratio("6v", "3a"))),
+            "3c" => format!("vs 3a (info level, the default): {}", plain(ratio("3c", "3a"))),
+            "6l" => match (rps("6l"), kv.get("argon2_bound_server")) {
+                (Some(l), Some(b)) => {
+                    let b: f64 = b.parse().unwrap_or(f64::NAN);
+                    format!("argon2 bound on the server's 1 core: {b:.1}/s → {:.0}% of it", 100.0 * l / b)
+                }
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        let bad = if r.bad > 0 { format!("**{}**", r.bad) } else { "0".into() };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.id, r.label, r.rps, ms(r.p50_us), ms(r.p99_us), r.requests, bad, r.server_cpu, r.core1, r.before, ratios
+        );
+    }
+    let _ = writeln!(out, "| 7 | tower-sessions `RedisStore` vs sessionguard over Redis | — | — | — | — | — | — | — | — | not built yet: sessionguard has no Redis store |");
+    print!("{out}");
+    Ok(())
+}
