@@ -903,6 +903,14 @@ async fn healthz_answers_ok() {
 
 // --------------------------------------------------------------------- reaper
 
+/// Moves the paused Tokio clock by `d` and lets every task that became ready run.
+async fn tick(d: Duration) {
+    tokio::time::advance(d).await;
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_reaper_purges_sessions_past_their_tombstone_retention() {
     let app = TestApp::new();
@@ -923,17 +931,17 @@ async fn the_reaper_purges_sessions_past_their_tombstone_retention() {
     let reaper = sessionguard_server::spawn_reaper(app.state.clone(), Duration::from_secs(60));
     // Ended at 0 with its idle deadline at 30m; retention 1h: purgeable after 90m.
     // Two clocks move here, both by hand: `app.advance` moves the engine's
-    // ManualClock; the paused Tokio clock (`start_paused`) jumps straight to the
-    // reaper's next tick when the test awaits a timer, so no wall time passes.
+    // ManualClock, `tick` moves the paused Tokio clock (`start_paused`) to the
+    // reaper's next tick and lets the reaper run. No wall time passes.
     app.advance(69);
-    tokio::time::sleep(Duration::from_secs(61)).await;
+    tick(Duration::from_secs(61)).await;
     assert_eq!(
         app.store.inner().index().session_count(),
         2,
         "at 89m it is 1 minute short"
     );
     app.advance(1);
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    tick(Duration::from_secs(60)).await;
     assert_eq!(app.store.inner().index().session_count(), 1);
     reaper.abort();
     // The survivor is the live one (it has since timed out, but is still told why).
