@@ -3,7 +3,6 @@
 //! permissions and the absence of secrets in the file.
 
 use std::error::Error as _;
-use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,84 +10,25 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::Connection;
 use sessionguard_core::{
-    ApiTokenRecord, ClientInfo, Engine, EpochBump, ManualClock, PasswordHash, Policy, Reason,
-    RefreshState, Revocation, Rotation, SealedSecret, SessionRecord, SessionState, Store,
-    StoreError, Timestamp, Token, TokenKind, UserEpoch, UserId,
+    ApiTokenRecord, ClientInfo, Engine, ManualClock, Policy, Reason, RefreshState, Revocation,
+    Rotation, SealedSecret, SessionRecord, SessionState, Store, StoreError, UserEpoch, UserId,
 };
 use sessionguard_store_sqlite::{DatabaseInUse, SqliteStore};
+use sessionguard_test_kit::fixtures::{self, at, bump, bump_all, hash, rev, user};
 use tempfile::TempDir;
 
-const T0: i64 = 1_800_000_000_000;
-
-fn at(secs: i64) -> Timestamp {
-    Timestamp::from_millis(T0 + secs * 1000)
-}
-
-fn rev(reason: Reason, secs: i64) -> Revocation {
-    Revocation {
-        reason,
-        at: at(secs),
-    }
-}
-
-/// An epoch bump that leaves API tokens alone.
-fn bump(reason: Reason, secs: i64) -> EpochBump {
-    EpochBump {
-        revocation: rev(reason, secs),
-        end_api_tokens: false,
-    }
-}
-
-/// An epoch bump that also ends API tokens.
-fn bump_all(reason: Reason, secs: i64) -> EpochBump {
-    EpochBump {
-        revocation: rev(reason, secs),
-        end_api_tokens: true,
-    }
-}
-
-fn user(name: &str) -> UserId {
-    UserId::new(name).unwrap()
-}
-
-fn hash(tag: &str) -> PasswordHash {
-    PasswordHash::from_phc(format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${tag}"))
-}
-
-/// A session created at `at(0)` with a 30-minute idle deadline.
+/// A session of `user` at `epoch`, created at `at(0)` (idle deadline `at(1800)`).
 fn session(user: &UserId, epoch: u64) -> SessionRecord {
-    let token = Token::generate(TokenKind::Session);
-    SessionRecord {
-        state: SessionState {
-            id: token.id(),
-            verifier_hash: token.verifier_hash(),
-            user_id: user.clone(),
-            epoch,
-            created_at: at(0),
-            last_seen_at: at(0),
-            idle_deadline: at(1800),
-            absolute_deadline: at(12 * 3600),
-            revoked: None,
-        },
-        client: ClientInfo::new(Some("curl/8.0"), Some(IpAddr::V6(Ipv6Addr::LOCALHOST))),
-    }
+    fixtures::session(user, epoch, 0).1
 }
 
 /// A refresh token of `session`, created at `at(created)`.
-fn refresh(session: &SessionRecord, created: i64) -> RefreshState {
-    let token = Token::generate(TokenKind::Refresh);
-    RefreshState {
-        id: token.id(),
-        verifier_hash: token.verifier_hash(),
-        session_id: session.state.id,
-        user_id: session.state.user_id.clone(),
-        created_at: at(created),
-        rotated: None,
-    }
+fn refresh(session: &SessionRecord, created: u64) -> RefreshState {
+    fixtures::refresh(session, created).1
 }
 
 /// The rotation that replaces a refresh token by `successor` at `at(secs)`.
-fn rotation_to(successor: &RefreshState, secs: i64) -> Rotation {
+fn rotation_to(successor: &RefreshState, secs: u64) -> Rotation {
     Rotation {
         at: at(secs),
         successor: successor.id,
@@ -97,19 +37,8 @@ fn rotation_to(successor: &RefreshState, secs: i64) -> Rotation {
 }
 
 /// An API token of `user` at `epoch`, created at `at(created)`, valid for a day.
-fn api_token(user: &UserId, epoch: u64, created: i64) -> ApiTokenRecord {
-    let token = Token::generate(TokenKind::ApiToken);
-    ApiTokenRecord {
-        id: token.id(),
-        verifier_hash: token.verifier_hash(),
-        user_id: user.clone(),
-        name: "deploy bot".into(),
-        epoch,
-        created_at: at(created),
-        expires_at: at(created + 86_400),
-        last_used_at: None,
-        revoked: None,
-    }
+fn api_token(user: &UserId, epoch: u64, created: u64) -> ApiTokenRecord {
+    fixtures::api_token(user, epoch, created).1
 }
 
 fn db(dir: &TempDir) -> PathBuf {
@@ -855,7 +784,10 @@ async fn purge_of_tokens_reaches_disk() {
         client: ClientInfo::default(),
     };
     let (r_old, r_kept) = (refresh(&old, 1), refresh(&kept, 1));
-    let expired = api_token(&u, 0, -86_400);
+    let expired = ApiTokenRecord {
+        expires_at: at(1000),
+        ..api_token(&u, 0, 0)
+    };
     let live = api_token(&u, 0, 0);
     let store = open(&dir);
     for s in [&old, &kept] {
@@ -868,7 +800,7 @@ async fn purge_of_tokens_reaches_disk() {
         store.insert_api_token(t.clone()).await.unwrap();
     }
     // A use buffered for a token about to be purged is dropped with it.
-    store.touch_api_token(&expired.id, at(-10)).await.unwrap();
+    store.touch_api_token(&expired.id, at(10)).await.unwrap();
     let purged = store.purge(at(1800)).await.unwrap();
     assert_eq!(
         (purged.sessions, purged.refresh_tokens, purged.api_tokens),
@@ -1016,7 +948,7 @@ async fn a_version_1_database_is_upgraded() {
         conn.execute(
             "INSERT INTO sessions (id, verifier_hash, user_id, epoch, created_at,
                  last_seen_at, idle_deadline, absolute_deadline, user_agent, ip)
-             VALUES (?1, ?2, ?3, 2, ?4, ?5, ?6, ?7, 'curl/8.0', '::1')",
+             VALUES (?1, ?2, ?3, 2, ?4, ?5, ?6, ?7, ?8, ?9)",
             rusqlite::params![
                 s.id.as_bytes(),
                 s.verifier_hash.as_bytes(),
@@ -1025,6 +957,8 @@ async fn a_version_1_database_is_upgraded() {
                 s.last_seen_at.as_millis(),
                 s.idle_deadline.as_millis(),
                 s.absolute_deadline.as_millis(),
+                live.client.user_agent(),
+                live.client.ip().map(|ip| ip.to_string()),
             ],
         )
         .unwrap();
