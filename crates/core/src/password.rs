@@ -36,10 +36,12 @@ impl Password {
     /// Wraps a password presented for verification. Only the length bound applies:
     /// a login attempt with a short password is simply wrong, not a different error.
     pub fn new(s: String) -> Result<Self, PasswordError> {
+        // Wrapped first, so a refused password is zeroized too.
+        let s = Zeroizing::new(s);
         if s.len() > Self::MAX_LEN {
             return Err(PasswordError::TooLong);
         }
-        Ok(Password(Zeroizing::new(s)))
+        Ok(Password(s))
     }
 
     /// Wraps a password that is about to be set, enforcing the minimum length too.
