@@ -56,6 +56,26 @@ impl Fixture {
         }
     }
 
+    /// Eight simultaneous refreshes of `token`, on the multi-threaded runtime.
+    async fn race_refreshes(&self, token: &str) -> Vec<Result<String, Error>> {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (engine, token) = (Arc::clone(&self.engine), token.to_owned());
+                tokio::spawn(async move {
+                    engine
+                        .refresh(&token)
+                        .await
+                        .map(|r| r.refresh.reveal().to_string())
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for h in handles {
+            results.push(h.await.expect("a refresh task does not panic"));
+        }
+        results
+    }
+
     async fn alive(&self, s: &ValidSession) -> Result<(), Reason> {
         match self.engine.validate_authenticated_id(&s.id(), false).await {
             Ok(_) => Ok(()),
@@ -209,25 +229,13 @@ async fn parallel_uses_of_one_token_rotate_it_once() {
     for _ in 0..50 {
         let f = fixture();
         let (s, r0) = f.token_login(&alice()).await;
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let (engine, r0) = (Arc::clone(&f.engine), r0.clone());
-                tokio::spawn(async move {
-                    engine
-                        .refresh(&r0)
-                        .await
-                        .map(|r| r.refresh.reveal().to_string())
-                })
-            })
+        let mut successors: Vec<String> = f
+            .race_refreshes(&r0)
+            .await
+            .into_iter()
+            .map(|r| r.expect("within the grace window every use succeeds"))
             .collect();
-        let mut successors = Vec::new();
-        for h in handles {
-            successors.push(
-                h.await
-                    .unwrap()
-                    .expect("within the grace window every use succeeds"),
-            );
-        }
+        successors.sort();
         successors.dedup();
         assert_eq!(successors.len(), 1, "exactly one successor: {successors:?}");
         assert_eq!(f.alive(&s).await, Ok(()));
@@ -243,23 +251,12 @@ async fn parallel_uses_without_grace_never_leave_a_live_successor_behind_a_reuse
             p
         });
         let (s, r0) = f.token_login(&alice()).await;
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let (engine, r0) = (Arc::clone(&f.engine), r0.clone());
-                tokio::spawn(async move {
-                    engine
-                        .refresh(&r0)
-                        .await
-                        .map(|r| r.refresh.reveal().to_string())
-                })
-            })
+        let ok: Vec<String> = f
+            .race_refreshes(&r0)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
             .collect();
-        let mut ok = Vec::new();
-        for h in handles {
-            if let Ok(t) = h.await.unwrap() {
-                ok.push(t);
-            }
-        }
         assert!(ok.len() <= 1, "two live successors: {ok:?}");
         // The losers were reuse: the session, and so any successor, is dead.
         assert_eq!(f.alive(&s).await, Err(Reason::RefreshReuseDetected));
