@@ -25,6 +25,7 @@ pub mod memory;
 pub mod model;
 pub mod password;
 pub mod policy;
+pub mod profile;
 pub mod reason;
 pub mod store;
 pub mod token;
@@ -41,7 +42,8 @@ pub use model::{
     UserId, UserRecord,
 };
 pub use password::{Password, PasswordError, PasswordHasher};
-pub use policy::{Policy, PolicyError};
+pub use policy::{OnLimit, Policy, PolicyError, SessionLimit};
+pub use profile::{ProfileError, ProfileName, Profiles};
 pub use reason::{Reason, Revocation};
 pub use store::{Purged, Store, StoreError, StoreResult};
 pub use token::{Token, TokenError, TokenId, TokenKind};

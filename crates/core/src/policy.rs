@@ -1,4 +1,5 @@
-//! Session policy: how long a session may live.
+//! Session policy: how long a session may live, how many a user may hold, and
+//! when its token is replaced.
 
 use std::time::Duration;
 
@@ -37,10 +38,74 @@ pub struct Policy {
     /// Whether a password change (and an admin revoke-all with `password_changed`)
     /// also ends the user's API tokens. Default `true`.
     pub revoke_api_tokens_on_password_change: bool,
+    /// Most live sessions a user may hold at once; 0 means no limit. Default 0.
+    pub max_sessions: u32,
+    /// What a login does when the user already holds `max_sessions` live sessions.
+    pub on_limit: OnLimit,
+    /// How long a re-authentication (step-up) counts, and how long after login a
+    /// session counts as freshly authenticated. Sensitive actions (password change,
+    /// API-token creation) need a session within this window. Default 5 minutes.
+    pub step_up_ttl: Duration,
+    /// A session's token is replaced when it is older than this, on the next
+    /// request that can carry the new one (OWASP "renewal timeout"); zero turns
+    /// renewal off. Default zero.
+    pub renewal_interval: Duration,
+    /// After a renewal, how long the replaced token keeps working so that requests
+    /// already in flight do not fail. Default 30 seconds.
+    pub renewal_overlap: Duration,
+}
+
+/// What a login does at the concurrent-session limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnLimit {
+    /// The login succeeds and the least recently used session ends with reason
+    /// `displaced` (its holder is told when and from which client).
+    #[default]
+    EvictOldest,
+    /// The login fails with `session_limit_reached`; the user can sign out
+    /// another session first.
+    RejectNew,
+}
+
+impl OnLimit {
+    /// The configuration value: `evict_oldest` or `reject_new`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OnLimit::EvictOldest => "evict_oldest",
+            OnLimit::RejectNew => "reject_new",
+        }
+    }
+
+    /// Parses a configuration value.
+    pub fn parse(s: &str) -> Option<OnLimit> {
+        [OnLimit::EvictOldest, OnLimit::RejectNew]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// The concurrent-session limit a store enforces when it inserts a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimit {
+    /// Most live sessions; 0 means no limit.
+    pub max: u32,
+    /// What to do at the limit.
+    pub on_limit: OnLimit,
+}
+
+impl SessionLimit {
+    /// No limit.
+    pub const NONE: SessionLimit = SessionLimit {
+        max: 0,
+        on_limit: OnLimit::EvictOldest,
+    };
 }
 
 /// The longest timeout accepted (about ten years): bounds deadline arithmetic.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// The highest finite `max_sessions`.
+pub const MAX_SESSIONS: u32 = 10_000;
 
 /// The coarsest granularity at which idle touches are written to a store.
 const MAX_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -55,6 +120,11 @@ impl Default for Policy {
             refresh_reuse_grace: Duration::from_secs(5),
             api_token_max_ttl: Duration::from_secs(90 * 86_400),
             revoke_api_tokens_on_password_change: true,
+            max_sessions: 0,
+            on_limit: OnLimit::EvictOldest,
+            step_up_ttl: Duration::from_secs(5 * 60),
+            renewal_interval: Duration::ZERO,
+            renewal_overlap: Duration::from_secs(30),
         }
     }
 }
@@ -128,7 +198,45 @@ impl Policy {
                 problem: "must be at most 10 years",
             });
         }
+        if self.step_up_ttl < Duration::from_secs(1) || self.step_up_ttl > self.absolute_timeout {
+            return Err(PolicyError {
+                key: "step_up_ttl",
+                problem: "must be at least 1s and at most absolute_timeout",
+            });
+        }
+        if !self.renewal_interval.is_zero() && self.renewal_interval < Duration::from_secs(60) {
+            return Err(PolicyError {
+                key: "renewal_interval",
+                problem: "must be 0s (off) or at least 1m",
+            });
+        }
+        if self.renewal_interval > MAX_TIMEOUT {
+            return Err(PolicyError {
+                key: "renewal_interval",
+                problem: "must be at most 10 years",
+            });
+        }
+        if self.renewal_overlap > Duration::from_secs(5 * 60) {
+            return Err(PolicyError {
+                key: "renewal_overlap",
+                problem: "must be at most 5m",
+            });
+        }
+        if self.max_sessions > MAX_SESSIONS {
+            return Err(PolicyError {
+                key: "max_sessions",
+                problem: "must be at most 10000 (0 means unlimited)",
+            });
+        }
         Ok(())
+    }
+
+    /// The concurrent-session limit of this policy.
+    pub fn session_limit(&self) -> SessionLimit {
+        SessionLimit {
+            max: self.max_sessions,
+            on_limit: self.on_limit,
+        }
     }
 
     /// How stale a session's stored last-seen time may be before a check writes a
@@ -220,6 +328,61 @@ mod tests {
             ..Policy::default()
         };
         zero_grace.validate().unwrap();
+    }
+
+    #[test]
+    fn limit_step_up_and_renewal_settings_are_bounded() {
+        let bad = [
+            Policy {
+                step_up_ttl: Duration::ZERO,
+                ..Policy::default()
+            },
+            Policy {
+                step_up_ttl: Duration::from_secs(13 * 3600),
+                ..Policy::default()
+            },
+            Policy {
+                renewal_interval: Duration::from_secs(10),
+                ..Policy::default()
+            },
+            Policy {
+                renewal_overlap: Duration::from_secs(600),
+                ..Policy::default()
+            },
+            Policy {
+                max_sessions: MAX_SESSIONS + 1,
+                ..Policy::default()
+            },
+        ];
+        let keys: Vec<_> = bad.iter().map(|p| p.validate().unwrap_err().key).collect();
+        assert_eq!(
+            keys,
+            [
+                "step_up_ttl",
+                "step_up_ttl",
+                "renewal_interval",
+                "renewal_overlap",
+                "max_sessions"
+            ]
+        );
+        let good = Policy {
+            max_sessions: 1,
+            on_limit: OnLimit::RejectNew,
+            renewal_interval: Duration::from_secs(60),
+            renewal_overlap: Duration::ZERO,
+            ..Policy::default()
+        };
+        good.validate().unwrap();
+        assert_eq!(
+            good.session_limit(),
+            SessionLimit {
+                max: 1,
+                on_limit: OnLimit::RejectNew
+            }
+        );
+        assert_eq!(OnLimit::parse("reject_new"), Some(OnLimit::RejectNew));
+        assert_eq!(OnLimit::parse("evict_oldest"), Some(OnLimit::EvictOldest));
+        assert_eq!(OnLimit::parse("random"), None);
     }
 
     #[test]
