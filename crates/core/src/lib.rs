@@ -19,6 +19,7 @@
 // Library code states its invariants with `expect`; tests may unwrap.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod audit;
 pub mod clock;
 pub mod engine;
 pub mod memory;
@@ -30,16 +31,17 @@ pub mod reason;
 pub mod store;
 pub mod token;
 
+pub use audit::{AuditEvent, EventKind, EventQuery};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use engine::{
-    Engine, Error, Issued, Refreshed, Rejection, ValidApiToken, ValidSession, api_token_verdict,
-    verdict,
+    AuditMirror, Engine, Error, Issued, Refreshed, Rejection, ValidApiToken, ValidSession,
+    Validated, api_token_verdict, verdict,
 };
 pub use memory::{MemoryIndex, MemoryStore, Purgeable};
 pub use model::{
-    ApiTokenRecord, ClientInfo, EARLIER_BUMPS, EpochBump, InvalidUserId, PasswordHash,
-    RefreshState, Rotation, SealedSecret, SessionId, SessionRecord, SessionState, UserEpoch,
-    UserId, UserRecord,
+    ApiTokenRecord, ClientInfo, EARLIER_BUMPS, EpochBump, InvalidRoles, InvalidUserId,
+    PasswordHash, RefreshState, ReplacedToken, Rotation, SealedSecret, SessionId, SessionRecord,
+    SessionState, TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
 };
 pub use password::{Password, PasswordError, PasswordHasher};
 pub use policy::{OnLimit, Policy, PolicyError, SessionLimit};

@@ -6,21 +6,25 @@
 //! durable.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::audit::{AuditEvent, EventQuery};
 use crate::clock::Timestamp;
+use crate::engine::verdict;
 use crate::model::{
     ApiTokenRecord, EpochBump, PasswordHash, RefreshState, Rotation, SessionId, SessionRecord,
-    SessionState, UserEpoch, UserId, UserRecord,
+    SessionState, TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
 };
-use crate::reason::Revocation;
+use crate::policy::{OnLimit, SessionLimit};
+use crate::reason::{Reason, Revocation};
 use crate::store::Purged;
 use crate::store::{Store, StoreError, StoreResult};
-use crate::token::TokenId;
+use crate::token::{TokenId, VerifierHash};
 
 #[derive(Debug, Default)]
 struct UserEntry {
     epoch: UserEpoch,
+    access: UserAccess,
     credentials: Option<(String, PasswordHash)>,
     sessions: Vec<SessionId>,
     api_tokens: Vec<TokenId>,
@@ -72,19 +76,86 @@ impl MemoryIndex {
     }
 
     /// See [`Store::insert_session`].
-    pub fn insert_session(&self, record: SessionRecord) -> StoreResult<()> {
+    pub fn insert_session(
+        &self,
+        record: SessionRecord,
+        limit: SessionLimit,
+    ) -> StoreResult<Vec<SessionId>> {
         let mut g = self.write();
-        let inner = &mut *g;
-        if inner.sessions.contains_key(&record.state.id) {
-            return Err(StoreError::Conflict("session"));
+        let displaced = plan_insert(&g, &record, limit)?;
+        apply_insert(&mut g, record, &displaced);
+        Ok(displaced)
+    }
+
+    /// What [`Store::insert_session`] would do with `record` now: the sessions it
+    /// would displace, or why it fails. A durable store calls it under its writer
+    /// lock, writes the outcome, then applies it with [`MemoryIndex::apply_insert`].
+    pub fn plan_insert(
+        &self,
+        record: &SessionRecord,
+        limit: SessionLimit,
+    ) -> StoreResult<Vec<SessionId>> {
+        plan_insert(&self.read(), record, limit)
+    }
+
+    /// Stores `record` and displaces `displaced` as planned by
+    /// [`MemoryIndex::plan_insert`] (under the same writer lock).
+    pub fn apply_insert(&self, record: SessionRecord, displaced: &[SessionId]) {
+        apply_insert(&mut self.write(), record, displaced);
+    }
+
+    /// See [`Store::rotate_session_token`].
+    pub fn rotate_session_token(
+        &self,
+        id: &SessionId,
+        expected: VerifierHash,
+        rotation: TokenRotation,
+    ) -> bool {
+        let mut g = self.write();
+        match g.sessions.get_mut(id) {
+            Some(rec)
+                if rec.state.revoked.is_none() && rec.state.verifier_hash.ct_eq(&expected) =>
+            {
+                let s = &mut rec.state;
+                s.verifier_hash = rotation.verifier_hash;
+                s.token_issued_at = rotation.issued_at;
+                s.previous = Some(rotation.previous);
+                s.elevated_until = rotation.elevated_until;
+                s.profile = rotation.profile;
+                s.idle_deadline = rotation.idle_deadline;
+                s.absolute_deadline = rotation.absolute_deadline;
+                s.last_seen_at = s.last_seen_at.max(rotation.issued_at);
+                s.csrf_basis = Some(rotation.csrf_basis);
+                true
+            }
+            _ => false,
         }
-        let user = inner.users.entry(record.state.user_id.clone()).or_default();
-        if user.epoch.epoch != record.state.epoch {
-            return Err(StoreError::EpochMoved);
-        }
-        user.sessions.push(record.state.id);
-        inner.sessions.insert(record.state.id, record);
-        Ok(())
+    }
+
+    /// Whether [`MemoryIndex::rotate_session_token`] would rotate now.
+    pub fn can_rotate(&self, id: &SessionId, expected: VerifierHash) -> bool {
+        matches!(
+            self.read().sessions.get(id),
+            Some(rec) if rec.state.revoked.is_none() && rec.state.verifier_hash.ct_eq(&expected)
+        )
+    }
+
+    /// See [`Store::user_access`].
+    pub fn user_access(&self, user: &UserId) -> UserAccess {
+        self.read()
+            .users
+            .get(user)
+            .map(|u| u.access.clone())
+            .unwrap_or_default()
+    }
+
+    /// See [`Store::set_user_access`].
+    pub fn set_user_access(&self, user: &UserId, access: UserAccess, at: Timestamp) -> UserEpoch {
+        let mut g = self.write();
+        let entry = g.users.entry(user.clone()).or_default();
+        entry.access = access;
+        entry.epoch.privileges_at = Some(at);
+        entry.epoch
     }
 
     /// See [`Store::load_session`].
@@ -430,10 +501,70 @@ impl MemoryIndex {
         self.write().users.entry(user.clone()).or_default().epoch = epoch;
     }
 
+    /// Sets a user's profile and roles as persisted: for durable stores at start-up.
+    pub fn restore_access(&self, user: &UserId, access: UserAccess) {
+        self.write().users.entry(user.clone()).or_default().access = access;
+    }
+
     /// Number of stored session records (live and ended).
     pub fn session_count(&self) -> usize {
         self.read().sessions.len()
     }
+}
+
+fn plan_insert(
+    inner: &Inner,
+    record: &SessionRecord,
+    limit: SessionLimit,
+) -> StoreResult<Vec<SessionId>> {
+    let s = &record.state;
+    if inner.sessions.contains_key(&s.id) {
+        return Err(StoreError::Conflict("session"));
+    }
+    let user = inner.users.get(&s.user_id);
+    let epoch = user.map(|u| u.epoch).unwrap_or_default();
+    if epoch.epoch != s.epoch {
+        return Err(StoreError::EpochMoved);
+    }
+    let max = usize::try_from(limit.max).unwrap_or(usize::MAX);
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let mut live: Vec<&SessionState> = user
+        .into_iter()
+        .flat_map(|u| &u.sessions)
+        .filter_map(|id| inner.sessions.get(id))
+        .map(|r| &r.state)
+        .filter(|st| verdict(st, &epoch, s.created_at).is_ok())
+        .collect();
+    if live.len() < max {
+        return Ok(Vec::new());
+    }
+    if limit.on_limit == OnLimit::RejectNew {
+        return Err(StoreError::LimitReached);
+    }
+    live.sort_by_key(|st| (st.last_seen_at, st.created_at, st.id));
+    Ok(live[..=live.len() - max].iter().map(|st| st.id).collect())
+}
+
+fn apply_insert(inner: &mut Inner, record: SessionRecord, displaced: &[SessionId]) {
+    let at = record.state.created_at;
+    for id in displaced {
+        if let Some(old) = inner.sessions.get_mut(id)
+            && old.state.revoked.is_none()
+        {
+            old.state.revoked = Some(Revocation {
+                reason: Reason::Displaced,
+                at,
+            });
+            old.state.displaced_by = Some(Box::new(record.client.clone()));
+        }
+    }
+    let user = inner.users.entry(record.state.user_id.clone()).or_default();
+    if !user.sessions.contains(&record.state.id) {
+        user.sessions.push(record.state.id);
+    }
+    inner.sessions.insert(record.state.id, record);
 }
 
 fn user_record(id: &UserId, u: &UserEntry) -> Option<UserRecord> {
@@ -454,6 +585,43 @@ fn user_record(id: &UserId, u: &UserEntry) -> Option<UserRecord> {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     index: Arc<MemoryIndex>,
+    events: Arc<Mutex<EventLog>>,
+}
+
+/// An audit log in memory.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    last_id: u64,
+    events: Vec<AuditEvent>,
+}
+
+impl EventLog {
+    /// Appends `event`, assigning the next id.
+    pub fn append(&mut self, mut event: AuditEvent) -> u64 {
+        self.last_id += 1;
+        event.id = self.last_id;
+        self.events.push(event);
+        self.last_id
+    }
+
+    /// See [`Store::list_events`].
+    pub fn list(&self, query: &EventQuery) -> Vec<AuditEvent> {
+        let matching = |e: &&AuditEvent| query.matches(e);
+        if query.newest_first {
+            let it = self.events.iter().rev().filter(matching);
+            it.take(query.page_size()).cloned().collect()
+        } else {
+            let it = self.events.iter().filter(matching);
+            it.take(query.page_size()).cloned().collect()
+        }
+    }
+
+    /// See [`Store::purge_events`].
+    pub fn purge(&mut self, cutoff: Timestamp) -> u64 {
+        let before = self.events.len();
+        self.events.retain(|e| e.at >= cutoff);
+        (before - self.events.len()) as u64
+    }
 }
 
 impl MemoryStore {
@@ -469,8 +637,21 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    async fn insert_session(&self, record: SessionRecord) -> StoreResult<()> {
-        self.index.insert_session(record)
+    async fn insert_session(
+        &self,
+        record: SessionRecord,
+        limit: SessionLimit,
+    ) -> StoreResult<Vec<SessionId>> {
+        self.index.insert_session(record, limit)
+    }
+
+    async fn rotate_session_token(
+        &self,
+        id: &SessionId,
+        expected: VerifierHash,
+        rotation: TokenRotation,
+    ) -> StoreResult<bool> {
+        Ok(self.index.rotate_session_token(id, expected, rotation))
     }
 
     async fn load_session(&self, id: &SessionId) -> StoreResult<Option<(SessionState, UserEpoch)>> {
@@ -577,5 +758,36 @@ impl Store for MemoryStore {
 
     async fn list_user_api_tokens(&self, user: &UserId) -> StoreResult<Vec<ApiTokenRecord>> {
         Ok(self.index.list_user_api_tokens(user))
+    }
+
+    async fn user_access(&self, user: &UserId) -> StoreResult<UserAccess> {
+        Ok(self.index.user_access(user))
+    }
+
+    async fn set_user_access(
+        &self,
+        user: &UserId,
+        access: UserAccess,
+        at: Timestamp,
+    ) -> StoreResult<UserEpoch> {
+        Ok(self.index.set_user_access(user, access, at))
+    }
+
+    async fn append_event(&self, event: AuditEvent) -> StoreResult<u64> {
+        Ok(self.events().append(event))
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<AuditEvent>> {
+        Ok(self.events().list(query))
+    }
+
+    async fn purge_events(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        Ok(self.events().purge(cutoff))
+    }
+}
+
+impl MemoryStore {
+    fn events(&self) -> std::sync::MutexGuard<'_, EventLog> {
+        self.events.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
-use crate::reason::Revocation;
+use crate::profile::ProfileName;
+use crate::reason::{Reason, Revocation};
 use crate::token::{TokenId, VerifierHash};
 
 /// A session's public id: the selector of its token.
@@ -118,6 +119,93 @@ pub struct SessionState {
     pub absolute_deadline: Timestamp,
     /// Set once when the session is revoked; never cleared.
     pub revoked: Option<Revocation>,
+    /// The profile whose rules the session follows; `None` for the default one.
+    pub profile: Option<ProfileName>,
+    /// When the current token was issued: at login, then at each rotation.
+    pub token_issued_at: Timestamp,
+    /// Until when a re-authentication (step-up) counts, if there was one.
+    pub elevated_until: Option<Timestamp>,
+    /// The token replaced by the last rotation, so that it keeps working through a
+    /// short overlap and is then refused with the reason it was replaced.
+    pub previous: Option<ReplacedToken>,
+    /// For a session ended with `displaced`: the client whose login displaced it.
+    pub displaced_by: Option<Box<ClientInfo>>,
+    /// The verifier hash the session's anti-CSRF token derives from, once its
+    /// token has been rotated (the first token's; `None`: the current one), so the
+    /// anti-CSRF token stays the same for the session's life.
+    pub csrf_basis: Option<VerifierHash>,
+}
+
+/// A session token replaced by a rotation (renewal, step-up, privilege change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplacedToken {
+    /// Hash of the replaced token's verifier.
+    pub verifier_hash: VerifierHash,
+    /// The replaced token is accepted before this instant (the overlap), refused
+    /// from it on.
+    pub valid_until: Timestamp,
+    /// Why it was replaced: what its holder is told once it is refused.
+    pub reason: Reason,
+}
+
+/// A rotation of a session's token, as a store applies it
+/// ([`crate::Store::rotate_session_token`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRotation {
+    /// Hash of the new token's verifier.
+    pub verifier_hash: VerifierHash,
+    /// Now.
+    pub issued_at: Timestamp,
+    /// The token being replaced, with its overlap and reason.
+    pub previous: ReplacedToken,
+    /// The new step-up deadline (unchanged if the rotation is not a step-up).
+    pub elevated_until: Option<Timestamp>,
+    /// The profile the session follows from now on.
+    pub profile: Option<ProfileName>,
+    /// The new idle deadline (never later than `absolute_deadline`).
+    pub idle_deadline: Timestamp,
+    /// The new absolute deadline (never later than the old one).
+    pub absolute_deadline: Timestamp,
+    /// The session's anti-CSRF basis (see [`SessionState::csrf_basis`]).
+    pub csrf_basis: VerifierHash,
+}
+
+/// What an administrator (or the app, in sidecar mode) assigns to a user: the
+/// profile whose rules the user's sessions follow, and roles that apps read back.
+/// Changing either rotates the user's sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserAccess {
+    /// The user's profile; `None` for the default one.
+    pub profile: Option<ProfileName>,
+    /// Role names, as the app defines them (at most [`UserAccess::MAX_ROLES`], each
+    /// 1 to 64 characters of `a-z A-Z 0-9 _ - . :`), sorted and without duplicates.
+    pub roles: Vec<String>,
+}
+
+/// Roles that cannot be assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("roles: at most 32, each 1 to 64 characters of letters, digits, '_', '-', '.' and ':'")]
+pub struct InvalidRoles;
+
+impl UserAccess {
+    /// Most roles per user.
+    pub const MAX_ROLES: usize = 32;
+
+    /// Validates roles and puts them in canonical order (sorted, deduplicated).
+    pub fn new(profile: Option<ProfileName>, roles: Vec<String>) -> Result<Self, InvalidRoles> {
+        let valid = |r: &String| {
+            (1..=64).contains(&r.len())
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+        };
+        if roles.len() > Self::MAX_ROLES || !roles.iter().all(valid) {
+            return Err(InvalidRoles);
+        }
+        let mut roles = roles;
+        roles.sort();
+        roles.dedup();
+        Ok(UserAccess { profile, roles })
+    }
 }
 
 /// A session with its client metadata, as stored and as listed.
@@ -149,6 +237,9 @@ pub struct UserEpoch {
     pub api_token_floor: u64,
     /// The bump that last raised `api_token_floor`.
     pub api_token_bump: Option<Revocation>,
+    /// When the user's profile or roles last changed: a session whose token was
+    /// issued before is rotated (reason `privilege_changed`) at its next use.
+    pub privileges_at: Option<Timestamp>,
 }
 
 /// How many bumps before the last one a [`UserEpoch`] remembers.
@@ -182,6 +273,7 @@ impl UserEpoch {
             earlier_bumps,
             api_token_floor,
             api_token_bump,
+            privileges_at: self.privileges_at,
         }
     }
 

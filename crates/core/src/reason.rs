@@ -34,11 +34,14 @@ pub enum Reason {
     AbsoluteTimeout,
     /// Unknown, malformed, foreign or forged token.
     InvalidToken,
+    /// The session's token was replaced by periodic renewal; the session lives on
+    /// under its new token.
+    Renewed,
 }
 
 impl Reason {
     /// Every reason, in storage-tag order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::LoggedOut,
         Reason::PasswordChanged,
         Reason::SignedOutEverywhere,
@@ -51,6 +54,7 @@ impl Reason {
         Reason::IdleTimeout,
         Reason::AbsoluteTimeout,
         Reason::InvalidToken,
+        Reason::Renewed,
     ];
 
     /// The stable snake_case code.
@@ -68,6 +72,7 @@ impl Reason {
             Reason::IdleTimeout => "idle_timeout",
             Reason::AbsoluteTimeout => "absolute_timeout",
             Reason::InvalidToken => "invalid_token",
+            Reason::Renewed => "renewed",
         }
     }
 
@@ -105,6 +110,7 @@ impl Reason {
             Reason::IdleTimeout => "The session expired after a period of inactivity.",
             Reason::AbsoluteTimeout => "The session reached its maximum lifetime.",
             Reason::InvalidToken => "The credentials are missing, malformed or unknown.",
+            Reason::Renewed => "The session's token was replaced by a newer one.",
         }
     }
 

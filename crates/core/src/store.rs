@@ -8,13 +8,15 @@
 use std::error::Error as StdError;
 use std::future::Future;
 
+use crate::audit::{AuditEvent, EventQuery};
 use crate::clock::Timestamp;
 use crate::model::{
     ApiTokenRecord, EpochBump, PasswordHash, RefreshState, Rotation, SessionId, SessionRecord,
-    SessionState, UserEpoch, UserId, UserRecord,
+    SessionState, TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
 };
+use crate::policy::SessionLimit;
 use crate::reason::Revocation;
-use crate::token::TokenId;
+use crate::token::{TokenId, VerifierHash};
 
 /// A failure of a store operation.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,10 @@ pub enum StoreError {
     /// The user's credential epoch is no longer the one the caller read.
     #[error("the user's credential epoch changed")]
     EpochMoved,
+    /// The user already holds the most live sessions the policy allows, and the
+    /// policy says to refuse new ones.
+    #[error("the user has reached the concurrent-session limit")]
+    LimitReached,
     /// The record the operation needs does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -64,15 +70,41 @@ pub struct Purged {
 /// "Durable" below means: once the method returns `Ok`, the change survives a crash
 /// of the process (and, for replicated backends, of one node).
 pub trait Store: Send + Sync + 'static {
-    /// Adds a new session.
+    /// Adds a new session, enforcing the user's concurrent-session limit.
     ///
     /// Atomically: fails with [`StoreError::Conflict`]`("session")` if the id exists
     /// (a record is never overwritten); fails with [`StoreError::EpochMoved`] if
     /// `record.state.epoch` is not the user's current epoch (a password change won
-    /// the race); otherwise stores the record and indexes it under its user.
+    /// the race). Then, if `limit.max` is not 0 and the user already has `limit.max`
+    /// or more sessions live at `record.state.created_at` (by [`crate::verdict`]):
+    /// with `reject_new` fails with [`StoreError::LimitReached`]; with
+    /// `evict_oldest` revokes the least recently seen of them (`last_seen_at`, then
+    /// `created_at`, then id) until `limit.max - 1` remain, each with reason
+    /// `displaced` at `created_at` and `displaced_by` set to `record.client`. Stores
+    /// the record and indexes it under its user, and returns the displaced ids. So
+    /// no number of simultaneous logins leaves more than `limit.max` live sessions.
     /// `record.state.revoked` is `None`. Durable.
-    fn insert_session(&self, record: SessionRecord)
-    -> impl Future<Output = StoreResult<()>> + Send;
+    fn insert_session(
+        &self,
+        record: SessionRecord,
+        limit: SessionLimit,
+    ) -> impl Future<Output = StoreResult<Vec<SessionId>>> + Send;
+
+    /// Replaces the token of session `id`, exactly once per token.
+    ///
+    /// Atomically: if the session exists, is not revoked and its `verifier_hash` is
+    /// `expected`, sets `verifier_hash`, `token_issued_at`, `previous`,
+    /// `elevated_until`, `profile`, `idle_deadline`, `absolute_deadline` and
+    /// `csrf_basis` from `rotation` (and `last_seen_at` to `rotation.issued_at` if
+    /// later) and returns
+    /// `true`; otherwise changes nothing and returns `false` — so of simultaneous
+    /// rotations of one token, exactly one wins. Durable.
+    fn rotate_session_token(
+        &self,
+        id: &SessionId,
+        expected: VerifierHash,
+        rotation: TokenRotation,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// The session's state and its user's current epoch, or `None` if no record
     /// exists (never stored, or purged). On networked backends this is one round
@@ -228,6 +260,35 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user: &UserId,
     ) -> impl Future<Output = StoreResult<Vec<ApiTokenRecord>>> + Send;
+
+    /// The profile and roles assigned to `user` (the default, none, for a user
+    /// never assigned any).
+    fn user_access(&self, user: &UserId) -> impl Future<Output = StoreResult<UserAccess>> + Send;
+
+    /// Assigns a profile and roles to `user` and, in the same atomic step, sets
+    /// the user's `privileges_at` to `at` (creating the user's epoch record if
+    /// needed), so every session whose token was issued before is rotated at its
+    /// next use. Returns the user's epoch. Durable.
+    fn set_user_access(
+        &self,
+        user: &UserId,
+        access: UserAccess,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<UserEpoch>> + Send;
+
+    /// Appends `event` to the audit log, assigning its id (greater than every id
+    /// before it), and returns the id. Durable.
+    fn append_event(&self, event: AuditEvent) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// The events that match `query`, in id order (descending with
+    /// `newest_first`), at most `query.page_size()` of them.
+    fn list_events(
+        &self,
+        query: &EventQuery,
+    ) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
+
+    /// Deletes the events recorded before `cutoff`; returns how many.
+    fn purge_events(&self, cutoff: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
 /// Forwards every method of [`Store`] to `(**self)`.
@@ -244,7 +305,8 @@ macro_rules! forward_store {
 /// A shared store is a store: lets tests and servers hand one backend to many tasks.
 impl<S: Store> Store for std::sync::Arc<S> {
     forward_store! {
-        insert_session(record: SessionRecord) -> ();
+        insert_session(record: SessionRecord, limit: SessionLimit) -> Vec<SessionId>;
+        rotate_session_token(id: &SessionId, expected: VerifierHash, rotation: TokenRotation) -> bool;
         load_session(id: &SessionId) -> Option<(SessionState, UserEpoch)>;
         touch_session(id: &SessionId, seen_at: Timestamp, idle_deadline: Timestamp) -> ();
         revoke_session(id: &SessionId, revocation: Revocation) -> bool;
@@ -264,5 +326,10 @@ impl<S: Store> Store for std::sync::Arc<S> {
         touch_api_token(id: &TokenId, used_at: Timestamp) -> ();
         revoke_api_token(id: &TokenId, revocation: Revocation) -> bool;
         list_user_api_tokens(user: &UserId) -> Vec<ApiTokenRecord>;
+        user_access(user: &UserId) -> UserAccess;
+        set_user_access(user: &UserId, access: UserAccess, at: Timestamp) -> UserEpoch;
+        append_event(event: AuditEvent) -> u64;
+        list_events(query: &EventQuery) -> Vec<AuditEvent>;
+        purge_events(cutoff: Timestamp) -> u64;
     }
 }

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sessionguard_core::{PasswordError, Reason, Rejection, StoreError};
+use sessionguard_core::{ClientInfo, PasswordError, Reason, Rejection, StoreError};
 use sessionguard_jwt::JwtError;
 
 /// The media type of every error body.
@@ -97,6 +97,23 @@ pub enum ApiError {
     /// A concurrent change won a race; the request may be retried (409).
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// The user already holds as many sessions as the profile allows and it
+    /// refuses new ones (409); signing out another session makes room.
+    #[error("session limit reached")]
+    SessionLimitReached,
+    /// The action needs a recently authenticated session (403): step up with
+    /// `POST /v1/session/elevate`, then retry.
+    #[error("step-up required")]
+    StepUpRequired,
+    /// A profile name that is not defined (422).
+    #[error("invalid profile")]
+    InvalidProfile,
+    /// Roles outside the rules (422).
+    #[error("invalid roles")]
+    InvalidRoles,
+    /// A query parameter outside its rules (400).
+    #[error("invalid query parameter {0}")]
+    InvalidQuery(&'static str),
     /// A new password that does not meet the rules (422).
     #[error("weak password: {0}")]
     WeakPassword(PasswordError),
@@ -152,7 +169,12 @@ impl ApiError {
             ApiError::CrossOrigin | ApiError::CsrfTokenInvalid => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::UsernameTaken | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UsernameTaken | ApiError::Conflict(_) | ApiError::SessionLimitReached => {
+                StatusCode::CONFLICT
+            }
+            ApiError::StepUpRequired => StatusCode::FORBIDDEN,
+            ApiError::InvalidProfile | ApiError::InvalidRoles => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidUsername
             | ApiError::InvalidUserId
@@ -185,6 +207,11 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::UsernameTaken => "username_taken",
             ApiError::Conflict(_) => "conflict",
+            ApiError::SessionLimitReached => "session_limit_reached",
+            ApiError::StepUpRequired => "step_up_required",
+            ApiError::InvalidProfile => "invalid_profile",
+            ApiError::InvalidRoles => "invalid_roles",
+            ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::WeakPassword(_) => "weak_password",
             ApiError::InvalidUsername => "invalid_username",
             ApiError::InvalidUserId => "invalid_user_id",
@@ -231,9 +258,10 @@ impl ApiError {
     /// The RFC 6749 §5.2 `error` for this failure of an OAuth endpoint.
     fn oauth_error(&self) -> &'static str {
         match self {
-            ApiError::Session { .. } | ApiError::InvalidCredentials | ApiError::Conflict(_) => {
-                "invalid_grant"
-            }
+            ApiError::Session { .. }
+            | ApiError::InvalidCredentials
+            | ApiError::Conflict(_)
+            | ApiError::SessionLimitReached => "invalid_grant",
             ApiError::UnsupportedGrantType => "unsupported_grant_type",
             _ => "invalid_request",
         }
@@ -264,6 +292,11 @@ impl ApiError {
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::UsernameTaken => "Username taken",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::SessionLimitReached => "Session limit reached",
+            ApiError::StepUpRequired => "Re-authentication required",
+            ApiError::InvalidProfile => "Invalid profile",
+            ApiError::InvalidRoles => "Invalid roles",
+            ApiError::InvalidQuery(_) => "Invalid query parameter",
             ApiError::WeakPassword(_) => "Weak password",
             ApiError::InvalidUsername => "Invalid username",
             ApiError::InvalidUserId => "Invalid user id",
@@ -318,6 +351,22 @@ impl ApiError {
             ApiError::MethodNotAllowed => "This resource does not support the method.".to_owned(),
             ApiError::UsernameTaken => "A user with this username already exists.".to_owned(),
             ApiError::Conflict(what) => format!("{what}; the request may be retried."),
+            ApiError::SessionLimitReached => {
+                "The account already has as many active sessions as its policy allows. Sign \
+                 out of another session first."
+                    .to_owned()
+            }
+            ApiError::StepUpRequired => {
+                "This action needs a recent sign-in. Confirm the password with POST \
+                 /v1/session/elevate, then retry."
+                    .to_owned()
+            }
+            ApiError::InvalidProfile => "The profile is not defined.".to_owned(),
+            ApiError::InvalidRoles => format!(
+                "{}.",
+                capitalise(&sessionguard_core::InvalidRoles.to_string())
+            ),
+            ApiError::InvalidQuery(name) => format!("The query parameter {name} is not valid."),
             ApiError::WeakPassword(e) => format!("{}.", capitalise(&e.to_string())),
             ApiError::InvalidUsername => {
                 "A username is 1 to 64 characters, without control characters and without \
@@ -385,6 +434,17 @@ impl ApiError {
         }
     }
 
+    /// For a `displaced` rejection: the client whose login displaced the session.
+    fn displaced_by(&self) -> Option<ClientView> {
+        match self {
+            ApiError::Session { rejection, .. } => {
+                rejection.displaced_by.as_deref().map(ClientView::from)
+            }
+            ApiError::OAuth(inner) => inner.displaced_by(),
+            _ => None,
+        }
+    }
+
     /// When the session ended, for a rejection that knows it.
     fn ended_at(&self) -> Option<String> {
         match self {
@@ -405,6 +465,8 @@ impl From<sessionguard_core::Error> for ApiError {
                 bearer: false,
             },
             sessionguard_core::Error::NotFound(_) => ApiError::NotFound,
+            sessionguard_core::Error::LimitReached => ApiError::SessionLimitReached,
+            sessionguard_core::Error::StepUpRequired => ApiError::StepUpRequired,
             sessionguard_core::Error::Store(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
         }
@@ -419,7 +481,25 @@ impl From<StoreError> for ApiError {
             StoreError::EpochMoved => {
                 ApiError::Conflict("the user's sessions were revoked concurrently")
             }
+            StoreError::LimitReached => ApiError::SessionLimitReached,
             other => ApiError::Store(other),
+        }
+    }
+}
+
+/// A client as shown to the holder of a displaced session: where the login that
+/// displaced it came from.
+#[derive(Debug, Serialize)]
+pub struct ClientView {
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
+impl From<&ClientInfo> for ClientView {
+    fn from(c: &ClientInfo) -> Self {
+        ClientView {
+            user_agent: c.user_agent().map(str::to_owned),
+            ip: c.ip().map(|ip| ip.to_string()),
         }
     }
 }
@@ -432,6 +512,8 @@ struct OAuthProblem {
     code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     ended_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    displaced_by: Option<ClientView>,
 }
 
 /// The RFC 9457 body.
@@ -444,6 +526,8 @@ struct Problem {
     code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     ended_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    displaced_by: Option<ClientView>,
 }
 
 impl IntoResponse for ApiError {
@@ -452,12 +536,14 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let code = self.code();
         let ended_at = self.ended_at();
+        let displaced_by = self.displaced_by();
         if let ApiError::OAuth(inner) = &self {
             let body = OAuthProblem {
                 error: inner.oauth_error(),
                 error_description: inner.detail(),
                 code,
                 ended_at,
+                displaced_by,
             };
             let body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
             let mut res = (status, body).into_response();
@@ -477,6 +563,7 @@ impl IntoResponse for ApiError {
             detail: self.detail(),
             code,
             ended_at,
+            displaced_by,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
         let mut res = (status, body).into_response();

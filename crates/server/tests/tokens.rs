@@ -557,7 +557,7 @@ async fn password_change_with_an_access_token_returns_a_new_pair_and_ends_the_re
         .await
         .unwrap_err();
     assert!(
-        matches!(err, sessionguard_core::Error::Rejected(r) if r.reason == Reason::PasswordChanged),
+        matches!(&err, sessionguard_core::Error::Rejected(r) if r.reason == Reason::PasswordChanged),
         "{err}"
     );
 }
@@ -1103,7 +1103,7 @@ async fn revocation_ends_every_token_kind() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, sessionguard_core::Error::Rejected(r) if r.reason == Reason::RevokedByUser),
+        matches!(&err, sessionguard_core::Error::Rejected(r) if r.reason == Reason::RevokedByUser),
         "{err}"
     );
     // The session that created it is untouched.

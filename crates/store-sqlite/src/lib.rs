@@ -42,6 +42,7 @@
 //! earlier idle deadline after restart — they end sooner, which is the safe
 //! direction — and API tokens an older `last_used_at`.
 
+mod policy;
 mod schema;
 
 use std::collections::HashMap;
@@ -54,10 +55,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
+use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
-    ApiTokenRecord, EARLIER_BUMPS, EpochBump, MemoryIndex, PasswordHash, Purged, RefreshState,
-    Revocation, Rotation, SessionId, SessionRecord, SessionState, Store, StoreError, StoreResult,
-    Timestamp, TokenId, UserEpoch, UserId, UserRecord,
+    ApiTokenRecord, AuditEvent, EARLIER_BUMPS, EpochBump, EventQuery, MemoryIndex, PasswordHash,
+    ProfileName, Purged, Reason, RefreshState, Revocation, Rotation, SessionId, SessionLimit,
+    SessionRecord, SessionState, Store, StoreError, StoreResult, Timestamp, TokenId, TokenRotation,
+    UserAccess, UserEpoch, UserId, UserRecord,
 };
 
 /// How often the background thread writes buffered touches.
@@ -380,22 +383,30 @@ impl Inner {
         self.touches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn insert_session(&self, record: SessionRecord) -> StoreResult<()> {
+    fn insert_session(
+        &self,
+        record: SessionRecord,
+        limit: SessionLimit,
+    ) -> StoreResult<Vec<SessionId>> {
         let mut conn = self.writer();
+        // Conflict, epoch and the limit, decided from the index: exact under the
+        // writer lock, so two logins of one user are counted one after the other.
+        let displaced = self.index.plan_insert(&record, limit)?;
+        let ended: Vec<SessionState> = displaced
+            .iter()
+            .filter_map(|id| self.index.load_session(id).map(|(s, _)| s))
+            .collect();
         let s = &record.state;
-        if self.index.load_session(&s.id).is_some() {
-            return Err(StoreError::Conflict("session"));
-        }
-        if self.index.user_epoch(&s.user_id).epoch != s.epoch {
-            return Err(StoreError::EpochMoved);
-        }
         let epoch = epoch_sql(s.epoch)?;
         write_tx(&mut conn, |tx| {
             tx.prepare_cached(
                 "INSERT INTO sessions (id, verifier_hash, user_id, epoch, created_at,
                      last_seen_at, idle_deadline, absolute_deadline, revoked_reason,
-                     revoked_at, user_agent, ip)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     revoked_at, user_agent, ip, profile, token_issued_at, elevated_until,
+                     prev_verifier_hash, prev_valid_until, prev_reason, displaced,
+                     displaced_user_agent, displaced_ip, csrf_basis)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             )?
             .execute(params![
                 s.id.as_bytes(),
@@ -410,13 +421,49 @@ impl Inner {
                 s.revoked.map(|r| r.at.as_millis()),
                 record.client.user_agent(),
                 record.client.ip().map(|ip| ip.to_string()),
+                s.profile.as_ref().map(ProfileName::as_str),
+                s.token_issued_at.as_millis(),
+                s.elevated_until.map(Timestamp::as_millis),
+                s.previous.map(|p| *p.verifier_hash.as_bytes()),
+                s.previous.map(|p| p.valid_until.as_millis()),
+                s.previous.map(|p| p.reason.tag()),
+                s.displaced_by.is_some(),
+                s.displaced_by.as_ref().and_then(|c| c.user_agent()),
+                s.displaced_by
+                    .as_ref()
+                    .and_then(|c| c.ip())
+                    .map(|ip| ip.to_string()),
+                s.csrf_basis.map(|h| *h.as_bytes()),
             ])?;
+            // Displaced sessions end like `revoke_session` ends them, deadlines
+            // frozen as the index holds them, with the displacing client.
+            let mut displace = tx.prepare_cached(
+                "UPDATE sessions SET revoked_reason = ?2, revoked_at = ?3,
+                     last_seen_at = ?4, idle_deadline = ?5, displaced = 1,
+                     displaced_user_agent = ?6, displaced_ip = ?7
+                 WHERE id = ?1",
+            )?;
+            for old in &ended {
+                displace.execute(params![
+                    old.id.as_bytes(),
+                    Reason::Displaced.tag(),
+                    s.created_at.as_millis(),
+                    old.last_seen_at.as_millis(),
+                    old.idle_deadline.as_millis(),
+                    record.client.user_agent(),
+                    record.client.ip().map(|ip| ip.to_string()),
+                ])?;
+            }
             Ok(())
         })?;
-        // The checks above were made under the writer lock, so restoring is
-        // exactly what `MemoryIndex::insert_session` would do.
-        self.index.restore_session(record);
-        Ok(())
+        // Planned under the writer lock, so this is exactly what
+        // `MemoryIndex::insert_session` would do.
+        self.index.apply_insert(record, &displaced);
+        let mut touches = self.touches();
+        for id in &displaced {
+            touches.sessions.remove(id);
+        }
+        Ok(displaced)
     }
 
     fn revoke_session(&self, id: SessionId, revocation: Revocation) -> StoreResult<bool> {
@@ -875,8 +922,23 @@ impl EpochCols {
 }
 
 impl Store for SqliteStore {
-    async fn insert_session(&self, record: SessionRecord) -> StoreResult<()> {
-        self.write(move |s| s.insert_session(record)).await
+    async fn insert_session(
+        &self,
+        record: SessionRecord,
+        limit: SessionLimit,
+    ) -> StoreResult<Vec<SessionId>> {
+        self.write(move |s| s.insert_session(record, limit)).await
+    }
+
+    async fn rotate_session_token(
+        &self,
+        id: &SessionId,
+        expected: VerifierHash,
+        rotation: TokenRotation,
+    ) -> StoreResult<bool> {
+        let id = *id;
+        self.write(move |s| s.rotate_session_token(id, expected, rotation))
+            .await
     }
 
     async fn load_session(&self, id: &SessionId) -> StoreResult<Option<(SessionState, UserEpoch)>> {
@@ -994,6 +1056,34 @@ impl Store for SqliteStore {
 
     async fn list_user_api_tokens(&self, user: &UserId) -> StoreResult<Vec<ApiTokenRecord>> {
         Ok(self.inner().index.list_user_api_tokens(user))
+    }
+
+    async fn user_access(&self, user: &UserId) -> StoreResult<UserAccess> {
+        Ok(self.inner().index.user_access(user))
+    }
+
+    async fn set_user_access(
+        &self,
+        user: &UserId,
+        access: UserAccess,
+        at: Timestamp,
+    ) -> StoreResult<UserEpoch> {
+        let user = user.clone();
+        self.write(move |s| s.set_user_access(user, access, at))
+            .await
+    }
+
+    async fn append_event(&self, event: AuditEvent) -> StoreResult<u64> {
+        self.write(move |s| s.append_event(&event)).await
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<AuditEvent>> {
+        let query = query.clone();
+        self.write(move |s| s.list_events(&query)).await
+    }
+
+    async fn purge_events(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        self.write(move |s| s.purge_events(cutoff)).await
     }
 }
 

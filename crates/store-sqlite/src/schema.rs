@@ -22,10 +22,12 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, TransactionBehavior};
 use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
-    ApiTokenRecord, ClientInfo, MemoryIndex, PasswordHash, Reason, RefreshState, Revocation,
-    Rotation, SealedSecret, SessionId, SessionRecord, SessionState, StoreError, StoreResult,
-    Timestamp, TokenId, UserEpoch, UserId,
+    ApiTokenRecord, ClientInfo, MemoryIndex, PasswordHash, ProfileName, Reason, RefreshState,
+    ReplacedToken, Revocation, Rotation, SealedSecret, SessionId, SessionRecord, SessionState,
+    StoreError, StoreResult, Timestamp, TokenId, UserAccess, UserEpoch, UserId,
 };
+
+use crate::policy::decode_roles;
 
 /// The migrations, in order. `user_version` is how many have been applied.
 const MIGRATIONS: &[&str] = &[
@@ -91,6 +93,36 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE users ADD COLUMN prev2_at INTEGER;
      ALTER TABLE users ADD COLUMN prev3_reason INTEGER;
      ALTER TABLE users ADD COLUMN prev3_at INTEGER;",
+    // 4: session policies. Sessions follow a profile, carry the instant their
+    // token was issued, a step-up deadline, the token the last rotation replaced
+    // and, when displaced, the displacing client. Users have a profile, roles and
+    // the instant those last changed. The audit log.
+    "ALTER TABLE sessions ADD COLUMN profile TEXT;
+     ALTER TABLE sessions ADD COLUMN token_issued_at INTEGER;
+     ALTER TABLE sessions ADD COLUMN elevated_until INTEGER;
+     ALTER TABLE sessions ADD COLUMN prev_verifier_hash BLOB;
+     ALTER TABLE sessions ADD COLUMN prev_valid_until INTEGER;
+     ALTER TABLE sessions ADD COLUMN prev_reason INTEGER;
+     ALTER TABLE sessions ADD COLUMN displaced INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE sessions ADD COLUMN displaced_user_agent TEXT;
+     ALTER TABLE sessions ADD COLUMN displaced_ip TEXT;
+     ALTER TABLE sessions ADD COLUMN csrf_basis BLOB;
+     UPDATE sessions SET token_issued_at = created_at;
+     ALTER TABLE users ADD COLUMN privileges_at INTEGER;
+     ALTER TABLE users ADD COLUMN profile TEXT;
+     ALTER TABLE users ADD COLUMN roles TEXT;
+     CREATE TABLE events (
+         id         INTEGER PRIMARY KEY AUTOINCREMENT,
+         at         INTEGER NOT NULL,
+         kind       INTEGER NOT NULL,
+         user_id    TEXT,
+         session_id BLOB,
+         user_agent TEXT,
+         ip         TEXT,
+         reason     INTEGER
+     ) STRICT;
+     CREATE INDEX events_user_id ON events(user_id, id);
+     CREATE INDEX events_at ON events(at);",
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -149,7 +181,8 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
         "users",
         "SELECT rowid, id, username, password_hash, epoch, bump_reason, bump_at,
                 api_token_floor, api_token_bump_reason, api_token_bump_at,
-                prev1_reason, prev1_at, prev2_reason, prev2_at, prev3_reason, prev3_at
+                prev1_reason, prev1_at, prev2_reason, prev2_at, prev3_reason, prev3_at,
+                privileges_at, profile, roles
          FROM users",
         |c| {
             let id = UserId::new(c.text(1, "id")?).map_err(|p| c.corrupt("id", p))?;
@@ -193,6 +226,12 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
                 }
                 _ => {}
             }
+            let privileges_at = c
+                .opt_integer(16, "privileges_at")?
+                .map(Timestamp::from_millis);
+            let profile = c.profile(17, "profile")?;
+            let roles = decode_roles(c.opt_text(18, "roles")?);
+            let access = UserAccess::new(profile, roles).map_err(|e| c.corrupt("roles", e))?;
             index.restore_epoch(
                 &id,
                 UserEpoch {
@@ -201,8 +240,10 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
                     earlier_bumps,
                     api_token_floor,
                     api_token_bump,
+                    privileges_at,
                 },
             );
+            index.restore_access(&id, access);
             if let Some((name, hash)) = credentials {
                 // `username` is UNIQUE in the table, so no two rows claim one name.
                 index.restore_user(&id, name, PasswordHash::from_phc(hash.to_owned()));
@@ -217,7 +258,9 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
         "sessions",
         "SELECT rowid, id, verifier_hash, user_id, epoch, created_at, last_seen_at,
                 idle_deadline, absolute_deadline, revoked_reason, revoked_at,
-                user_agent, ip
+                user_agent, ip, profile, token_issued_at, elevated_until,
+                prev_verifier_hash, prev_valid_until, prev_reason, displaced,
+                displaced_user_agent, displaced_ip, csrf_basis
          FROM sessions",
         |c| {
             let user_id = c.user_id(3, "user_id")?;
@@ -231,13 +274,40 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
                 idle_deadline: c.timestamp(7, "idle_deadline")?,
                 absolute_deadline: c.timestamp(8, "absolute_deadline")?,
                 revoked: c.revocation((9, "revoked_reason"), (10, "revoked_at"))?,
+                profile: c.profile(13, "profile")?,
+                token_issued_at: c.timestamp(14, "token_issued_at")?,
+                elevated_until: c
+                    .opt_integer(15, "elevated_until")?
+                    .map(Timestamp::from_millis),
+                previous: match (
+                    c.opt_blob(16, "prev_verifier_hash")?,
+                    c.revocation((18, "prev_reason"), (17, "prev_valid_until"))?,
+                ) {
+                    (None, None) => None,
+                    (Some(hash), Some(r)) => Some(ReplacedToken {
+                        verifier_hash: VerifierHash::from_bytes(hash),
+                        valid_until: r.at,
+                        reason: r.reason,
+                    }),
+                    (None, Some(_)) => {
+                        return Err(c.corrupt("prev_verifier_hash", "NULL beside prev_reason"));
+                    }
+                    (Some(_), None) => {
+                        return Err(c.corrupt("prev_reason", "NULL beside prev_verifier_hash"));
+                    }
+                },
+                displaced_by: match c.integer(19, "displaced")? {
+                    0 => None,
+                    1 => Some(Box::new(ClientInfo::new(
+                        c.opt_text(20, "displaced_user_agent")?,
+                        c.ip(21, "displaced_ip")?,
+                    ))),
+                    n => return Err(c.corrupt("displaced", format_args!("{n} is not 0 or 1"))),
+                },
+                csrf_basis: c.opt_blob(22, "csrf_basis")?.map(VerifierHash::from_bytes),
             };
             let user_agent = c.opt_text(11, "user_agent")?;
-            let ip = c
-                .opt_text(12, "ip")?
-                .map(|s| s.parse::<IpAddr>())
-                .transpose()
-                .map_err(|e| c.corrupt("ip", e))?;
+            let ip = c.ip(12, "ip")?;
             index.restore_session(SessionRecord {
                 state,
                 client: ClientInfo::new(user_agent, ip),
@@ -428,6 +498,20 @@ impl<'r, 's> Cols<'r, 's> {
 
     fn timestamp(&self, idx: usize, column: &str) -> StoreResult<Timestamp> {
         self.integer(idx, column).map(Timestamp::from_millis)
+    }
+
+    fn ip(&self, idx: usize, column: &str) -> StoreResult<Option<IpAddr>> {
+        self.opt_text(idx, column)?
+            .map(str::parse::<IpAddr>)
+            .transpose()
+            .map_err(|e| self.corrupt(column, e))
+    }
+
+    fn profile(&self, idx: usize, column: &str) -> StoreResult<Option<ProfileName>> {
+        self.opt_text(idx, column)?
+            .map(ProfileName::new)
+            .transpose()
+            .map_err(|e| self.corrupt(column, e))
     }
 
     fn user_id(&self, idx: usize, column: &str) -> StoreResult<UserId> {

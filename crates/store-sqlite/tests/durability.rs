@@ -11,7 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::Connection;
 use sessionguard_core::{
     ApiTokenRecord, ClientInfo, Engine, ManualClock, Policy, Reason, RefreshState, Revocation,
-    Rotation, SealedSecret, SessionRecord, SessionState, Store, StoreError, UserEpoch, UserId,
+    Rotation, SealedSecret, SessionLimit, SessionRecord, SessionState, Store, StoreError,
+    UserEpoch, UserId,
 };
 use sessionguard_store_sqlite::{DatabaseInUse, SqliteStore};
 use sessionguard_test_kit::fixtures::{self, at, bump, bump_all, hash, rev, user};
@@ -103,7 +104,10 @@ async fn reopen_keeps_sessions_revocations_epochs_and_users() {
             .await
             .unwrap();
         for r in [&live, &logged_out, &ended_by_bump, &side] {
-            store.insert_session(r.clone()).await.unwrap();
+            store
+                .insert_session(r.clone(), SessionLimit::NONE)
+                .await
+                .unwrap();
         }
         assert!(
             store
@@ -207,8 +211,14 @@ async fn revocations_are_on_disk_when_the_call_returns() {
         .create_user(&alice, "alice", hash("v1"))
         .await
         .unwrap();
-    store.insert_session(one.clone()).await.unwrap();
-    store.insert_session(other.clone()).await.unwrap();
+    store
+        .insert_session(one.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
+    store
+        .insert_session(other.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     store
         .revoke_session(&one.state.id, rev(Reason::RevokedByUser, 3))
         .await
@@ -247,7 +257,7 @@ async fn buffered_touches_reach_disk_on_flush_and_on_drop() {
     let rec = session(&user("alice"), 0);
     let id = rec.state.id;
     let store = open(&dir);
-    store.insert_session(rec).await.unwrap();
+    store.insert_session(rec, SessionLimit::NONE).await.unwrap();
 
     store.touch_session(&id, at(600), at(2400)).await.unwrap();
     store.flush().unwrap();
@@ -270,7 +280,7 @@ async fn revocation_freezes_a_buffered_touch_and_later_touches_are_ignored() {
     let rec = session(&user("alice"), 0);
     let id = rec.state.id;
     let store = open(&dir);
-    store.insert_session(rec).await.unwrap();
+    store.insert_session(rec, SessionLimit::NONE).await.unwrap();
     store.touch_session(&id, at(600), at(2400)).await.unwrap();
     store
         .revoke_session(&id, rev(Reason::LoggedOut, 700))
@@ -295,8 +305,14 @@ async fn purge_removes_what_the_index_removes_even_with_buffered_touches() {
     let touched = session(&u, 0);
     let idle = session(&u, 0);
     let store = open(&dir);
-    store.insert_session(touched.clone()).await.unwrap();
-    store.insert_session(idle.clone()).await.unwrap();
+    store
+        .insert_session(touched.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
+    store
+        .insert_session(idle.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     // On disk `touched` still has the old deadline (1800 s) until the flush.
     store
         .touch_session(&touched.state.id, at(1000), at(2800))
@@ -364,7 +380,7 @@ async fn corrupt_rows_fail_open_with_table_and_column() {
             .create_user(&user("bob"), "bob", hash("v1"))
             .await
             .unwrap();
-        store.insert_session(rec).await.unwrap();
+        store.insert_session(rec, SessionLimit::NONE).await.unwrap();
         store.insert_refresh(r0.clone()).await.unwrap();
         store
             .rotate_refresh(&r0.id, rotation_to(&r1, 2), r1)
@@ -580,7 +596,7 @@ async fn the_file_is_private() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let store = open(&dir);
     store
-        .insert_session(session(&user("alice"), 0))
+        .insert_session(session(&user("alice"), 0), SessionLimit::NONE)
         .await
         .unwrap();
     assert_eq!(mode(&db(&dir)), 0o600);
@@ -613,7 +629,10 @@ async fn rotations_are_on_disk_when_the_call_returns() {
     let (r0, r1, late) = (refresh(&s, 1), refresh(&s, 2), refresh(&s, 3));
     let rotation = rotation_to(&r1, 2);
     let store = open(&dir);
-    store.insert_session(s.clone()).await.unwrap();
+    store
+        .insert_session(s.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     store.insert_refresh(r0.clone()).await.unwrap();
     assert_eq!(
         store
@@ -672,6 +691,7 @@ async fn api_token_floor_revocations_and_uses_survive() {
         earlier_bumps: [None; 3],
         api_token_floor: 1,
         api_token_bump: Some(rev(Reason::PasswordChanged, 7)),
+        privileges_at: None,
     };
     let store = open(&dir);
     store
@@ -791,7 +811,10 @@ async fn purge_of_tokens_reaches_disk() {
     let live = api_token(&u, 0, 0);
     let store = open(&dir);
     for s in [&old, &kept] {
-        store.insert_session(s.clone()).await.unwrap();
+        store
+            .insert_session(s.clone(), SessionLimit::NONE)
+            .await
+            .unwrap();
     }
     for r in [&r_old, &r_kept] {
         store.insert_refresh(r.clone()).await.unwrap();
@@ -974,6 +997,7 @@ async fn a_version_1_database_is_upgraded() {
         earlier_bumps: [None; 3],
         api_token_floor: 0,
         api_token_bump: None,
+        privileges_at: None,
     };
     {
         let store = open(&dir);
@@ -1016,16 +1040,17 @@ async fn a_version_1_database_is_upgraded() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let strict: i64 = conn
         .query_row(
             "SELECT count(*) FROM pragma_table_list
-             WHERE name IN ('users', 'sessions', 'refresh_tokens', 'api_tokens') AND strict",
+             WHERE name IN ('users', 'sessions', 'refresh_tokens', 'api_tokens', 'events')
+                 AND strict",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(strict, 4);
+    assert_eq!(strict, 5);
     let default: Option<String> = conn
         .query_row(
             "SELECT dflt_value FROM pragma_table_info('users') WHERE name = 'api_token_floor'",

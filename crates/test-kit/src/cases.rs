@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use sessionguard_core::{Reason, Rotation, SealedSecret, Store, StoreError, UserEpoch};
+use sessionguard_core::{
+    Reason, Rotation, SealedSecret, SessionLimit, Store, StoreError, UserEpoch,
+};
 
 use crate::fixtures::{api_token, at, bump, bump_all, hash, refresh, rev, session, user};
 
@@ -11,7 +13,10 @@ use crate::fixtures::{api_token, at, bump, bump_all, hash, refresh, rev, session
 pub async fn insert_then_load_round_trips<S: Store>(store: S) {
     let u = user("alice");
     let (_t, rec) = session(&u, 0, 0);
-    store.insert_session(rec.clone()).await.unwrap();
+    store
+        .insert_session(rec.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     let (state, epoch) = store.load_session(&rec.state.id).await.unwrap().unwrap();
     assert_eq!(state, rec.state);
     assert_eq!(epoch, UserEpoch::default());
@@ -28,10 +33,16 @@ pub async fn load_of_unknown_id_is_none<S: Store>(store: S) {
 pub async fn insert_never_overwrites<S: Store>(store: S) {
     let u = user("alice");
     let (_t, rec) = session(&u, 0, 0);
-    store.insert_session(rec.clone()).await.unwrap();
+    store
+        .insert_session(rec.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     let (_t2, mut other) = session(&user("mallory"), 0, 5);
     other.state.id = rec.state.id;
-    let err = store.insert_session(other).await.unwrap_err();
+    let err = store
+        .insert_session(other, SessionLimit::NONE)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict("session")), "{err:?}");
     let (state, _) = store.load_session(&rec.state.id).await.unwrap().unwrap();
     assert_eq!(state, rec.state);
@@ -53,18 +64,24 @@ pub async fn insert_with_stale_epoch_is_refused<S: Store>(store: S) {
         .await
         .unwrap();
     let (_t, stale) = session(&u, 0, 2);
-    let err = store.insert_session(stale.clone()).await.unwrap_err();
+    let err = store
+        .insert_session(stale.clone(), SessionLimit::NONE)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::EpochMoved), "{err:?}");
     assert!(store.load_session(&stale.state.id).await.unwrap().is_none());
     let (_t, current) = session(&u, 1, 2);
-    store.insert_session(current).await.unwrap();
+    store
+        .insert_session(current, SessionLimit::NONE)
+        .await
+        .unwrap();
 }
 
 /// A touch moves the idle deadline forward, never back.
 pub async fn touch_extends_but_never_shortens<S: Store>(store: S) {
     let (_t, rec) = session(&user("alice"), 0, 0);
     let id = rec.state.id;
-    store.insert_session(rec).await.unwrap();
+    store.insert_session(rec, SessionLimit::NONE).await.unwrap();
     store.touch_session(&id, at(600), at(2400)).await.unwrap();
     let (s, _) = store.load_session(&id).await.unwrap().unwrap();
     assert_eq!((s.last_seen_at, s.idle_deadline), (at(600), at(2400)));
@@ -77,7 +94,7 @@ pub async fn touch_extends_but_never_shortens<S: Store>(store: S) {
 pub async fn touch_never_revives_a_revoked_session<S: Store>(store: S) {
     let (_t, rec) = session(&user("alice"), 0, 0);
     let id = rec.state.id;
-    store.insert_session(rec).await.unwrap();
+    store.insert_session(rec, SessionLimit::NONE).await.unwrap();
     assert!(
         store
             .revoke_session(&id, rev(Reason::LoggedOut, 10))
@@ -104,7 +121,7 @@ pub async fn touch_of_unknown_id_is_a_no_op<S: Store>(store: S) {
 pub async fn revoke_first_reason_wins<S: Store>(store: S) {
     let (_t, rec) = session(&user("alice"), 0, 0);
     let id = rec.state.id;
-    store.insert_session(rec).await.unwrap();
+    store.insert_session(rec, SessionLimit::NONE).await.unwrap();
     assert!(
         store
             .revoke_session(&id, rev(Reason::LoggedOut, 5))
@@ -133,8 +150,14 @@ pub async fn revoke_user_bumps_epoch_with_reason<S: Store>(store: S) {
     let (alice, bob) = (user("alice"), user("bob"));
     let (_t, a) = session(&alice, 0, 0);
     let (_t, b) = session(&bob, 0, 0);
-    store.insert_session(a.clone()).await.unwrap();
-    store.insert_session(b.clone()).await.unwrap();
+    store
+        .insert_session(a.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
+    store
+        .insert_session(b.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     let e = store
         .revoke_user_sessions(&alice, bump(Reason::PasswordChanged, 9), None)
         .await
@@ -162,7 +185,10 @@ pub async fn revoke_user_keeps_only_the_named_live_session_of_that_user<S: Store
     let (_t, revoked) = session(&alice, 0, 0);
     let (_t, bobs) = session(&bob, 0, 0);
     for r in [&keep, &other, &revoked, &bobs] {
-        store.insert_session(r.clone()).await.unwrap();
+        store
+            .insert_session(r.clone(), SessionLimit::NONE)
+            .await
+            .unwrap();
     }
     store
         .revoke_session(&revoked.state.id, rev(Reason::LoggedOut, 1))
@@ -259,7 +285,10 @@ pub async fn list_is_per_user_and_includes_ended_records<S: Store>(store: S) {
     let (_t, a2) = session(&alice, 0, 1);
     let (_t, b1) = session(&bob, 0, 0);
     for r in [&a1, &a2, &b1] {
-        store.insert_session(r.clone()).await.unwrap();
+        store
+            .insert_session(r.clone(), SessionLimit::NONE)
+            .await
+            .unwrap();
     }
     store
         .revoke_session(&a2.state.id, rev(Reason::LoggedOut, 2))
@@ -291,7 +320,10 @@ pub async fn purge_removes_exactly_records_ended_by_cutoff<S: Store>(store: S) {
     let (_t, edge) = session(&u, 0, 100); // 1900
     let (_t, late) = session(&u, 0, 200); // 2000
     for r in [&early, &edge, &late] {
-        store.insert_session(r.clone()).await.unwrap();
+        store
+            .insert_session(r.clone(), SessionLimit::NONE)
+            .await
+            .unwrap();
     }
     assert_eq!(store.purge(at(1900)).await.unwrap().sessions, 2);
     assert!(store.load_session(&early.state.id).await.unwrap().is_none());
@@ -409,7 +441,7 @@ pub async fn concurrent_revokes_of_one_session_have_one_winner<S: Store>(store: 
     for _ in 0..TRIALS {
         let (_t, rec) = session(&user("alice"), 0, 0);
         let id = rec.state.id;
-        store.insert_session(rec).await.unwrap();
+        store.insert_session(rec, SessionLimit::NONE).await.unwrap();
         let handles: Vec<_> = (0..TASKS)
             .map(|i| {
                 let store = Arc::clone(&store);
@@ -524,7 +556,7 @@ pub async fn keep_during_revoke_all_is_atomic<S: Store>(store: S) {
         for _ in 0..TASKS {
             let (_t, rec) = session(&u, 0, 0);
             ids.push(rec.state.id);
-            store.insert_session(rec).await.unwrap();
+            store.insert_session(rec, SessionLimit::NONE).await.unwrap();
         }
         let handles: Vec<_> = ids
             .iter()
@@ -567,7 +599,10 @@ fn rotation_to(successor: &sessionguard_core::RefreshState, secs: u64) -> Rotati
 /// A refresh token reads back as stored; an existing id is never overwritten.
 pub async fn refresh_round_trips_and_is_never_overwritten<S: Store>(store: S) {
     let (_t, s) = session(&user("alice"), 0, 0);
-    store.insert_session(s.clone()).await.unwrap();
+    store
+        .insert_session(s.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     let (_t, r) = refresh(&s, 1);
     store.insert_refresh(r.clone()).await.unwrap();
     assert_eq!(store.load_refresh(&r.id).await.unwrap(), Some(r.clone()));
@@ -587,7 +622,10 @@ pub async fn refresh_round_trips_and_is_never_overwritten<S: Store>(store: S) {
 /// change nothing.
 pub async fn rotate_refresh_happens_exactly_once<S: Store>(store: S) {
     let (_t, s) = session(&user("alice"), 0, 0);
-    store.insert_session(s.clone()).await.unwrap();
+    store
+        .insert_session(s.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     let (_t, r0) = refresh(&s, 1);
     store.insert_refresh(r0.clone()).await.unwrap();
     let (_t, r1) = refresh(&s, 2);
@@ -644,7 +682,10 @@ pub async fn rotate_refresh_happens_exactly_once<S: Store>(store: S) {
 pub async fn concurrent_rotations_of_one_refresh_token_have_one_winner<S: Store>(store: S) {
     let store = Arc::new(store);
     let (_t, s) = session(&user("alice"), 0, 0);
-    store.insert_session(s.clone()).await.unwrap();
+    store
+        .insert_session(s.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     for trial in 0..TRIALS as u64 {
         let (_t, r0) = refresh(&s, trial);
         store.insert_refresh(r0.clone()).await.unwrap();
@@ -695,8 +736,14 @@ pub async fn purge_takes_refresh_tokens_with_their_session<S: Store>(store: S) {
     let u = user("alice");
     let (_t, old) = session(&u, 0, 0);
     let (_t, new) = session(&u, 0, 1000);
-    store.insert_session(old.clone()).await.unwrap();
-    store.insert_session(new.clone()).await.unwrap();
+    store
+        .insert_session(old.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
+    store
+        .insert_session(new.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
     let (_t, r_old) = refresh(&old, 1);
     let (_t, r_new) = refresh(&new, 1001);
     store.insert_refresh(r_old.clone()).await.unwrap();

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use sessionguard_core::{Reason, Rotation, SealedSecret, Store, UserEpoch};
+use sessionguard_core::{Reason, Rotation, SealedSecret, SessionLimit, Store, UserEpoch};
 
 use crate::fixtures::{api_token, at, bump, bump_all, hash, refresh, rev, session, user};
 
@@ -30,7 +30,10 @@ where
             .await
             .unwrap();
         for r in [&live, &logged_out, &side] {
-            store.insert_session(r.clone()).await.unwrap();
+            store
+                .insert_session(r.clone(), SessionLimit::NONE)
+                .await
+                .unwrap();
         }
         store
             .revoke_session(&logged_out.state.id, rev(Reason::LoggedOut, 5))
@@ -114,8 +117,14 @@ where
     let (_t, new) = session(&u, 0, 1000);
     {
         let store = open(dir.clone()).await;
-        store.insert_session(old.clone()).await.unwrap();
-        store.insert_session(new.clone()).await.unwrap();
+        store
+            .insert_session(old.clone(), SessionLimit::NONE)
+            .await
+            .unwrap();
+        store
+            .insert_session(new.clone(), SessionLimit::NONE)
+            .await
+            .unwrap();
         assert_eq!(store.purge(at(1800)).await.unwrap().sessions, 1);
     }
     let store = open(dir).await;
@@ -136,7 +145,7 @@ where
     let id = rec.state.id;
     {
         let store = open(dir.clone()).await;
-        store.insert_session(rec).await.unwrap();
+        store.insert_session(rec, SessionLimit::NONE).await.unwrap();
         store.touch_session(&id, at(600), at(2400)).await.unwrap();
     }
     let store = open(dir).await;
@@ -166,7 +175,10 @@ where
     let (_t, later) = api_token(&u, 1, 10);
     {
         let store = open(dir.clone()).await;
-        store.insert_session(s.clone()).await.unwrap();
+        store
+            .insert_session(s.clone(), SessionLimit::NONE)
+            .await
+            .unwrap();
         store.insert_refresh(r0.clone()).await.unwrap();
         assert_eq!(
             store
@@ -207,4 +219,107 @@ where
         later
     );
     assert_eq!(store.list_user_api_tokens(&u).await.unwrap().len(), 3);
+}
+
+/// Policy state acknowledged before the store is dropped is there after reopening:
+/// a displacement with its client, a rotated token with its replaced one, a user's
+/// profile, roles and privilege stamp, and the audit log (ids keep increasing).
+pub async fn policy_state_survives_reopen<S, F, Fut>(dir: PathBuf, open: F)
+where
+    S: Store,
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = S>,
+{
+    use sessionguard_core::{
+        AuditEvent, ClientInfo, EventKind, EventQuery, OnLimit, ProfileName, ReplacedToken, Token,
+        TokenKind, TokenRotation, UserAccess,
+    };
+
+    let alice = user("u_alice");
+    let (_t, old) = session(&alice, 0, 0);
+    let (_t, mut new) = session(&alice, 0, 10);
+    new.client = ClientInfo::new(Some("Other/2.0"), None);
+    let access = UserAccess::new(
+        Some(ProfileName::new("sensitive").expect("valid")),
+        vec!["admin".into(), "ops".into()],
+    )
+    .expect("valid roles");
+    let next = Token::generate(TokenKind::Session);
+    let rotation = TokenRotation {
+        verifier_hash: next.verifier_hash(),
+        issued_at: at(20),
+        previous: ReplacedToken {
+            verifier_hash: new.state.verifier_hash,
+            valid_until: at(50),
+            reason: Reason::Renewed,
+        },
+        elevated_until: Some(at(320)),
+        profile: access.profile.clone(),
+        idle_deadline: at(920),
+        absolute_deadline: at(12 * 3600),
+        csrf_basis: new.state.verifier_hash,
+    };
+    let event = AuditEvent {
+        id: 0,
+        at: at(10),
+        kind: EventKind::Displaced,
+        user: Some(alice.clone()),
+        session: Some(old.state.id),
+        client: new.client.clone(),
+        reason: Some(Reason::Displaced),
+    };
+    let last_id;
+    let (displaced_state, rotated_state);
+    {
+        let store = open(dir.clone()).await;
+        let limit = SessionLimit {
+            max: 1,
+            on_limit: OnLimit::EvictOldest,
+        };
+        store.insert_session(old.clone(), limit).await.unwrap();
+        let displaced = store.insert_session(new.clone(), limit).await.unwrap();
+        assert_eq!(displaced, vec![old.state.id]);
+        assert!(
+            store
+                .rotate_session_token(&new.state.id, new.state.verifier_hash, rotation)
+                .await
+                .unwrap()
+        );
+        store
+            .set_user_access(&alice, access.clone(), at(30))
+            .await
+            .unwrap();
+        store.append_event(event.clone()).await.unwrap();
+        last_id = store.append_event(event.clone()).await.unwrap();
+        displaced_state = store.load_session(&old.state.id).await.unwrap().unwrap();
+        rotated_state = store.load_session(&new.state.id).await.unwrap().unwrap();
+    }
+    let store = open(dir).await;
+    let (d, _) = store.load_session(&old.state.id).await.unwrap().unwrap();
+    assert_eq!(d, displaced_state.0);
+    assert_eq!(d.revoked, Some(rev(Reason::Displaced, 10)));
+    assert_eq!(d.displaced_by.as_deref(), Some(&new.client));
+    let (r, e) = store.load_session(&new.state.id).await.unwrap().unwrap();
+    assert_eq!((&r, &e), (&rotated_state.0, &rotated_state.1));
+    assert!(r.verifier_hash == next.verifier_hash());
+    assert_eq!(r.elevated_until, Some(at(320)));
+    assert_eq!(e.privileges_at, Some(at(30)));
+    assert_eq!(store.user_access(&alice).await.unwrap(), access);
+    let all = EventQuery {
+        user: Some(alice.clone()),
+        since: None,
+        cursor: None,
+        newest_first: false,
+        limit: 10,
+    };
+    let events = store.list_events(&all).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[1],
+        AuditEvent {
+            id: last_id,
+            ..event.clone()
+        }
+    );
+    assert!(store.append_event(event).await.unwrap() > last_id);
 }

@@ -61,6 +61,12 @@ pub fn session(user: &UserId, epoch: u64, created: u64) -> (Token, SessionRecord
         idle_deadline: at(created + 1800),
         absolute_deadline: at(created + 12 * 3600),
         revoked: None,
+        profile: None,
+        token_issued_at: created_at,
+        elevated_until: None,
+        previous: None,
+        displaced_by: None,
+        csrf_basis: None,
     };
     let client = ClientInfo::new(
         Some("Mozilla/5.0 (conformance)"),

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
+use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
-    ApiTokenRecord, EpochBump, PasswordHash, Purged, RefreshState, Revocation, Rotation, SessionId,
-    SessionRecord, SessionState, Store, StoreError, StoreResult, Timestamp, TokenId, UserEpoch,
-    UserId, UserRecord,
+    ApiTokenRecord, AuditEvent, EpochBump, EventQuery, PasswordHash, Purged, RefreshState,
+    Revocation, Rotation, SessionId, SessionLimit, SessionRecord, SessionState, Store, StoreError,
+    StoreResult, Timestamp, TokenId, TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
 };
 
 const OK: u8 = 0;
@@ -100,7 +101,8 @@ macro_rules! instrumented {
 }
 
 instrumented! {
-    Other insert_session(record: SessionRecord) -> ();
+    Other insert_session(record: SessionRecord, limit: SessionLimit) -> Vec<SessionId>;
+    Other rotate_session_token(id: &SessionId, expected: VerifierHash, rotation: TokenRotation) -> bool;
     Load load_session(id: &SessionId) -> Option<(SessionState, UserEpoch)>;
     Touch touch_session(id: &SessionId, seen_at: Timestamp, idle_deadline: Timestamp) -> ();
     Other revoke_session(id: &SessionId, revocation: Revocation) -> bool;
@@ -120,4 +122,9 @@ instrumented! {
     Touch touch_api_token(id: &TokenId, used_at: Timestamp) -> ();
     Other revoke_api_token(id: &TokenId, revocation: Revocation) -> bool;
     Other list_user_api_tokens(user: &UserId) -> Vec<ApiTokenRecord>;
+    Other user_access(user: &UserId) -> UserAccess;
+    Other set_user_access(user: &UserId, access: UserAccess, at: Timestamp) -> UserEpoch;
+    Other append_event(event: AuditEvent) -> u64;
+    Other list_events(query: &EventQuery) -> Vec<AuditEvent>;
+    Other purge_events(cutoff: Timestamp) -> u64;
 }

@@ -18,6 +18,7 @@ pub mod cases;
 pub mod durable;
 pub mod fixtures;
 pub mod instrumented;
+pub mod policy_cases;
 
 pub use instrumented::Instrumented;
 
@@ -76,6 +77,17 @@ macro_rules! store_conformance {
             epoch_bump_ends_api_tokens_only_when_asked,
             purge_removes_ended_api_tokens,
         );
+        $crate::__cases!(
+            policy_conformance, $make, policy_cases;
+            limit_evicts_the_least_recently_used,
+            limit_rejects_new_and_changes_nothing,
+            limit_counts_only_live_sessions,
+            simultaneous_logins_never_exceed_the_limit,
+            rotate_session_token_is_a_compare_and_set,
+            simultaneous_rotations_have_one_winner,
+            user_access_round_trips_and_stamps_privileges,
+            audit_events_append_list_and_purge,
+        );
     };
 }
 
@@ -91,6 +103,7 @@ macro_rules! durable_store_conformance {
             purge_survives_reopen,
             touch_survives_clean_reopen_and_never_moves_backwards,
             tokens_survive_reopen,
+            policy_state_survives_reopen,
         );
     };
 }

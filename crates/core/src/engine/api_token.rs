@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::audit::EventKind;
 use crate::clock::{Clock, Timestamp};
 use crate::model::{ApiTokenRecord, UserEpoch, UserId};
 use crate::reason::{Reason, Revocation};
@@ -75,10 +76,7 @@ pub fn api_token_verdict(
         .chain((expiry.at <= now).then_some(expiry))
         .min_by_key(|r| r.at);
     match first {
-        Some(end) => Err(Rejection {
-            reason: end.reason,
-            at: Some(end.at),
-        }),
+        Some(end) => Err(Rejection::ended(end)),
         None => Ok(()),
     }
 }
@@ -102,7 +100,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 "name must be 1 to 100 characters without control characters",
             ));
         }
-        let max = self.policy.api_token_max_ttl;
+        let max = self.policy_of_user(user).await?.api_token_max_ttl;
         let ttl = ttl.unwrap_or(max);
         if ttl.is_zero() || ttl > max {
             return Err(Error::InvalidInput(
@@ -125,18 +123,15 @@ impl<S: Store, C: Clock> Engine<S, C> {
         };
         match self.store.insert_api_token(record.clone()).await {
             Ok(()) => {
-                tracing::info!(target: super::LIFECYCLE, event = "api_token_created", user = %user, api_token = %record.id);
+                self.record(EventKind::ApiTokenCreated, Some(user), None, None)
+                    .await;
                 Ok((token, record))
             }
             Err(StoreError::EpochMoved) => {
                 let e = self.store.user_epoch(user).await?;
-                Err(Error::Rejected(e.last_bump.map_or(
-                    Rejection::INVALID,
-                    |b| Rejection {
-                        reason: b.reason,
-                        at: Some(b.at),
-                    },
-                )))
+                Err(Error::Rejected(
+                    e.last_bump.map_or(Rejection::INVALID, Rejection::ended),
+                ))
             }
             Err(e) => Err(e.into()),
         }
@@ -226,7 +221,14 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .revoke_api_token(id, Revocation { reason, at })
             .await?;
         if revoked {
-            tracing::info!(target: super::LIFECYCLE, event = "api_token_revoked", api_token = %id, reason = reason.code());
+            let user = self.store.load_api_token(id).await?.map(|(t, _)| t.user_id);
+            self.record(
+                EventKind::ApiTokenRevoked,
+                user.as_ref(),
+                None,
+                Some(reason),
+            )
+            .await;
         }
         Ok(revoked)
     }

@@ -16,35 +16,44 @@
 //! idle past its idle deadline or past its absolute deadline.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::audit::{AuditEvent, EventKind, EventQuery};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::model::{
     ClientInfo, EpochBump, PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch, UserId,
 };
 use crate::policy::{Policy, PolicyError};
+use crate::profile::{ProfileError, ProfileName, Profiles};
 use crate::reason::{Reason, Revocation};
 use crate::store::{Purged, Store, StoreError};
 use crate::token::{Token, TokenKind, VerifierHash};
 
+mod access;
 mod api_token;
 mod refresh;
 
+pub use access::Validated;
 pub use api_token::{ValidApiToken, api_token_verdict};
 pub use refresh::Refreshed;
 
 /// Why a token was refused, and since when. Safe to show to the token's holder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Rejection {
     /// The reason code.
     pub reason: Reason,
     /// When the session ended; `None` for `invalid_token`.
     pub at: Option<Timestamp>,
+    /// For `displaced`: the client whose login displaced the session, so the app
+    /// can tell its user "someone signed in as you from …".
+    pub displaced_by: Option<Box<ClientInfo>>,
 }
 
 impl Rejection {
@@ -52,12 +61,15 @@ impl Rejection {
     pub const INVALID: Rejection = Rejection {
         reason: Reason::InvalidToken,
         at: None,
+        displaced_by: None,
     };
 
-    fn ended(r: Revocation) -> Self {
+    /// The rejection for an end recorded as `r`.
+    pub fn ended(r: Revocation) -> Self {
         Rejection {
             reason: r.reason,
             at: Some(r.at),
+            displaced_by: None,
         }
     }
 }
@@ -75,6 +87,14 @@ pub enum Error {
     /// An argument breaks a rule; the text says which, and holds no secret.
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
+    /// The user holds as many live sessions as the policy allows, and it says to
+    /// refuse new ones (`on_limit = "reject_new"`).
+    #[error("the concurrent-session limit is reached")]
+    LimitReached,
+    /// The action needs a recently authenticated session: log in again or step up
+    /// ([`Engine::elevate`]).
+    #[error("the action needs a recent re-authentication")]
+    StepUpRequired,
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -84,6 +104,7 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => Error::NotFound(what),
+            StoreError::LimitReached => Error::LimitReached,
             other => Error::Store(other),
         }
     }
@@ -99,23 +120,51 @@ pub struct ValidSession {
     id: SessionId,
     verifier_hash: VerifierHash,
     user_id: UserId,
+    profile: Option<ProfileName>,
     created_at: Timestamp,
     last_seen_at: Timestamp,
     idle_deadline: Timestamp,
     absolute_deadline: Timestamp,
+    token_issued_at: Timestamp,
+    step_up_until: Timestamp,
+    csrf_basis: VerifierHash,
 }
 
 impl ValidSession {
-    fn from_state(s: &SessionState) -> Self {
+    fn from_state(s: &SessionState, policy: &Policy) -> Self {
+        let fresh = s.created_at.saturating_add(policy.step_up_ttl);
         ValidSession {
             id: s.id,
             verifier_hash: s.verifier_hash,
             user_id: s.user_id.clone(),
+            profile: s.profile.clone(),
             created_at: s.created_at,
             last_seen_at: s.last_seen_at,
             idle_deadline: s.idle_deadline,
             absolute_deadline: s.absolute_deadline,
+            token_issued_at: s.token_issued_at,
+            step_up_until: s.elevated_until.map_or(fresh, |e| e.max(fresh)),
+            csrf_basis: s.csrf_basis.unwrap_or(s.verifier_hash),
         }
+    }
+
+    /// The profile whose rules the session follows (`None`: the default one).
+    pub fn profile(&self) -> Option<&ProfileName> {
+        self.profile.as_ref()
+    }
+    /// When the session's current token was issued (login, or the last rotation).
+    /// Access tokens issued before it belong to a replaced token.
+    pub fn token_issued_at(&self) -> Timestamp {
+        self.token_issued_at
+    }
+    /// Until when the session counts as recently authenticated: `step_up_ttl`
+    /// after login, or after the last step-up.
+    pub fn step_up_until(&self) -> Timestamp {
+        self.step_up_until
+    }
+    /// Whether the session counts as recently authenticated at `now`.
+    pub fn is_elevated(&self, now: Timestamp) -> bool {
+        now < self.step_up_until
     }
 
     /// The session's public id.
@@ -143,12 +192,13 @@ impl ValidSession {
         self.absolute_deadline
     }
 
-    /// The session's anti-CSRF token: derived from the stored verifier hash, so it is
-    /// stable for the session's life, differs between sessions, needs no storage, and
-    /// cannot be computed by a cross-site attacker (nor does it reveal the session
-    /// token). Browsers send it back in a header on state-changing requests.
+    /// The session's anti-CSRF token: derived from the stored hash of the
+    /// session's first token, so it is stable for the session's life (rotations
+    /// included), differs between sessions, cannot be computed by a cross-site
+    /// attacker, and reveals no token. Browsers send it back in a header on
+    /// state-changing requests.
     pub fn csrf_token(&self) -> String {
-        csrf_token_for(&self.verifier_hash)
+        csrf_token_for(&self.csrf_basis)
     }
 
     /// Whether `presented` is this session's anti-CSRF token (constant time).
@@ -196,13 +246,23 @@ pub struct Issued {
 pub struct Engine<S, C = SystemClock> {
     store: S,
     clock: C,
-    policy: Policy,
+    profiles: Profiles,
+    audit_retention: Duration,
+    mirror: Option<AuditMirror>,
 }
+
+/// A copy of every audit event, handed over after the event is stored (for
+/// example to print it as a JSON line).
+pub type AuditMirror = Arc<dyn Fn(&AuditEvent) + Send + Sync>;
+
+/// How long audit events are kept by default: 90 days.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
 impl<S, C> fmt::Debug for Engine<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("policy", &self.policy)
+            .field("profiles", &self.profiles)
+            .field("audit_retention", &self.audit_retention)
             .finish_non_exhaustive()
     }
 }
@@ -215,14 +275,41 @@ impl<S: Store> Engine<S, SystemClock> {
 }
 
 impl<S: Store, C: Clock> Engine<S, C> {
-    /// An engine on the given clock.
+    /// An engine on the given clock, with `policy` as the `standard` (default)
+    /// profile and the other built-in profiles as they are.
     pub fn with_clock(store: S, clock: C, policy: Policy) -> Result<Self, PolicyError> {
         policy.validate()?;
-        Ok(Engine {
+        Ok(Self::build(store, clock, Profiles::with_standard(policy)))
+    }
+
+    /// An engine on the given clock with the given profiles.
+    pub fn with_profiles(store: S, clock: C, profiles: Profiles) -> Result<Self, ProfileError> {
+        profiles.validate()?;
+        Ok(Self::build(store, clock, profiles))
+    }
+
+    fn build(store: S, clock: C, profiles: Profiles) -> Self {
+        Engine {
             store,
             clock,
-            policy,
-        })
+            profiles,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
+            mirror: None,
+        }
+    }
+
+    /// Keeps audit events for `retention` (default 90 days) instead.
+    #[must_use]
+    pub fn with_audit_retention(mut self, retention: Duration) -> Self {
+        self.audit_retention = retention;
+        self
+    }
+
+    /// Hands a copy of every audit event to `mirror` once it is stored.
+    #[must_use]
+    pub fn with_audit_mirror(mut self, mirror: AuditMirror) -> Self {
+        self.mirror = Some(mirror);
+        self
     }
 
     /// The store.
@@ -235,14 +322,27 @@ impl<S: Store, C: Clock> Engine<S, C> {
         &self.clock
     }
 
-    /// The policy.
+    /// The default profile's policy.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        self.profiles.default_policy()
+    }
+
+    /// Every profile.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
+    /// The policy of profile `name` (the default one for `None` or an unknown name).
+    pub fn policy_of(&self, name: Option<&ProfileName>) -> &Policy {
+        self.profiles.resolve(name)
     }
 
     /// Creates a session for `user`, who was authenticated while the user's
     /// credential epoch was `epoch` (read together with the credentials). The id and
-    /// token are always fresh: no client-chosen identifier is ever adopted.
+    /// token are always fresh: no client-chosen identifier is ever adopted. The
+    /// session follows the user's profile, whose concurrent-session limit the store
+    /// enforces atomically: at the limit the least recently used session is
+    /// displaced, or the login fails with [`Error::LimitReached`].
     ///
     /// Fails with `Rejected(password_changed)` (or whichever reason bumped the epoch)
     /// if the user's epoch moved since it was read.
@@ -252,9 +352,22 @@ impl<S: Store, C: Clock> Engine<S, C> {
         epoch: u64,
         client: ClientInfo,
     ) -> Result<Issued> {
+        self.create(user, epoch, client, EventKind::LoginSucceeded)
+            .await
+    }
+
+    async fn create(
+        &self,
+        user: &UserId,
+        epoch: u64,
+        client: ClientInfo,
+        event: EventKind,
+    ) -> Result<Issued> {
         let now = self.clock.now();
+        let profile = self.store.user_access(user).await?.profile;
+        let policy = self.profiles.resolve(profile.as_ref());
         let token = Token::generate(TokenKind::Session);
-        let absolute_deadline = now.saturating_add(self.policy.absolute_timeout);
+        let absolute_deadline = now.saturating_add(policy.absolute_timeout);
         let state = SessionState {
             id: token.id(),
             verifier_hash: token.verifier_hash(),
@@ -263,19 +376,36 @@ impl<S: Store, C: Clock> Engine<S, C> {
             created_at: now,
             last_seen_at: now,
             idle_deadline: now
-                .saturating_add(self.policy.idle_timeout)
+                .saturating_add(policy.idle_timeout)
                 .min(absolute_deadline),
             absolute_deadline,
             revoked: None,
+            profile,
+            token_issued_at: now,
+            elevated_until: None,
+            previous: None,
+            displaced_by: None,
+            csrf_basis: None,
         };
-        let session = ValidSession::from_state(&state);
+        let session = ValidSession::from_state(&state, policy);
+        let limit = policy.session_limit();
         match self
             .store
-            .insert_session(SessionRecord { state, client })
+            .insert_session(SessionRecord { state, client }, limit)
             .await
         {
-            Ok(()) => {
-                lifecycle("session_created", &session.user_id, &session.id, None);
+            Ok(displaced) => {
+                for id in &displaced {
+                    self.record(
+                        EventKind::Displaced,
+                        Some(user),
+                        Some(id),
+                        Some(Reason::Displaced),
+                    )
+                    .await;
+                }
+                self.record(event, Some(user), Some(&session.id), None)
+                    .await;
                 Ok(Issued { token, session })
             }
             Err(StoreError::EpochMoved) => {
@@ -283,6 +413,11 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 Err(Error::Rejected(
                     e.last_bump.map_or(Rejection::INVALID, Rejection::ended),
                 ))
+            }
+            Err(StoreError::LimitReached) => {
+                self.record(EventKind::LoginRefused, Some(user), None, None)
+                    .await;
+                Err(Error::LimitReached)
             }
             Err(e) => Err(e.into()),
         }
@@ -306,10 +441,11 @@ impl<S: Store, C: Clock> Engine<S, C> {
 
     /// Checks a session token and records activity, extending the idle deadline (at
     /// most up to the absolute deadline). Writes are coalesced per
-    /// [`Policy::touch_interval`].
+    /// [`Policy::touch_interval`]. Never rotates the token: see
+    /// [`Engine::validate_renewing`] for requests that can carry a new one.
     pub async fn validate(&self, token: &str) -> Result<ValidSession> {
         let now = self.clock.now();
-        let state = self.check(token, now).await?;
+        let (state, _) = self.check(token, now).await?;
         self.touch(state, now).await
     }
 
@@ -317,32 +453,48 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// move (for "you will be signed out in N minutes" warnings).
     pub async fn status(&self, token: &str) -> Result<ValidSession> {
         let now = self.clock.now();
-        let state = self.check(token, now).await?;
-        Ok(ValidSession::from_state(&state))
+        let (state, _) = self.check(token, now).await?;
+        Ok(self.valid(&state))
     }
 
     /// Checks the session `id` that the caller has **already authenticated** by
     /// other means — a JWT access token whose signature it verified, naming the
     /// session in `sid` — and, with `touch`, records activity. Never call it with an
     /// id taken from unauthenticated input: the id is public.
+    ///
+    /// With `touch`, a session whose user's privileges changed since its token was
+    /// issued is rotated first (`privilege_changed`), so access tokens issued
+    /// before then ([`ValidSession::token_issued_at`]) can be refused.
     pub async fn validate_authenticated_id(
         &self,
         id: &SessionId,
         touch: bool,
     ) -> Result<ValidSession> {
         let now = self.clock.now();
-        let state = self.live(id, now).await?;
-        if touch {
-            self.touch(state, now).await
-        } else {
-            Ok(ValidSession::from_state(&state))
+        let (state, epoch) = self.live(id, now).await?;
+        if !touch {
+            return Ok(self.valid(&state));
         }
+        if privileges_changed(&state, &epoch) {
+            // Nobody holds this session's own token (its client holds access and
+            // refresh tokens), so the new one is dropped at once.
+            let (_, rotated) = self
+                .rotate(&state, Reason::PrivilegeChanged, Duration::ZERO, None, now)
+                .await?;
+            if let Some(rotated) = rotated {
+                return Ok(self.valid(&rotated));
+            }
+            let (state, _) = self.live(id, now).await?;
+            return Ok(self.valid(&state));
+        }
+        self.touch(state, now).await
     }
 
     async fn touch(&self, mut state: SessionState, now: Timestamp) -> Result<ValidSession> {
-        if now.duration_since(state.last_seen_at) >= self.policy.touch_interval() {
+        let policy = self.profiles.resolve(state.profile.as_ref());
+        if now.duration_since(state.last_seen_at) >= policy.touch_interval() {
             let idle = now
-                .saturating_add(self.policy.idle_timeout)
+                .saturating_add(policy.idle_timeout)
                 .min(state.absolute_deadline);
             if idle > state.idle_deadline {
                 self.store.touch_session(&state.id, now, idle).await?;
@@ -350,14 +502,19 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 state.idle_deadline = idle;
             }
         }
-        Ok(ValidSession::from_state(&state))
+        Ok(ValidSession::from_state(&state, policy))
+    }
+
+    fn valid(&self, state: &SessionState) -> ValidSession {
+        ValidSession::from_state(state, self.profiles.resolve(state.profile.as_ref()))
     }
 
     /// Ends the session of `token` with `logged_out`. Fails like
     /// [`Engine::status`] if the token is not live. Durable when it returns.
     pub async fn logout(&self, token: &str) -> Result<ValidSession> {
         let session = self.status(token).await?;
-        self.revoke(&session.id, Reason::LoggedOut).await?;
+        self.end(&session.id, Reason::LoggedOut, EventKind::LoggedOut)
+            .await?;
         Ok(session)
     }
 
@@ -379,6 +536,15 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// Revokes one session by id with `reason`. Returns whether this call revoked
     /// it (`false` if it was already revoked or is unknown). Durable when it returns.
     pub async fn revoke(&self, id: &SessionId, reason: Reason) -> Result<bool> {
+        let kind = if reason == Reason::LoggedOut {
+            EventKind::LoggedOut
+        } else {
+            EventKind::SessionRevoked
+        };
+        self.end(id, reason, kind).await
+    }
+
+    async fn end(&self, id: &SessionId, reason: Reason, kind: EventKind) -> Result<bool> {
         debug_assert!(reason.is_revocation(), "{reason} is derived, never stored");
         let at = self.clock.now();
         let revoked = self
@@ -386,7 +552,9 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .revoke_session(id, Revocation { reason, at })
             .await?;
         if revoked {
-            tracing::info!(target: LIFECYCLE, event = "session_revoked", session = %id, reason = reason.code());
+            let user = self.store.load_session(id).await?.map(|(s, _)| s.user_id);
+            self.record(kind, user.as_ref(), Some(id), Some(reason))
+                .await;
         }
         Ok(revoked)
     }
@@ -412,19 +580,29 @@ impl<S: Store, C: Clock> Engine<S, C> {
     pub async fn revoke_user(&self, user: &UserId, reason: Reason) -> Result<UserEpoch> {
         debug_assert!(reason.is_revocation(), "{reason} is derived, never stored");
         let at = self.clock.now();
+        let end_api_tokens = reason == Reason::PasswordChanged
+            && self
+                .policy_of_user(user)
+                .await?
+                .revoke_api_tokens_on_password_change;
         let epoch = self
             .store
             .revoke_user_sessions(
                 user,
                 EpochBump {
                     revocation: Revocation { reason, at },
-                    end_api_tokens: reason == Reason::PasswordChanged
-                        && self.policy.revoke_api_tokens_on_password_change,
+                    end_api_tokens,
                 },
                 None,
             )
             .await?;
-        tracing::info!(target: LIFECYCLE, event = "user_sessions_revoked", user = %user, reason = reason.code(), epoch = epoch.epoch);
+        self.record(
+            EventKind::UserSessionsRevoked,
+            Some(user),
+            None,
+            Some(reason),
+        )
+        .await;
         Ok(epoch)
     }
 
@@ -443,18 +621,22 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 Some(&current.id),
             )
             .await?;
-        lifecycle(
-            "other_sessions_revoked",
-            &current.user_id,
-            &current.id,
+        self.record(
+            EventKind::UserSessionsRevoked,
+            Some(&current.user_id),
+            Some(&current.id),
             Some(reason),
-        );
+        )
+        .await;
         Ok(epoch)
     }
 
     /// Stores a new password hash for the current session's user, which ends every
     /// session of that user (this one included) with `password_changed`, and
     /// returns a fresh session for the device that made the change.
+    ///
+    /// The caller decides whether the change needs a step-up first
+    /// ([`Engine::require_step_up`]).
     pub async fn change_password(
         &self,
         current: &ValidSession,
@@ -462,6 +644,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         client: ClientInfo,
     ) -> Result<Issued> {
         let at = self.clock.now();
+        let policy = self.profiles.resolve(current.profile.as_ref());
         let epoch = self
             .store
             .set_password(
@@ -472,18 +655,24 @@ impl<S: Store, C: Clock> Engine<S, C> {
                         reason: Reason::PasswordChanged,
                         at,
                     },
-                    end_api_tokens: self.policy.revoke_api_tokens_on_password_change,
+                    end_api_tokens: policy.revoke_api_tokens_on_password_change,
                 },
             )
             .await?;
-        lifecycle(
-            "password_changed",
-            &current.user_id,
-            &current.id,
+        self.record(
+            EventKind::PasswordChanged,
+            Some(&current.user_id),
+            Some(&current.id),
             Some(Reason::PasswordChanged),
-        );
-        self.create_session(&current.user_id, epoch.epoch, client)
-            .await
+        )
+        .await;
+        self.create(
+            &current.user_id,
+            epoch.epoch,
+            client,
+            EventKind::LoginSucceeded,
+        )
+        .await
     }
 
     /// The live sessions of `user`, most recently active first.
@@ -501,25 +690,86 @@ impl<S: Store, C: Clock> Engine<S, C> {
         Ok(live)
     }
 
-    /// Deletes records that ended more than `tombstone_retention` ago. Returns how
-    /// many were deleted.
+    /// Deletes records that ended more than `tombstone_retention` ago (the longest
+    /// of any profile), and audit events older than the audit retention. Returns
+    /// how many records were deleted.
     pub async fn purge_expired(&self) -> Result<Purged> {
-        let cutoff = self
-            .clock
-            .now()
-            .saturating_sub(self.policy.tombstone_retention);
-        let purged = self.store.purge(cutoff).await?;
+        let now = self.clock.now();
+        let retention = self
+            .profiles
+            .iter()
+            .map(|(_, p)| p.tombstone_retention)
+            .max()
+            .unwrap_or_default();
+        let purged = self.store.purge(now.saturating_sub(retention)).await?;
+        let events = self
+            .store
+            .purge_events(now.saturating_sub(self.audit_retention))
+            .await?;
         tracing::debug!(
             target: LIFECYCLE,
             event = "purged",
             sessions = purged.sessions,
             refresh_tokens = purged.refresh_tokens,
-            api_tokens = purged.api_tokens
+            api_tokens = purged.api_tokens,
+            audit_events = events
         );
         Ok(purged)
     }
 
-    async fn check(&self, token: &str, now: Timestamp) -> Result<SessionState> {
+    /// Records an audit event that happened outside the engine (a failed login,
+    /// a refused action), with the current request's client.
+    pub async fn record(
+        &self,
+        kind: EventKind,
+        user: Option<&UserId>,
+        session: Option<&SessionId>,
+        reason: Option<Reason>,
+    ) {
+        let event = AuditEvent {
+            id: 0,
+            at: self.clock.now(),
+            kind,
+            user: user.cloned(),
+            session: session.copied(),
+            client: crate::audit::current_client(),
+            reason,
+        };
+        tracing::info!(
+            target: LIFECYCLE,
+            event = kind.code(),
+            user = user.map(tracing::field::display),
+            session = session.map(tracing::field::display),
+            reason = reason.map(Reason::code),
+        );
+        // The action the event records has already happened (and is durable), so a
+        // failure to log it must not undo or deny it: it is reported loudly instead.
+        match self.store.append_event(event.clone()).await {
+            Ok(id) => {
+                if let Some(mirror) = &self.mirror {
+                    mirror(&AuditEvent { id, ..event });
+                }
+            }
+            Err(e) => {
+                tracing::error!(target: LIFECYCLE, event = kind.code(), error = %e, "could not store an audit event");
+            }
+        }
+    }
+
+    /// The audit events matching `query`.
+    pub async fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
+        Ok(self.store.list_events(query).await?)
+    }
+
+    /// The policy of `user`'s profile.
+    pub async fn policy_of_user(&self, user: &UserId) -> Result<&Policy> {
+        let access = self.store.user_access(user).await?;
+        Ok(self.profiles.resolve(access.profile.as_ref()))
+    }
+
+    /// Checks a presented session token: its current token, or the one the last
+    /// rotation replaced while its overlap lasts (`true` in the result).
+    async fn check(&self, token: &str, now: Timestamp) -> Result<(SessionState, bool)> {
         // Parsing rejects malformed, foreign and mistyped tokens before any lookup.
         let parsed = Token::parse(token, TokenKind::Session)
             .map_err(|_| Error::Rejected(Rejection::INVALID))?;
@@ -527,37 +777,60 @@ impl<S: Store, C: Clock> Engine<S, C> {
             return Err(Error::Rejected(Rejection::INVALID));
         };
         // The verifier is checked before anything about the session is revealed.
-        if !parsed.verify(&state.verifier_hash) {
-            return Err(Error::Rejected(Rejection::INVALID));
-        }
-        verdict(&state, &epoch, now).map_err(Error::Rejected)?;
-        Ok(state)
+        let previous = if parsed.verify(&state.verifier_hash) {
+            false
+        } else {
+            match state.previous {
+                Some(prev) if parsed.verify(&prev.verifier_hash) => {
+                    decide(&state, &epoch, now)?;
+                    if now >= prev.valid_until {
+                        return Err(Error::Rejected(Rejection::ended(Revocation {
+                            reason: prev.reason,
+                            at: prev.valid_until,
+                        })));
+                    }
+                    true
+                }
+                _ => return Err(Error::Rejected(Rejection::INVALID)),
+            }
+        };
+        decide(&state, &epoch, now)?;
+        Ok((state, previous))
     }
 
-    /// The live state of session `id`, authenticated by the caller.
-    async fn live(&self, id: &SessionId, now: Timestamp) -> Result<SessionState> {
+    /// The live state of session `id`, authenticated by the caller, with its
+    /// user's epoch.
+    async fn live(&self, id: &SessionId, now: Timestamp) -> Result<(SessionState, UserEpoch)> {
         let Some((state, epoch)) = self.store.load_session(id).await? else {
             return Err(Error::Rejected(Rejection::INVALID));
         };
-        verdict(&state, &epoch, now).map_err(Error::Rejected)?;
-        Ok(state)
+        decide(&state, &epoch, now)?;
+        Ok((state, epoch))
     }
+}
+
+/// [`verdict`], with the displacing client attached to a `displaced` rejection.
+fn decide(state: &SessionState, epoch: &UserEpoch, now: Timestamp) -> Result<()> {
+    verdict(state, epoch, now).map_err(|mut r| {
+        if r.reason == Reason::Displaced {
+            r.displaced_by.clone_from(&state.displaced_by);
+        }
+        Error::Rejected(r)
+    })
+}
+
+/// Whether the user's profile or roles changed after the session's token was
+/// issued.
+fn privileges_changed(state: &SessionState, epoch: &UserEpoch) -> bool {
+    epoch
+        .privileges_at
+        .is_some_and(|at| at > state.token_issued_at)
 }
 
 /// The `tracing` target of lifecycle events (sessions created and revoked with
 /// their reason, password changes). Fields are public ids and reason codes, never
 /// secrets.
 pub const LIFECYCLE: &str = "sessionguard::lifecycle";
-
-fn lifecycle(event: &'static str, user: &UserId, session: &SessionId, reason: Option<Reason>) {
-    tracing::info!(
-        target: LIFECYCLE,
-        event,
-        user = %user,
-        session = %session,
-        reason = reason.map(Reason::code),
-    );
-}
 
 /// Whether a session is live at `now`, or the first reason it ended.
 ///

@@ -11,6 +11,7 @@
 //!
 //! [`Policy::refresh_reuse_grace`]: crate::Policy::refresh_reuse_grace
 
+use crate::audit::EventKind;
 use crate::clock::{Clock, Timestamp};
 use crate::model::{RefreshState, Rotation, SealedSecret};
 use crate::reason::Reason;
@@ -77,6 +78,13 @@ impl<S: Store, C: Clock> Engine<S, C> {
                     .await?
                 {
                     None => {
+                        self.record(
+                            EventKind::Refreshed,
+                            Some(&state.user_id),
+                            Some(&state.session_id),
+                            None,
+                        )
+                        .await;
                         return Ok(Refreshed {
                             session,
                             refresh: successor,
@@ -86,7 +94,8 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 }
             }
         };
-        if let Some(again) = self.repeat_within_grace(&parsed, done, now).await? {
+        let grace = self.policy_of(session.profile()).refresh_reuse_grace;
+        if let Some(again) = self.repeat_within_grace(&parsed, done, now, grace).await? {
             return Ok(Refreshed {
                 session,
                 refresh: again,
@@ -94,8 +103,12 @@ impl<S: Store, C: Clock> Engine<S, C> {
         }
         // Reuse of a replaced token: whoever holds the live successor, this copy is
         // suspect, so the whole session ends.
-        self.revoke(&state.session_id, Reason::RefreshReuseDetected)
-            .await?;
+        self.end(
+            &state.session_id,
+            Reason::RefreshReuseDetected,
+            EventKind::RefreshReuseDetected,
+        )
+        .await?;
         tracing::warn!(
             target: super::LIFECYCLE,
             event = "refresh_reuse_detected",
@@ -103,10 +116,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
             session = %state.session_id,
             "a rotated refresh token was presented again; the session is revoked"
         );
-        Err(Error::Rejected(Rejection {
+        Err(Error::Rejected(Rejection::ended(crate::Revocation {
             reason: Reason::RefreshReuseDetected,
-            at: Some(now),
-        }))
+            at: now,
+        })))
     }
 
     /// Ends the session of a genuine refresh token with `reason` (logout or RFC 7009
@@ -148,8 +161,8 @@ impl<S: Store, C: Clock> Engine<S, C> {
         parsed: &Token,
         done: Rotation,
         now: Timestamp,
+        grace: std::time::Duration,
     ) -> Result<Option<Token>> {
-        let grace = self.policy.refresh_reuse_grace;
         if grace.is_zero() || done.at > now || now.duration_since(done.at) > grace {
             return Ok(None);
         }
