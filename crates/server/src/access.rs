@@ -20,7 +20,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use sessionguard_core::{Clock, Rejection, Store, Token, ValidSession};
+use sessionguard_core::{Clock, Reason, Rejection, Revocation, Store, Token, ValidSession};
 use sessionguard_jwt::{AccessClaims, MAX_TOKEN_LEN};
 use zeroize::Zeroizing;
 
@@ -53,6 +53,18 @@ pub fn valid_client_id(client_id: &str) -> bool {
 pub struct AccessToken {
     token: Zeroizing<String>,
     expires_in: u64,
+}
+
+impl AccessToken {
+    /// The signed token: hand it to the client once.
+    pub fn secret(&self) -> &str {
+        &self.token
+    }
+
+    /// Its lifetime in seconds.
+    pub fn expires_in(&self) -> u64 {
+        self.expires_in
+    }
 }
 
 impl fmt::Debug for AccessToken {
@@ -111,7 +123,7 @@ impl<S: Store, C: Clock> AppState<S, C> {
         let engine = self.engine();
         let now = engine.clock().now();
         let ttl = engine
-            .policy()
+            .policy_of(session.profile())
             .access_token_ttl
             .min(session.absolute_deadline().duration_since(now));
         let verifier = self.verifier();
@@ -176,6 +188,19 @@ impl<S: Store, C: Clock> AppState<S, C> {
         if claims.sub() != session.user_id().as_str() {
             return Err(ApiError::Session {
                 rejection: Rejection::INVALID,
+                bearer: true,
+            });
+        }
+        // A token issued before the session's token was last rotated (a step-up
+        // or a privilege change) belongs to the old privileges. `iat` has whole
+        // seconds: a token issued in the same second as the rotation still passes.
+        let issued = session.token_issued_at();
+        if claims.iat().as_millis().div_euclid(1000) < issued.as_millis().div_euclid(1000) {
+            return Err(ApiError::Session {
+                rejection: Rejection::ended(Revocation {
+                    reason: Reason::PrivilegeChanged,
+                    at: issued,
+                }),
                 bearer: true,
             });
         }

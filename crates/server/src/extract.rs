@@ -23,6 +23,7 @@ use sessionguard_jwt::AccessClaims;
 use zeroize::Zeroizing;
 
 use crate::access::looks_like_jwt;
+use crate::context::{Renewal, client_of};
 use crate::csrf;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -196,6 +197,22 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
+/// Query parameters, with a problem document (400 `malformed_request`) for a
+/// query that does not decode; the message echoes no value.
+#[derive(Debug, Clone)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(QueryParams)
+            .map_err(|_| ApiError::malformed("The query string is not valid."))
+    }
+}
+
 /// How a session credential was presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -346,17 +363,31 @@ impl<S: Store, C: Clock, const TOUCH: bool> FromRequestParts<AppState<S, C>>
         parts: &mut Parts,
         state: &AppState<S, C>,
     ) -> Result<Self, Self::Rejection> {
-        authenticate(&parts.method, &parts.headers, state).await
+        let renewal = parts.extensions.get::<Renewal>().cloned();
+        authenticate_renewing(&parts.method, &parts.headers, state, renewal.as_ref()).await
     }
 }
 
 /// Authenticates a request by its session credential (see the module docs),
 /// recording activity when `TOUCH`. Cookie-authenticated unsafe methods are
-/// CSRF-checked; bearer credentials are not (nothing ambient to forge).
+/// CSRF-checked; bearer credentials are not (nothing ambient to forge). Never
+/// rotates the token.
 pub async fn authenticate<S: Store, C: Clock, const TOUCH: bool>(
     method: &Method,
     headers: &HeaderMap,
     state: &AppState<S, C>,
+) -> Result<Authenticated<TOUCH>, ApiError> {
+    authenticate_renewing(method, headers, state, None).await
+}
+
+/// [`authenticate`], and with `TOUCH`, a session cookie and a `renewal` slot,
+/// replaces a token that is due for rotation (renewal interval, privilege
+/// change), leaving the new one in the slot for the response's cookie.
+async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
+    method: &Method,
+    headers: &HeaderMap,
+    state: &AppState<S, C>,
+    renewal: Option<&Renewal>,
 ) -> Result<Authenticated<TOUCH>, ApiError> {
     let credential = Credential::from_headers(headers)?.ok_or(ApiError::Session {
         rejection: Rejection::INVALID,
@@ -376,10 +407,17 @@ pub async fn authenticate<S: Store, C: Clock, const TOUCH: bool>(
         csrf::check_origin(headers, state.public_origin())?;
     }
     let engine = state.engine();
-    let checked = if TOUCH {
-        engine.validate(credential.token()).await
-    } else {
-        engine.status(credential.token()).await
+    let checked = match renewal {
+        Some(slot) if TOUCH && !credential.is_bearer() => {
+            engine.validate_renewing(credential.token()).await.map(|v| {
+                if let Some(token) = v.new_token {
+                    slot.set(token);
+                }
+                v.session
+            })
+        }
+        _ if TOUCH => engine.validate(credential.token()).await,
+        _ => engine.status(credential.token()).await,
     };
     let session = checked.map_err(|e| credential.reject(e))?;
     if cookie_unsafe {
@@ -402,15 +440,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        Ok(Client(ClientInfo::new(user_agent, ip)))
+        Ok(Client(client_of(
+            &parts.headers,
+            parts.extensions.get::<ConnectInfo<SocketAddr>>(),
+        )))
     }
 }
 

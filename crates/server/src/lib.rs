@@ -12,8 +12,10 @@
 //! |---|---|---|
 //! | `POST /v1/login` | none (origin-checked) | password → new session in `__Host-sg_session`; revokes a presented token |
 //! | `POST /v1/token` | none (origin-checked) | OAuth token endpoint: `password` or `refresh_token` grant → access token (JWT) + refresh token; errors in RFC 6749 form |
-//! | `GET /v1/session` | session | current session; extends the idle deadline |
+//! | `GET /v1/session` | session | current session with the user's roles; extends the idle deadline; `?require=step_up` → 403 unless recently authenticated |
 //! | `GET /v1/session/status` | session | current session; does not extend it |
+//! | `POST /v1/session/elevate` | session | step-up: password → new token (old one ends, `privilege_changed`), recently authenticated for `step_up_ttl` |
+//! | `GET /v1/events` | session | the user's own recent security events |
 //! | `POST /v1/logout` | session or refresh token | revokes it (`logged_out`) with its refresh tokens, clears the cookie |
 //! | `POST /v1/password` | session | new password; every session ends (`password_changed`), this device gets a new one (a new token pair for access-token clients) |
 //! | `GET /v1/sessions` | session | the user's live sessions |
@@ -26,6 +28,9 @@
 //! | `POST /v1/revoke` | none (possession) | RFC 7009: ends a token of any kind; always 200 |
 //! | `GET /.well-known/jwks.json` | none | the public keys of access tokens (cacheable 5 min) |
 //! | `POST /v1/admin/users` | admin | creates a user with a password |
+//! | `GET /v1/admin/users/{id}` | admin | a user's profile and roles |
+//! | `POST /v1/admin/users/{id}` | admin | changes a user's profile and roles; their sessions rotate (`privilege_changed`) |
+//! | `GET /v1/admin/events` | admin | the audit log, filtered by user and time, paged |
 //! | `POST /v1/admin/sessions` | admin | sidecar: a session (and its token) for an app's user |
 //! | `POST /v1/admin/users/{id}/revoke` | admin | ends every session of a user |
 //! | `GET /v1/admin/users/{id}/sessions` | admin | a user's live sessions |
@@ -57,6 +62,7 @@
 
 pub mod access;
 pub mod config;
+pub mod context;
 pub mod csrf;
 pub mod error;
 pub mod extract;
@@ -92,7 +98,7 @@ pub use error::ApiError;
 pub use keys::KEY_FILE;
 pub use state::AppState;
 
-use routes::{admin, api_tokens, health, oauth, session};
+use routes::{admin, api_tokens, events, health, oauth, session};
 
 /// How often the reaper deletes expired session records in [`run`].
 pub const REAP_INTERVAL: Duration = Duration::from_secs(60);
@@ -113,8 +119,10 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
         .route("/v1/introspect", post(oauth::introspect::<S, C>))
         .route("/v1/revoke", post(oauth::revoke::<S, C>))
         .route("/v1/logout", post(session::logout::<S, C>))
-        .route("/v1/session", get(session::current))
+        .route("/v1/session", get(session::current::<S, C>))
         .route("/v1/session/status", get(session::status))
+        .route("/v1/session/elevate", post(session::elevate::<S, C>))
+        .route("/v1/events", get(events::own_list::<S, C>))
         .route("/v1/password", post(session::change_password::<S, C>))
         .route("/v1/sessions", get(session::list::<S, C>))
         .route(
@@ -129,6 +137,11 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
         .route("/v1/api-tokens/{id}", delete(api_tokens::revoke::<S, C>))
         .route("/v1/admin/users", post(admin::create_user::<S, C>))
         .route(
+            "/v1/admin/users/{id}",
+            get(admin::get_user::<S, C>).post(admin::update_user::<S, C>),
+        )
+        .route("/v1/admin/events", get(events::admin_list::<S, C>))
+        .route(
             "/v1/admin/users/{id}/revoke",
             post(admin::revoke_user::<S, C>),
         )
@@ -142,6 +155,7 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn(context::request_context))
         .layer(middleware::from_fn(extract::limit_headers))
         .layer(
             TraceLayer::new_for_http()

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sessionguard_core::{ClientInfo, Clock, Password, Reason, Store, UserId};
+use sessionguard_core::{ClientInfo, Clock, Password, Reason, Store, UserAccess, UserId, audit};
 
 use crate::error::ApiError;
 use crate::extract::{Admin, JsonBody, PathParam};
@@ -130,8 +130,8 @@ pub async fn create_session<S: Store, C: Clock>(
     let client = ClientInfo::new(body.user_agent.as_deref(), ip);
     let engine = state.engine();
     let epoch = engine.store().user_epoch(&user).await?.epoch;
-    let issued = engine
-        .create_session(&user, epoch, client)
+    // The session's client, not the app server calling us, is the login's client.
+    let issued = audit::with_client(client.clone(), engine.create_session(&user, epoch, client))
         .await
         .map_err(|e| match e {
             sessionguard_core::Error::Rejected(_) => {
@@ -171,6 +171,102 @@ pub async fn revoke_user<S: Store, C: Clock>(
         reason: reason.code(),
         revoked_at: revoked_at.to_rfc3339(),
     }))
+}
+
+/// `{"profile"?, "roles"?}`: what to change; an absent field is left as it is,
+/// `"profile": null` returns the user to the default profile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    #[serde(default, deserialize_with = "some")]
+    profile: Option<Option<String>>,
+    roles: Option<Vec<String>>,
+}
+
+/// Lets `"profile": null` (clear) differ from an absent `profile` (keep).
+fn some<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// A user as the admin API shows it.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    /// The profile the user's sessions follow (the default one if not assigned).
+    profile: String,
+    /// Whether the profile is assigned (`false`: the default applies).
+    profile_assigned: bool,
+    roles: Vec<String>,
+}
+
+async fn user_view<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    user: &UserId,
+) -> Result<UserView, ApiError> {
+    let store = state.engine().store();
+    let access = store.user_access(user).await?;
+    let username = store.get_user(user).await?.map(|u| u.username);
+    let profiles = state.engine().profiles();
+    let profile = access
+        .profile
+        .as_ref()
+        .filter(|p| profiles.get(p.as_str()).is_some())
+        .unwrap_or_else(|| profiles.default_name());
+    Ok(UserView {
+        user_id: user.to_string(),
+        username,
+        profile: profile.to_string(),
+        profile_assigned: access.profile.is_some(),
+        roles: access.roles,
+    })
+}
+
+/// `GET /v1/admin/users/{id}`: the user's profile and roles (and username, for
+/// users with credentials here).
+pub async fn get_user<S: Store, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    _: Admin,
+    PathParam(id): PathParam,
+) -> Result<Json<UserView>, ApiError> {
+    let user = UserId::new(&id).map_err(|_| ApiError::InvalidUserId)?;
+    Ok(Json(user_view(&state, &user).await?))
+}
+
+/// `POST /v1/admin/users/{id}`: changes a user's profile and/or roles (also for
+/// sidecar users). Every session of the user gets a new token at its next
+/// request (`privilege_changed`) and follows the new profile from then on; if the
+/// new profile allows fewer concurrent sessions, the least recently used ones end
+/// now. 422 `invalid_profile` / `invalid_roles`.
+pub async fn update_user<S: Store, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    _: Admin,
+    PathParam(id): PathParam,
+    JsonBody(body): JsonBody<UserUpdate>,
+) -> Result<Json<UserView>, ApiError> {
+    let user = UserId::new(&id).map_err(|_| ApiError::InvalidUserId)?;
+    let engine = state.engine();
+    let current = engine.store().user_access(&user).await?;
+    let profile = match body.profile {
+        None => current.profile,
+        Some(None) => None,
+        Some(Some(name)) => Some(
+            engine
+                .profiles()
+                .get(&name)
+                .map(|(n, _)| n.clone())
+                .ok_or(ApiError::InvalidProfile)?,
+        ),
+    };
+    let roles = body.roles.unwrap_or(current.roles);
+    let access = UserAccess::new(profile, roles).map_err(|_| ApiError::InvalidRoles)?;
+    engine.update_user_access(&user, access).await?;
+    Ok(Json(user_view(&state, &user).await?))
 }
 
 /// `GET /v1/admin/users/{id}/sessions`: the user's live sessions.

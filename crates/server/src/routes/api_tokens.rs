@@ -76,13 +76,19 @@ pub struct ApiTokenList {
 }
 
 /// `POST /v1/api-tokens`: creates an API token for the session's user; 201 with
-/// the token, shown this once. 422 `invalid_name` or `invalid_expiry`.
+/// the token, shown this once. 422 `invalid_name` or `invalid_expiry`; 403
+/// `step_up_required` when the session is older than `step_up_ttl` and has not
+/// stepped up since.
 pub async fn create<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     auth: LiveSession,
     JsonBody(body): JsonBody<NewApiToken>,
 ) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
     let engine = state.engine();
+    engine
+        .require_step_up(&auth.session)
+        .await
+        .map_err(|e| auth.credential.reject(e))?;
     let ttl = match body.expires_in {
         None => None,
         Some(secs) => {
@@ -91,7 +97,12 @@ pub async fn create<S: Store, C: Clock>(
                 .filter(|&s| s > 0)
                 .map(Duration::from_secs)
                 .ok_or(ApiError::InvalidExpiry)?;
-            if ttl > engine.policy().api_token_max_ttl {
+            if ttl
+                > engine
+                    .policy_of_user(auth.session.user_id())
+                    .await?
+                    .api_token_max_ttl
+            {
                 return Err(ApiError::InvalidExpiry);
             }
             Some(ttl)

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod api_tokens;
+pub mod events;
 pub mod health;
 pub mod oauth;
 pub mod session;
@@ -18,6 +19,11 @@ pub struct SessionView {
     last_seen_at: String,
     idle_expires_at: String,
     absolute_expires_at: String,
+    /// Until when the session counts as recently authenticated (step-up).
+    step_up_expires_at: String,
+    /// The profile whose rules the session follows; absent for the default one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<String>,
     csrf_token: String,
 }
 
@@ -30,6 +36,8 @@ impl From<&ValidSession> for SessionView {
             last_seen_at: s.last_seen_at().to_rfc3339(),
             idle_expires_at: s.idle_deadline().to_rfc3339(),
             absolute_expires_at: s.absolute_deadline().to_rfc3339(),
+            step_up_expires_at: s.step_up_until().to_rfc3339(),
+            profile: s.profile().map(ToString::to_string),
             csrf_token: s.csrf_token(),
         }
     }

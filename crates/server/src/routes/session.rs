@@ -11,22 +11,20 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sessionguard_core::{
-    ClientInfo, Clock, Issued, Password, Reason, Rejection, Store, TokenId, TokenKind, UserRecord,
+    ClientInfo, Clock, EventKind, Issued, Password, Reason, Rejection, Store, TokenId, TokenKind,
+    UserRecord,
 };
 use zeroize::Zeroizing;
 
+use crate::context::session_cookie;
 use crate::csrf::SameOrigin;
 use crate::error::ApiError;
 use crate::extract::{
     Client, Credential, JsonBody, JsonOrForm, LiveSession, OptionalBody, PathParam, PeekSession,
-    SESSION_COOKIE, authenticate, bearer,
+    QueryParams, authenticate, bearer,
 };
 use crate::routes::{SessionList, SessionView};
 use crate::state::AppState;
-
-/// The session cookie's attributes. No `Max-Age`: a browser-session cookie; the
-/// server-side idle and absolute deadlines are the control, never the cookie's life.
-const COOKIE_ATTRIBUTES: &str = "Path=/; Secure; HttpOnly; SameSite=Lax";
 
 /// The `Set-Cookie` value that makes browsers drop the session cookie.
 const CLEAR_COOKIE: &str = "__Host-sg_session=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0";
@@ -121,9 +119,14 @@ pub(crate) async fn password_login<S: Store, C: Clock>(
     let verified = state
         .with_hasher(move |h| h.verify(&password, hash.as_ref()))
         .await?;
+    let known = user.as_ref().map(|u| u.id.clone());
     let Some(UserRecord { id, epoch, .. }) = user.filter(|_| verified) else {
-        // No username: a password typed into the wrong field must not reach the logs.
-        tracing::info!(target: sessionguard_core::engine::LIFECYCLE, event = "login_failed");
+        // The user, if the name exists; never the name itself: a password typed
+        // into the wrong field must not reach the logs.
+        state
+            .engine()
+            .record(EventKind::LoginFailed, known.as_ref(), None, None)
+            .await;
         return Err(ApiError::InvalidCredentials);
     };
     // A credential that cannot even be read cannot be a live session to revoke.
@@ -145,9 +148,127 @@ pub(crate) async fn password_login<S: Store, C: Clock>(
         })
 }
 
-/// `GET /v1/session`: the current session; counts as activity.
-pub async fn current(auth: LiveSession) -> Json<SessionView> {
-    Json(SessionView::from(&auth.session))
+/// `?require=step_up` on `GET /v1/session`.
+#[derive(Debug, Deserialize)]
+pub struct CurrentQuery {
+    require: Option<String>,
+}
+
+/// `GET /v1/session`: the current session with the user's profile and roles;
+/// counts as activity. With `?require=step_up`, answers 403 `step_up_required`
+/// unless the session was authenticated within `step_up_ttl` (login or
+/// `POST /v1/session/elevate`), so an app can guard a sensitive page with it.
+pub async fn current<S: Store, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    auth: LiveSession,
+    QueryParams(query): QueryParams<CurrentQuery>,
+) -> Result<Json<CurrentSession>, ApiError> {
+    match query.require.as_deref() {
+        None => {}
+        Some("step_up") => state.engine().require_step_up(&auth.session).await?,
+        Some(_) => return Err(ApiError::InvalidQuery("require")),
+    }
+    let access = state
+        .engine()
+        .store()
+        .user_access(auth.session.user_id())
+        .await?;
+    Ok(Json(CurrentSession {
+        view: SessionView::from(&auth.session),
+        roles: access.roles,
+    }))
+}
+
+/// The current session and the user's roles.
+#[derive(Debug, Serialize)]
+pub struct CurrentSession {
+    #[serde(flatten)]
+    view: SessionView,
+    roles: Vec<String>,
+}
+
+/// `{"password"}` for a step-up.
+#[derive(Deserialize)]
+pub struct ElevateBody {
+    password: String,
+}
+
+impl fmt::Debug for ElevateBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ElevateBody(<redacted>)")
+    }
+}
+
+/// `POST /v1/session/elevate`: re-authentication for sensitive actions. Checks the
+/// user's password; the session gets a new token (the old one ends at once with
+/// `privilege_changed`) and counts as recently authenticated until
+/// `step_up_until`. Cookie clients get the new token as a cookie; bearer
+/// session-token clients in the body (`session_token`); access-token clients get
+/// a new access token (`access_token`, `expires_in`), since older ones are refused
+/// from now on. A wrong password is 401 `invalid_credentials` and is audited.
+pub async fn elevate<S: Store, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    auth: LiveSession,
+    JsonBody(body): JsonBody<ElevateBody>,
+) -> Result<Response, ApiError> {
+    let engine = state.engine();
+    let user = engine.store().get_user(auth.session.user_id()).await?;
+    let hash = user.map(|u| u.password_hash);
+    let password = Password::new(body.password).ok();
+    // Sidecar users have no password here: `verify(.., None)` fails after the
+    // dummy hash, in the same time.
+    let verified = state
+        .with_hasher(move |h| password.is_some_and(|p| h.verify(&p, hash.as_ref())))
+        .await?;
+    if !verified {
+        engine
+            .record(
+                EventKind::LoginFailed,
+                Some(auth.session.user_id()),
+                Some(&auth.session.id()),
+                None,
+            )
+            .await;
+        return Err(ApiError::InvalidCredentials);
+    }
+    let issued = engine
+        .elevate(&auth.session)
+        .await
+        .map_err(|e| auth.credential.reject(e))?;
+    let view = SessionView::from(&issued.session);
+    if let Some(old) = &auth.access {
+        let access = state.issue_access_token(&issued.session, old.client_id())?;
+        return Ok(Json(ElevatedAccess {
+            view,
+            access_token: access.secret().to_owned(),
+            token_type: "Bearer",
+            expires_in: access.expires_in(),
+        })
+        .into_response());
+    }
+    if auth.credential.is_bearer() {
+        let body = RotatedSession {
+            view,
+            session_token: Some(issued.token.reveal().to_string()),
+        };
+        return Ok(Json(body).into_response());
+    }
+    let body = RotatedSession {
+        view,
+        session_token: None,
+    };
+    Ok(with_cookie(StatusCode::OK, &issued, Json(body)))
+}
+
+/// The answer of a step-up with an access token: the session and a new access
+/// token. Secret: `Debug` omits the token.
+#[derive(Serialize)]
+struct ElevatedAccess {
+    #[serde(flatten)]
+    view: SessionView,
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
 }
 
 /// `GET /v1/session/status`: the current session without counting as activity.
@@ -264,6 +385,11 @@ pub async fn change_password<S: Store, C: Clock>(
     Client(client): Client,
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> Result<Response, ApiError> {
+    state
+        .engine()
+        .require_step_up(&auth.session)
+        .await
+        .map_err(|e| auth.credential.reject(e))?;
     let new = Password::new_for_setting(body.new_password).map_err(ApiError::WeakPassword)?;
     let current = Password::new(body.current_password).map_err(|_| ApiError::InvalidCredentials)?;
     let user = state
@@ -344,22 +470,21 @@ pub async fn revoke_others<S: Store, C: Clock>(
 /// A response carrying `issued`'s token in the session cookie. The token goes only
 /// into `Set-Cookie`, never into the body.
 fn with_cookie(status: StatusCode, issued: &Issued, body: impl IntoResponse) -> Response {
-    let token = issued.token.reveal();
-    let cookie = format!("{SESSION_COOKIE}={}; {COOKIE_ATTRIBUTES}", token.as_str());
-    let mut res = (status, body).into_response();
-    match HeaderValue::try_from(cookie) {
+    match session_cookie(&issued.token) {
         Ok(v) => {
+            let mut res = (status, body).into_response();
             res.headers_mut().insert(header::SET_COOKIE, v);
             res
         }
-        // Tokens are base64url: always a valid header value.
-        Err(_) => ApiError::Internal("session token is not a header value".into()).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::COOKIE_ATTRIBUTES;
+    use crate::extract::SESSION_COOKIE;
 
     #[test]
     fn clearing_cookie_matches_the_session_cookie() {
