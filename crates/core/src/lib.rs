@@ -21,6 +21,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod guidance;
 pub mod memory;
 pub mod model;
 pub mod password;
