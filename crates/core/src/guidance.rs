@@ -37,7 +37,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::policy::Policy;
-use crate::profile::{ProfileName, Profiles};
+use crate::profile::{BUILT_IN, ProfileName, Profiles};
 
 /// NIST SP 800-63B-4 §2.2.3, AAL2 reauthentication.
 pub const NIST_AAL2: &str = "NIST SP 800-63B-4 §2.2.3 (AAL2)";
@@ -439,10 +439,16 @@ pub fn check_policy(level: Level, policy: &Policy) -> Vec<Finding> {
     level.rules().iter().map(|r| r.check(policy)).collect()
 }
 
-/// Measures every profile against its guidance, in name order.
+/// Measures every profile against its guidance: the built-in profiles first
+/// (`standard`, `sensitive`, `admin`), then the others by name.
 pub fn check(profiles: &Profiles) -> Vec<ProfileReport> {
-    profiles
-        .iter()
+    let mut named: Vec<_> = profiles.iter().collect();
+    named.sort_by_key(|(name, _)| {
+        let built_in = BUILT_IN.iter().position(|b| *b == name.as_str());
+        (built_in.unwrap_or(BUILT_IN.len()), *name)
+    });
+    named
+        .into_iter()
         .map(|(name, policy)| {
             let level = Level::of(name);
             ProfileReport {
@@ -455,20 +461,23 @@ pub fn check(profiles: &Profiles) -> Vec<ProfileReport> {
         .collect()
 }
 
-/// A duration in the configuration's own notation, largest units first:
-/// `90d`, `12h`, `1h30m`, `5s`, `0s`.
+/// A duration in the configuration's own notation: whole days from two days up
+/// (`90d`), otherwise hours, minutes and seconds (`24h`, `1h30m`, `5s`, `0s`).
 struct Human(Duration);
 
 impl fmt::Display for Human {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const DAY: u64 = 86_400;
         let secs = self.0.as_secs();
         let millis = self.0.subsec_millis();
         if secs == 0 && millis == 0 {
             return f.write_str("0s");
         }
+        if millis == 0 && secs >= 2 * DAY && secs.is_multiple_of(DAY) {
+            return write!(f, "{}d", secs / DAY);
+        }
         let parts = [
-            (secs / 86_400, "d"),
-            (secs % 86_400 / 3600, "h"),
+            (secs / 3600, "h"),
             (secs % 3600 / 60, "m"),
             (secs % 60, "s"),
             (u64::from(millis), "ms"),
@@ -523,7 +532,7 @@ mod tests {
     fn built_in_profiles_are_within_their_own_guidance() {
         let reports = check(&Profiles::default());
         let names: Vec<_> = reports.iter().map(|r| r.profile.as_str()).collect();
-        assert_eq!(names, ["admin", "sensitive", "standard"]);
+        assert_eq!(names, ["standard", "sensitive", "admin"]);
         for r in &reports {
             assert_eq!(Level::of(&r.profile).profile(), r.profile.as_str());
             assert!(r.findings.iter().all(|f| f.status == Status::Ok), "{r:?}");
@@ -757,14 +766,17 @@ mod tests {
                 ..builtin("admin")
             },
         );
+        profiles.insert(ProfileName::new("aaa").unwrap(), Policy::default());
         let reports = check(&profiles);
-        let admin = &reports[0];
-        assert_eq!(admin.profile.as_str(), "admin");
+        let names: Vec<_> = reports.iter().map(|r| r.profile.as_str()).collect();
+        assert_eq!(names, ["standard", "sensitive", "admin", "aaa"]);
+        let admin = &reports[2];
         let exceeding: Vec<_> = admin.exceeding().map(|f| f.setting).collect();
         assert_eq!(exceeding, [Setting::MaxSessions]);
         let advisories: Vec<_> = admin.advisories().map(|f| f.setting).collect();
         assert_eq!(advisories, [Setting::RenewalInterval]);
-        assert!(reports[1..].iter().all(|r| r.exceeding().count() == 0));
+        let mut others = reports.iter().filter(|r| r.profile.as_str() != "admin");
+        assert!(others.all(|r| r.exceeding().count() == 0));
     }
 
     #[test]
@@ -775,6 +787,9 @@ mod tests {
             (secs(30 * MIN), "30m"),
             (secs(HOUR + 30 * MIN), "1h30m"),
             (secs(12 * HOUR), "12h"),
+            (secs(24 * HOUR), "24h"),
+            (secs(36 * HOUR), "36h"),
+            (secs(2 * 86_400), "2d"),
             (secs(90 * 86_400), "90d"),
             (Duration::from_millis(1500), "1s500ms"),
         ] {
