@@ -61,6 +61,7 @@ pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod policy_check;
 pub mod routes;
 pub mod state;
 
