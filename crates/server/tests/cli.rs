@@ -1,7 +1,7 @@
 //! The built binary on a real socket: the stdout contract (`sessionguard listening
 //! on http://ADDR`, demo credentials), `--listen 127.0.0.1:0`, `--data-dir`, peer
 //! addresses, a clean exit on SIGTERM, `sessionguard keys rotate`, and `sessionguard
-//! policy check`.
+//! policy check` with the matching start-up warnings.
 
 #![cfg(unix)]
 
@@ -500,4 +500,66 @@ fn policy_check_exits_2_on_an_invalid_config() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_server_warns_at_start_about_settings_beyond_the_guidance() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sessionguard.toml");
+    std::fs::write(&config, "[profiles.admin]\nmax_sessions = 0\n").unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sessionguard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("SESSIONGUARD_ADMIN_TOKEN")
+        .env_remove("SESSIONGUARD_IDLE_TIMEOUT")
+        .env_remove("SESSIONGUARD_ABSOLUTE_TIMEOUT")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    // A thread reads stdout so that a silent server fails the test instead of
+    // hanging it.
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let listening = lines
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the server printed nothing");
+    assert!(
+        listening.starts_with("sessionguard listening on "),
+        "{listening}"
+    );
+    // The warnings come before the listening line: the server can go now.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let warnings: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("exceeds the guidance"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    let warning = warnings[0];
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("profile=admin"), "{warning}");
+    assert!(warning.contains("max_sessions"), "{warning}");
+    assert!(warning.contains("value=unlimited"), "{warning}");
 }
