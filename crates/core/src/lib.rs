@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod clock;
 pub mod engine;
+pub mod guidance;
 pub mod memory;
 pub mod model;
 pub mod password;

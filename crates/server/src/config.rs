@@ -10,6 +10,9 @@
 //! audience = "http://127.0.0.1:8080"       # `aud` of access tokens; default public_origin
 //! introspection_tokens = ["..."]           # resource servers allowed to call /v1/introspect
 //! [policy]
+//! profile = "standard"                     # the default profile: standard, sensitive, admin
+//!                                          # or one defined under [profiles]
+//! # Every key below overrides the default profile's own value.
 //! idle_timeout = "30m"
 //! absolute_timeout = "12h"
 //! tombstone_retention = "1h"
@@ -17,17 +20,34 @@
 //! refresh_reuse_grace = "5s"               # "0s" turns the grace window off
 //! api_token_max_ttl = "90d"
 //! revoke_api_tokens_on_password_change = true
+//! max_sessions = 0                         # live sessions per user; 0 = unlimited
+//! on_limit = "evict_oldest"                # or "reject_new"
+//! step_up_ttl = "5m"
+//! renewal_interval = "0s"                  # "0s" turns renewal off
+//! renewal_overlap = "30s"
+//! [profiles.admin]                         # overrides fields of a built-in profile...
+//! idle_timeout = "5m"
+//! [profiles.partners]                      # ...or defines a profile, starting from
+//! max_sessions = 2                         # the built-in `standard` values
+//! on_limit = "reject_new"
 //! [keys]
 //! algorithm = "EdDSA"                      # or "ES256"
 //! rotation_period = "30d"                  # at least 1h
 //! ```
 //!
+//! Profiles are built in this order, each step overriding the one before: the
+//! built-in profile (`standard`'s values for a new name), its `[profiles.NAME]`
+//! table, then, for the default profile only, `[policy]` and the environment.
+//! [`Config::policy`] is the default profile's resulting policy.
+//!
 //! Environment: `SESSIONGUARD_LISTEN`, `SESSIONGUARD_DATA_DIR`,
 //! `SESSIONGUARD_PUBLIC_ORIGIN`, `SESSIONGUARD_ADMIN_TOKEN`,
-//! `SESSIONGUARD_IDLE_TIMEOUT`, `SESSIONGUARD_ABSOLUTE_TIMEOUT`. Durations are
-//! human-readable (`90s`, `15m`, `12h`). Unknown keys are errors, and every error
-//! names the key it is about.
+//! `SESSIONGUARD_IDLE_TIMEOUT`, `SESSIONGUARD_ABSOLUTE_TIMEOUT` (the last two apply
+//! to the default profile). Durations are human-readable (`90s`, `15m`, `12h`).
+//! Unknown keys and profile names are errors, and every error names the dotted key
+//! it is about (`policy.idle_timeout`, `profiles.admin.max_sessions`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,7 +55,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sessionguard_core::policy::MAX_TIMEOUT;
-use sessionguard_core::{Policy, PolicyError, TokenId};
+use sessionguard_core::profile::{self, BUILT_IN};
+use sessionguard_core::{OnLimit, Policy, ProfileError, ProfileName, Profiles, TokenId};
 use sessionguard_jwt::Algorithm;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -65,8 +86,12 @@ pub struct Config {
     /// Bearer tokens of resource servers allowed to call `POST /v1/introspect`
     /// (the admin token may too). Empty by default.
     pub introspection_tokens: Vec<IntrospectionToken>,
-    /// Session timeouts and token lifetimes.
+    /// The default profile's policy: session timeouts, limits and token lifetimes.
+    /// Always equal to `profiles.default_policy()`.
     pub policy: Policy,
+    /// Every policy profile (the built-in ones, overridden or extended by
+    /// `[profiles.NAME]`) and which one is the default (`policy.profile`).
+    pub profiles: Profiles,
 }
 
 /// The `[keys]` table: how access tokens are signed.
@@ -112,6 +137,7 @@ impl fmt::Debug for Config {
             .field("keys", &self.keys)
             .field("introspection_tokens", &self.introspection_tokens)
             .field("policy", &self.policy)
+            .field("profiles", &self.profiles)
             .finish()
     }
 }
@@ -240,6 +266,16 @@ pub enum ConfigError {
         /// Where the value came from.
         origin: Origin,
     },
+    /// A field of a `[profiles.NAME]` table is present but unusable.
+    #[error("profiles.{profile}.{key}: {problem}")]
+    InvalidProfile {
+        /// The profile (a valid profile name).
+        profile: String,
+        /// The field, e.g. `idle_timeout`.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// Where a configuration value came from.
@@ -277,19 +313,188 @@ struct FileConfig {
     #[serde(default)]
     policy: FilePolicy,
     #[serde(default)]
+    profiles: BTreeMap<String, FileProfile>,
+    #[serde(default)]
     keys: FileKeys,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FilePolicy {
-    idle_timeout: Option<String>,
-    absolute_timeout: Option<String>,
-    tombstone_retention: Option<String>,
-    access_token_ttl: Option<String>,
-    refresh_reuse_grace: Option<String>,
-    api_token_max_ttl: Option<String>,
-    revoke_api_tokens_on_password_change: Option<bool>,
+/// Declares the `[policy]` table and the `[profiles.NAME]` tables (the same keys
+/// but `profile`) from one list of fields.
+macro_rules! policy_tables {
+    ($($field:ident: $ty:ty,)*) => {
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct FilePolicy {
+            profile: Option<String>,
+            $($field: Option<$ty>,)*
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct FileProfile {
+            $($field: Option<$ty>,)*
+        }
+
+        impl From<FileProfile> for FilePolicy {
+            fn from(table: FileProfile) -> Self {
+                FilePolicy {
+                    profile: None,
+                    $($field: table.$field,)*
+                }
+            }
+        }
+    };
+}
+
+policy_tables! {
+    idle_timeout: String,
+    absolute_timeout: String,
+    tombstone_retention: String,
+    access_token_ttl: String,
+    refresh_reuse_grace: String,
+    api_token_max_ttl: String,
+    revoke_api_tokens_on_password_change: bool,
+    max_sessions: u32,
+    on_limit: String,
+    step_up_ttl: String,
+    renewal_interval: String,
+    renewal_overlap: String,
+}
+
+/// The dotted `[policy]` key of each policy field.
+const POLICY_KEYS: [(&str, &str); 12] = [
+    ("idle_timeout", "policy.idle_timeout"),
+    ("absolute_timeout", "policy.absolute_timeout"),
+    ("tombstone_retention", "policy.tombstone_retention"),
+    ("access_token_ttl", "policy.access_token_ttl"),
+    ("refresh_reuse_grace", "policy.refresh_reuse_grace"),
+    ("api_token_max_ttl", "policy.api_token_max_ttl"),
+    (
+        "revoke_api_tokens_on_password_change",
+        "policy.revoke_api_tokens_on_password_change",
+    ),
+    ("max_sessions", "policy.max_sessions"),
+    ("on_limit", "policy.on_limit"),
+    ("step_up_ttl", "policy.step_up_ttl"),
+    ("renewal_interval", "policy.renewal_interval"),
+    ("renewal_overlap", "policy.renewal_overlap"),
+];
+
+/// The dotted key of policy field `field` in `[policy]`.
+fn policy_key(field: &str) -> &'static str {
+    POLICY_KEYS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map_or("policy", |(_, key)| key)
+}
+
+/// Which table a policy field was read from, for error messages.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// `[policy]` (and the environment): the default profile.
+    Policy,
+    /// `[profiles.NAME]`.
+    Profile(&'a ProfileName),
+}
+
+impl Scope<'_> {
+    fn error(self, field: &'static str, problem: String, origin: Origin) -> ConfigError {
+        match self {
+            Scope::Policy => ConfigError::Invalid {
+                key: policy_key(field),
+                problem,
+                origin,
+            },
+            Scope::Profile(name) => ConfigError::InvalidProfile {
+                profile: name.to_string(),
+                key: field,
+                problem,
+            },
+        }
+    }
+}
+
+/// The policy fields a table set, and where each value came from.
+type SetFields = Vec<(&'static str, Origin)>;
+
+impl FilePolicy {
+    /// Sets on `policy` every field given in this table or, for the fields it
+    /// names, in `env` (which wins). `profile` is not a policy field: the caller
+    /// reads it first.
+    fn apply(
+        self,
+        policy: &mut Policy,
+        scope: Scope<'_>,
+        env: impl Fn(&'static str) -> Sourced<String>,
+    ) -> Result<SetFields, ConfigError> {
+        let mut set = SetFields::new();
+        let durations = [
+            ("idle_timeout", self.idle_timeout, &mut policy.idle_timeout),
+            (
+                "absolute_timeout",
+                self.absolute_timeout,
+                &mut policy.absolute_timeout,
+            ),
+            (
+                "tombstone_retention",
+                self.tombstone_retention,
+                &mut policy.tombstone_retention,
+            ),
+            (
+                "access_token_ttl",
+                self.access_token_ttl,
+                &mut policy.access_token_ttl,
+            ),
+            (
+                "refresh_reuse_grace",
+                self.refresh_reuse_grace,
+                &mut policy.refresh_reuse_grace,
+            ),
+            (
+                "api_token_max_ttl",
+                self.api_token_max_ttl,
+                &mut policy.api_token_max_ttl,
+            ),
+            ("step_up_ttl", self.step_up_ttl, &mut policy.step_up_ttl),
+            (
+                "renewal_interval",
+                self.renewal_interval,
+                &mut policy.renewal_interval,
+            ),
+            (
+                "renewal_overlap",
+                self.renewal_overlap,
+                &mut policy.renewal_overlap,
+            ),
+        ];
+        for (field, file_value, slot) in durations {
+            let raw = env(field).or(file_value.map(|v| (v, Origin::File)));
+            if let Some((v, origin)) = raw {
+                *slot = humantime::parse_duration(v.trim())
+                    .map_err(|_| scope.error(field, format!("invalid duration {v:?}"), origin))?;
+                set.push((field, origin));
+            }
+        }
+        if let Some(v) = self.revoke_api_tokens_on_password_change {
+            policy.revoke_api_tokens_on_password_change = v;
+            set.push(("revoke_api_tokens_on_password_change", Origin::File));
+        }
+        if let Some(n) = self.max_sessions {
+            policy.max_sessions = n;
+            set.push(("max_sessions", Origin::File));
+        }
+        if let Some(v) = self.on_limit {
+            policy.on_limit = OnLimit::parse(&v).ok_or_else(|| {
+                scope.error(
+                    "on_limit",
+                    format!("must be \"evict_oldest\" or \"reject_new\" (got {v:?})"),
+                    Origin::File,
+                )
+            })?;
+            set.push(("on_limit", Origin::File));
+        }
+        Ok(set)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -396,7 +601,6 @@ impl Config {
             None => None,
         };
 
-        let file_only = |v: Option<String>| v.map(|v| (v, Origin::File));
         let issuer = match file.issuer {
             Some(v) => identifier("issuer", v, true)?,
             None => public_origin.clone(),
@@ -440,51 +644,12 @@ impl Config {
             keys.rotation_period = period;
         }
 
-        let mut policy = Policy::default();
-        let durations = [
-            (
-                "policy.idle_timeout",
-                layer(file.policy.idle_timeout, "SESSIONGUARD_IDLE_TIMEOUT"),
-                &mut policy.idle_timeout,
-            ),
-            (
-                "policy.absolute_timeout",
-                layer(
-                    file.policy.absolute_timeout,
-                    "SESSIONGUARD_ABSOLUTE_TIMEOUT",
-                ),
-                &mut policy.absolute_timeout,
-            ),
-            (
-                "policy.tombstone_retention",
-                file_only(file.policy.tombstone_retention),
-                &mut policy.tombstone_retention,
-            ),
-            (
-                "policy.access_token_ttl",
-                file_only(file.policy.access_token_ttl),
-                &mut policy.access_token_ttl,
-            ),
-            (
-                "policy.refresh_reuse_grace",
-                file_only(file.policy.refresh_reuse_grace),
-                &mut policy.refresh_reuse_grace,
-            ),
-            (
-                "policy.api_token_max_ttl",
-                file_only(file.policy.api_token_max_ttl),
-                &mut policy.api_token_max_ttl,
-            ),
-        ];
-        for (key, raw, slot) in durations {
-            if let Some((v, origin)) = raw {
-                *slot = parse_duration(key, &v, origin)?;
-            }
-        }
-        if let Some(v) = file.policy.revoke_api_tokens_on_password_change {
-            policy.revoke_api_tokens_on_password_change = v;
-        }
-        policy.validate().map_err(policy_error)?;
+        let profiles = build_profiles(file.policy, file.profiles, |field| match field {
+            "idle_timeout" => layer(None, "SESSIONGUARD_IDLE_TIMEOUT"),
+            "absolute_timeout" => layer(None, "SESSIONGUARD_ABSOLUTE_TIMEOUT"),
+            _ => None,
+        })?;
+        let policy = profiles.default_policy().clone();
 
         Ok(Config {
             listen,
@@ -496,6 +661,7 @@ impl Config {
             keys,
             introspection_tokens,
             policy,
+            profiles,
         })
     }
 }
@@ -579,21 +745,80 @@ fn identifier(key: &'static str, v: String, url: bool) -> Result<String, ConfigE
     }
 }
 
-fn policy_error(e: PolicyError) -> ConfigError {
-    let key = match e.key {
-        "idle_timeout" => "policy.idle_timeout",
-        "absolute_timeout" => "policy.absolute_timeout",
-        "tombstone_retention" => "policy.tombstone_retention",
-        "access_token_ttl" => "policy.access_token_ttl",
-        "refresh_reuse_grace" => "policy.refresh_reuse_grace",
-        "api_token_max_ttl" => "policy.api_token_max_ttl",
-        _ => "policy",
-    };
-    ConfigError::Invalid {
-        key,
-        problem: e.problem.to_owned(),
-        origin: Origin::File,
+/// The profiles of a configuration: the built-in ones, then each `[profiles.NAME]`
+/// table over the built-in profile of that name (or `standard`'s values), then
+/// `[policy]` and `env` over the default profile; validated.
+fn build_profiles(
+    policy: FilePolicy,
+    tables: BTreeMap<String, FileProfile>,
+    env: impl Fn(&'static str) -> Sourced<String>,
+) -> Result<Profiles, ConfigError> {
+    let mut profiles = Profiles::default();
+    let mut set_in_tables = BTreeMap::new();
+    for (raw, table) in tables {
+        let name = ProfileName::new(&raw).map_err(|e| ConfigError::Invalid {
+            key: "profiles",
+            problem: format!("invalid profile name {raw:?}: {e}"),
+            origin: Origin::File,
+        })?;
+        let mut p = profile::built_in(name.as_str()).unwrap_or_default();
+        let set = FilePolicy::from(table).apply(&mut p, Scope::Profile(&name), |_| None)?;
+        set_in_tables.insert(name.to_string(), set);
+        profiles.insert(name, p);
     }
+
+    let mut policy = policy;
+    let default = match policy.profile.take() {
+        None => ProfileName::new("standard").expect("a valid name"),
+        Some(v) => ProfileName::new(&v)
+            .ok()
+            .filter(|n| profiles.get(n.as_str()).is_some())
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "policy.profile",
+                problem: format!(
+                    "unknown profile {v:?} (built in: {}; others need a [profiles.NAME] table)",
+                    BUILT_IN.join(", ")
+                ),
+                origin: Origin::File,
+            })?,
+    };
+    profiles.set_default(default.clone());
+    let mut p = profiles.default_policy().clone();
+    let set_in_policy = policy.apply(&mut p, Scope::Policy, env)?;
+    profiles.insert(default.clone(), p);
+
+    profiles.validate().map_err(|e| match e {
+        ProfileError::Policy { profile, source } => {
+            let origin_in = |set: &SetFields| {
+                set.iter()
+                    .find(|(field, _)| *field == source.key)
+                    .map(|(_, origin)| *origin)
+            };
+            let from_policy = origin_in(&set_in_policy);
+            let from_table = set_in_tables.get(&profile).and_then(origin_in);
+            // The default profile's fields are named as `[policy]` keys, unless the
+            // offending value was set in its own `[profiles.NAME]` table only.
+            if profile == default.as_str() && (from_policy.is_some() || from_table.is_none()) {
+                ConfigError::Invalid {
+                    key: policy_key(source.key),
+                    problem: source.problem.to_owned(),
+                    origin: from_policy.unwrap_or(Origin::File),
+                }
+            } else {
+                ConfigError::InvalidProfile {
+                    profile,
+                    key: source.key,
+                    problem: source.problem.to_owned(),
+                }
+            }
+        }
+        ProfileError::UnknownDefault(name) => ConfigError::Invalid {
+            key: "policy.profile",
+            problem: format!("unknown profile {name:?}"),
+            origin: Origin::File,
+        },
+    })?;
+    Ok(profiles)
 }
 
 /// Checks that `s` is `scheme://host[:port]` (http or https, nothing after) and

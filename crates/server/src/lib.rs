@@ -67,6 +67,7 @@ pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod policy_check;
 pub mod routes;
 pub mod state;
 
@@ -261,6 +262,7 @@ pub enum ServeError {
 /// http://ADDR` to stdout and serves until SIGINT or SIGTERM, with the reaper and
 /// the key upkeep ([`keys`]) running alongside.
 pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
+    policy_check::log_violations(&config.profiles);
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
         source,

@@ -1,7 +1,8 @@
 //! The `sessionguard` binary.
 //!
 //! Exit codes: 0 after a clean shutdown (or a done command), 1 when the server or
-//! command fails at run time (the whole error chain is printed), 2 for usage and
+//! command fails at run time (the whole error chain is printed) or, for `policy
+//! check`, when a setting exceeds the guidance for its profile, 2 for usage and
 //! configuration errors.
 
 use std::io::{IsTerminal as _, Write as _};
@@ -10,8 +11,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sessionguard_core::guidance;
 use sessionguard_core::{Clock as _, SystemClock};
-use sessionguard_server::{Config, KEY_FILE, Overrides, config::process_env, keys};
+use sessionguard_server::{Config, KEY_FILE, Overrides, config::process_env, keys, policy_check};
 use tracing_subscriber::EnvFilter;
 
 /// sessionguard: a session authority for web apps and REST APIs.
@@ -44,6 +46,23 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Inspect the session policy profiles.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print every profile's effective settings next to the guidance they are
+    /// measured against (NIST SP 800-63B-4, OWASP) and its source. Exits 1 when a
+    /// setting exceeds the guidance for its profile.
+    Check {
+        /// TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -113,7 +132,37 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Policy {
+            command: PolicyCommand::Check { config },
+        } => {
+            let config = match Config::load(config.as_deref(), process_env, &Overrides::default()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("config error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match check_policy(&config) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
+}
+
+/// `policy check`: prints the report; `Ok(true)` when every setting is within
+/// the guidance for its profile.
+fn check_policy(config: &Config) -> anyhow::Result<bool> {
+    let reports = guidance::check(&config.profiles);
+    let mut out = std::io::stdout().lock();
+    out.write_all(policy_check::render(&reports).as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")?;
+    Ok(!policy_check::any_exceeding(&reports))
 }
 
 /// `keys rotate`: prints `rotated: new key <kid>` (a key id is public).

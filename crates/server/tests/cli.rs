@@ -1,6 +1,7 @@
 //! The built binary on a real socket: the stdout contract (`sessionguard listening
 //! on http://ADDR`, demo credentials), `--listen 127.0.0.1:0`, `--data-dir`, peer
-//! addresses, a clean exit on SIGTERM, and `sessionguard keys rotate`.
+//! addresses, a clean exit on SIGTERM, `sessionguard keys rotate`, and `sessionguard
+//! policy check` with the matching start-up warnings.
 
 #![cfg(unix)]
 
@@ -325,4 +326,240 @@ fn keys_rotate_exits_2_on_a_bad_config_and_1_on_an_unusable_key_file() {
     );
     assert!(stderr.contains("invalid key file"), "{stderr}");
     assert!(out.stdout.is_empty());
+}
+
+// ------------------------------------------------------------- policy check
+
+/// `sessionguard policy check` with `config` (if any) written to a file, the
+/// process environment cleared of settings and `env` added.
+fn policy_check(config: Option<&str>, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessionguard"));
+    for var in ["SESSIONGUARD_IDLE_TIMEOUT", "SESSIONGUARD_ABSOLUTE_TIMEOUT"] {
+        cmd.env_remove(var);
+    }
+    cmd.args(["policy", "check"])
+        .env("RUST_LOG", "off")
+        .envs(env.iter().copied());
+    if let Some(text) = config {
+        let file = dir.path().join("sessionguard.toml");
+        std::fs::write(&file, text).unwrap();
+        cmd.arg("--config").arg(file);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The table row of `setting` under the heading of `profile`.
+fn row<'a>(stdout: &'a str, profile: &str, setting: &str) -> &'a str {
+    let heading = format!("Profile {profile}");
+    stdout
+        .split("\n\n")
+        .find(|block| block.starts_with(&heading))
+        .unwrap_or_else(|| panic!("no table for {profile}: {stdout}"))
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{setting} ")))
+        .unwrap_or_else(|| panic!("no row {setting} for {profile}: {stdout}"))
+}
+
+#[test]
+fn policy_check_passes_the_defaults_and_prints_every_profile_against_its_guidance() {
+    let (code, stdout, stderr) = policy_check(None, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    for heading in [
+        "Profile standard (default): measured against NIST SP 800-63B-4 (2025) AAL2 + OWASP",
+        "Profile sensitive: measured against NIST SP 800-63B-4 (2025) AAL2",
+        "Profile admin: measured against NIST SP 800-63B-4 (2025) AAL3",
+    ] {
+        assert!(stdout.contains(heading), "{stdout}");
+    }
+    let idle: Vec<_> = row(&stdout, "admin", "idle_timeout")
+        .split_whitespace()
+        .collect();
+    assert_eq!(&idle[..5], ["idle_timeout", "10m", "<=", "15m", "ok"]);
+    assert!(idle.join(" ").ends_with("NIST SP 800-63B-4 §2.3.3 (AAL3)"));
+    let absolute = row(&stdout, "standard", "absolute_timeout");
+    assert!(
+        absolute.contains("12h") && absolute.contains("<= 24h"),
+        "{absolute}"
+    );
+    assert!(
+        absolute.ends_with("NIST SP 800-63B-4 §2.2.3 (AAL2)"),
+        "{absolute}"
+    );
+    assert!(row(&stdout, "standard", "max_sessions").contains("unlimited"));
+    assert_eq!(
+        stdout.lines().last(),
+        Some(
+            "policy check passed: 24 settings in 3 profiles: 24 ok, 0 advisory, \
+             0 exceeding the guidance"
+        )
+    );
+
+    // The same with an explicit, valid file that stays within the guidance.
+    let good = "[policy]\nprofile = \"sensitive\"\nidle_timeout = \"10m\"\n\
+                [profiles.admin]\nidle_timeout = \"5m\"\n";
+    let (code, stdout, _) = policy_check(Some(good), &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("Profile sensitive (default)"), "{stdout}");
+    assert!(row(&stdout, "admin", "idle_timeout").contains(" 5m "));
+}
+
+#[test]
+fn policy_check_exits_1_naming_each_profile_and_key_beyond_the_guidance() {
+    let bad = r#"
+[policy]
+idle_timeout = "24h"
+absolute_timeout = "30d"
+[profiles.admin]
+max_sessions = 0
+[profiles.partners]
+access_token_ttl = "15m"
+"#;
+    let (code, stdout, stderr) = policy_check(Some(bad), &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    for line in [
+        "EXCEEDS standard.idle_timeout = 24h (guidance: <= 30m; source: OWASP",
+        "EXCEEDS standard.absolute_timeout = 30d (guidance: <= 24h; source: NIST SP 800-63B-4 §2.2.3 (AAL2))",
+        "EXCEEDS admin.max_sessions = unlimited (guidance: limited; source: NIST SP 800-53r5 AC-10)",
+        // A profile of its own is measured against the `standard` guidance.
+        "EXCEEDS partners.access_token_ttl = 15m (guidance: < 10m; source: OpenID FAPI",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(line)),
+            "{line}\n{stdout}"
+        );
+    }
+    assert!(row(&stdout, "standard", "idle_timeout").contains("EXCEEDS"));
+    assert!(row(&stdout, "admin", "max_sessions").contains("EXCEEDS"));
+    assert!(row(&stdout, "admin", "idle_timeout").contains(" ok "));
+    assert!(stdout.contains("Profile partners: measured against NIST SP 800-63B-4 (2025) AAL2"));
+    assert_eq!(
+        stdout.lines().last(),
+        Some(
+            "policy check FAILED: 32 settings in 4 profiles: 28 ok, 0 advisory, \
+             4 exceeding the guidance"
+        )
+    );
+
+    // The timeout variables count too: they change the default profile.
+    let (code, stdout, _) = policy_check(None, &[("SESSIONGUARD_IDLE_TIMEOUT", "2h")]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("EXCEEDS standard.idle_timeout = 2h"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn policy_check_notes_advisories_without_failing() {
+    let (code, stdout, _) = policy_check(
+        Some("[profiles.sensitive]\nrenewal_interval = \"0s\"\n"),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("advisory sensitive.renewal_interval = off (guidance: on, <= 1h;"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("23 ok, 1 advisory, 0 exceeding the guidance\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn policy_check_exits_2_on_an_invalid_config() {
+    for (config, error) in [
+        (
+            "[profiles.admin]\nidle_timeout = \"9h\"\n",
+            "config error: profiles.admin.idle_timeout: must not be longer than absolute_timeout",
+        ),
+        (
+            "[policy]\nprofile = \"nope\"\n",
+            "config error: policy.profile: unknown profile \"nope\"",
+        ),
+        (
+            "[profiles.admin]\nidle_timout = \"5m\"\n",
+            "profiles.admin.idle_timout: unknown field",
+        ),
+    ] {
+        let (code, stdout, stderr) = policy_check(Some(config), &[]);
+        assert_eq!(code, Some(2), "{config}: {stdout}{stderr}");
+        assert!(stderr.contains(error), "{config}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionguard"))
+        .args(["policy", "check", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_server_warns_at_start_about_settings_beyond_the_guidance() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sessionguard.toml");
+    std::fs::write(&config, "[profiles.admin]\nmax_sessions = 0\n").unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sessionguard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("SESSIONGUARD_ADMIN_TOKEN")
+        .env_remove("SESSIONGUARD_IDLE_TIMEOUT")
+        .env_remove("SESSIONGUARD_ABSOLUTE_TIMEOUT")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    // A thread reads stdout so that a silent server fails the test instead of
+    // hanging it.
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let listening = lines
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the server printed nothing");
+    assert!(
+        listening.starts_with("sessionguard listening on "),
+        "{listening}"
+    );
+    // The warnings come before the listening line: the server can go now.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let warnings: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("exceeds the guidance"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    let warning = warnings[0];
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("profile=admin"), "{warning}");
+    assert!(warning.contains("max_sessions"), "{warning}");
+    assert!(warning.contains("value=unlimited"), "{warning}");
 }

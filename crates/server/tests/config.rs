@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use sessionguard_core::profile::built_in;
+use sessionguard_core::{OnLimit, Policy, Profiles};
 use sessionguard_jwt::Algorithm;
 use sessionguard_server::{Config, ConfigError, Overrides};
 
@@ -322,6 +324,218 @@ fn a_missing_file_is_an_error_naming_it() {
     assert!(err.to_string().contains("/nonexistent/sg.toml"), "{err}");
 }
 
+// ------------------------------------------------------------- policy profiles
+
+/// The policy of profile `name` in `c`.
+#[track_caller]
+fn profile(c: &Config, name: &str) -> Policy {
+    c.profiles.get(name).expect("defined").1.clone()
+}
+
+#[test]
+fn without_profile_settings_the_built_ins_apply_and_standard_is_the_default() {
+    let c = parse("").unwrap();
+    assert_eq!(c.profiles, Profiles::default());
+    assert_eq!(c.profiles.default_name().as_str(), "standard");
+    assert_eq!(c.policy, built_in("standard").unwrap());
+    assert_eq!(c.policy.max_sessions, 0);
+    assert_eq!(c.policy.step_up_ttl, Duration::from_secs(300));
+    assert_eq!(c.policy.renewal_interval, Duration::ZERO);
+}
+
+#[test]
+fn policy_profile_picks_the_default_and_policy_fields_override_it() {
+    let c = parse("[policy]\nprofile = \"admin\"\nidle_timeout = \"5m\"\n").unwrap();
+    assert_eq!(c.profiles.default_name().as_str(), "admin");
+    let mut admin = built_in("admin").unwrap();
+    admin.idle_timeout = Duration::from_secs(300);
+    assert_eq!(c.policy, admin);
+    assert_eq!(profile(&c, "admin"), admin);
+    // The other profiles keep their values.
+    assert_eq!(profile(&c, "standard"), built_in("standard").unwrap());
+    assert_eq!(profile(&c, "sensitive"), built_in("sensitive").unwrap());
+
+    // Without `profile`, [policy] changes `standard` only.
+    let c = parse("[policy]\nidle_timeout = \"20m\"\n").unwrap();
+    assert_eq!(
+        profile(&c, "standard").idle_timeout,
+        Duration::from_secs(1200)
+    );
+    assert_eq!(profile(&c, "admin").idle_timeout, Duration::from_secs(600));
+}
+
+#[test]
+fn the_session_limit_step_up_and_renewal_keys_parse() {
+    let c = parse(
+        r#"
+[policy]
+max_sessions = 4
+on_limit = "reject_new"
+step_up_ttl = "2m"
+renewal_interval = "45m"
+renewal_overlap = "10s"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.policy.max_sessions, 4);
+    assert_eq!(c.policy.on_limit, OnLimit::RejectNew);
+    assert_eq!(c.policy.step_up_ttl, Duration::from_secs(120));
+    assert_eq!(c.policy.renewal_interval, Duration::from_secs(45 * 60));
+    assert_eq!(c.policy.renewal_overlap, Duration::from_secs(10));
+    assert_eq!(c.policy, *c.profiles.default_policy());
+
+    // "0s" turns renewal off, also where the built-in profile has it on.
+    let c = parse("[policy]\nprofile = \"sensitive\"\nrenewal_interval = \"0s\"\n").unwrap();
+    assert_eq!(c.policy.renewal_interval, Duration::ZERO);
+}
+
+#[test]
+fn profile_tables_override_built_ins_and_define_new_profiles_from_standard() {
+    let c = parse(
+        r#"
+[profiles.admin]
+idle_timeout = "5m"
+[profiles.partners]
+max_sessions = 2
+on_limit = "reject_new"
+absolute_timeout = "4h"
+"#,
+    )
+    .unwrap();
+    let mut admin = built_in("admin").unwrap();
+    admin.idle_timeout = Duration::from_secs(300);
+    assert_eq!(profile(&c, "admin"), admin);
+    let mut partners = built_in("standard").unwrap();
+    partners.max_sessions = 2;
+    partners.on_limit = OnLimit::RejectNew;
+    partners.absolute_timeout = Duration::from_secs(4 * 3600);
+    assert_eq!(profile(&c, "partners"), partners);
+    assert_eq!(c.profiles.iter().count(), 4);
+    assert_eq!(c.policy, built_in("standard").unwrap());
+
+    // A defined profile can be the default.
+    let c =
+        parse("[policy]\nprofile = \"partners\"\n[profiles.partners]\nmax_sessions = 2\n").unwrap();
+    assert_eq!(c.profiles.default_name().as_str(), "partners");
+    assert_eq!(c.policy.max_sessions, 2);
+}
+
+#[test]
+fn policy_fields_win_over_the_default_profiles_own_table() {
+    let c = parse(
+        r#"
+[policy]
+profile = "sensitive"
+idle_timeout = "10m"
+[profiles.sensitive]
+idle_timeout = "12m"
+max_sessions = 5
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.policy.idle_timeout, Duration::from_secs(600));
+    assert_eq!(c.policy.max_sessions, 5);
+    assert_eq!(c.policy.absolute_timeout, Duration::from_secs(12 * 3600));
+}
+
+#[test]
+fn timeout_variables_apply_to_the_default_profile_only() {
+    let env = env_of(&[
+        ("SESSIONGUARD_IDLE_TIMEOUT", "5m"),
+        ("SESSIONGUARD_ABSOLUTE_TIMEOUT", "2h"),
+    ]);
+    let toml = "[policy]\nprofile = \"sensitive\"\nidle_timeout = \"10m\"\n";
+    let c = Config::from_toml(toml, env, &Overrides::default()).unwrap();
+    assert_eq!(c.policy.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.policy.absolute_timeout, Duration::from_secs(7200));
+    assert_eq!(profile(&c, "sensitive"), c.policy);
+    assert_eq!(profile(&c, "standard"), built_in("standard").unwrap());
+}
+
+#[test]
+fn bad_profile_settings_are_refused_by_dotted_key() {
+    for (toml, key) in [
+        (
+            "[profiles.admin]\nidle_timeout = \"soon\"\n",
+            "profiles.admin.idle_timeout: invalid duration \"soon\"",
+        ),
+        (
+            "[profiles.admin]\nidle_timeout = \"9h\"\n",
+            "profiles.admin.idle_timeout: must not be longer than absolute_timeout",
+        ),
+        (
+            "[profiles.partners]\non_limit = \"random\"\n",
+            "profiles.partners.on_limit: must be \"evict_oldest\" or \"reject_new\"",
+        ),
+        (
+            "[profiles.partners]\nmax_sessions = 20000\n",
+            "profiles.partners.max_sessions: ",
+        ),
+        (
+            "[profiles.Admin]\nidle_timeout = \"5m\"\n",
+            "profiles: invalid profile name \"Admin\"",
+        ),
+        (
+            "[policy]\nprofile = \"nope\"\n",
+            "policy.profile: unknown profile \"nope\"",
+        ),
+        (
+            "[policy]\nprofile = \"Admin\"\n",
+            "policy.profile: unknown profile \"Admin\"",
+        ),
+        (
+            "[policy]\non_limit = \"random\"\n",
+            "policy.on_limit: must be \"evict_oldest\" or \"reject_new\" (got \"random\")",
+        ),
+        ("[policy]\nmax_sessions = 20000\n", "policy.max_sessions: "),
+        ("[policy]\nstep_up_ttl = \"0s\"\n", "policy.step_up_ttl: "),
+        (
+            "[policy]\nrenewal_interval = \"10s\"\n",
+            "policy.renewal_interval: must be 0s (off) or at least 1m",
+        ),
+        (
+            "[policy]\nrenewal_overlap = \"1h\"\n",
+            "policy.renewal_overlap: ",
+        ),
+        // The default profile's fields are [policy] keys...
+        (
+            "[policy]\nprofile = \"admin\"\nidle_timeout = \"9h\"\n",
+            "policy.idle_timeout: must not be longer than absolute_timeout",
+        ),
+        // ...unless the value came from its own table only.
+        (
+            "[profiles.standard]\nidle_timeout = \"0s\"\n",
+            "profiles.standard.idle_timeout: ",
+        ),
+    ] {
+        let msg = refused(toml);
+        assert!(msg.starts_with(key), "{toml}: {msg}");
+    }
+    // Unknown keys and wrong types in a profile table name the dotted key and line.
+    let msg = refused("[profiles.admin]\nidle_timout = \"5m\"\n");
+    assert!(msg.contains("profiles.admin.idle_timout"), "{msg}");
+    assert!(msg.contains("line 2"), "{msg}");
+    let msg = refused("[profiles.admin]\nprofile = \"standard\"\n");
+    assert!(
+        msg.contains("profiles.admin.profile: unknown field"),
+        "{msg}"
+    );
+    let msg = refused("[policy]\nmax_sessions = -1\n");
+    assert!(msg.contains("policy.max_sessions"), "{msg}");
+    let msg = refused("[profiles.admin]\nmax_sessions = \"one\"\n");
+    assert!(msg.contains("profiles.admin.max_sessions"), "{msg}");
+}
+
+#[test]
+fn a_timeout_variable_that_breaks_the_default_profile_is_named() {
+    let env = env_of(&[("SESSIONGUARD_IDLE_TIMEOUT", "13h")]);
+    let err = Config::from_toml("", env, &Overrides::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "policy.idle_timeout (from SESSIONGUARD_IDLE_TIMEOUT): must not be longer than absolute_timeout"
+    );
+}
+
 // ------------------------------------------------------------------ the binary
 
 fn sessionguard() -> Command {
@@ -396,6 +610,24 @@ fn the_binary_exits_2_on_a_bad_token_setting_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("config error: keys.rotation_period: must be between 1h and 10 years"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_binary_exits_2_on_a_bad_profile_naming_the_dotted_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sessionguard.toml");
+    std::fs::write(&file, "[profiles.admin]\nidle_timeout = \"9h\"\n").unwrap();
+    let out = sessionguard()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config error: profiles.admin.idle_timeout: must not be longer"),
         "{stderr}"
     );
 }
