@@ -33,6 +33,9 @@
 //! [keys]
 //! algorithm = "EdDSA"                      # or "ES256"
 //! rotation_period = "30d"                  # at least 1h
+//! [audit]
+//! mirror = "off"                           # or "stdout", or a file to append JSON lines to
+//! retention = "90d"                        # at least 1d
 //! ```
 //!
 //! Profiles are built in this order, each step overriding the one before: the
@@ -92,6 +95,40 @@ pub struct Config {
     /// Every policy profile (the built-in ones, overridden or extended by
     /// `[profiles.NAME]`) and which one is the default (`policy.profile`).
     pub profiles: Profiles,
+    /// The `[audit]` table: where the audit log is mirrored, and how long it is kept.
+    pub audit: AuditConfig,
+}
+
+/// The `[audit]` table. The audit log is always stored with the sessions; it can
+/// also be mirrored, one JSON object per line, for a log shipper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditConfig {
+    /// `mirror`: `"off"` (default), `"stdout"`, or the path of a file to append to.
+    pub mirror: AuditMirror,
+    /// `retention`: events older than this are deleted. Default 90 days; at least
+    /// 1 day.
+    pub retention: Duration,
+}
+
+/// Where audit events are mirrored as JSON lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditMirror {
+    /// Nowhere.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// A file, appended to (created with mode 0600 if missing).
+    File(PathBuf),
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            mirror: AuditMirror::Off,
+            retention: sessionguard_core::engine::DEFAULT_AUDIT_RETENTION,
+        }
+    }
 }
 
 /// The `[keys]` table: how access tokens are signed.
@@ -316,6 +353,8 @@ struct FileConfig {
     profiles: BTreeMap<String, FileProfile>,
     #[serde(default)]
     keys: FileKeys,
+    #[serde(default)]
+    audit: FileAudit,
 }
 
 /// Declares the `[policy]` table and the `[profiles.NAME]` tables (the same keys
@@ -499,6 +538,13 @@ impl FilePolicy {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct FileAudit {
+    mirror: Option<String>,
+    retention: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct FileKeys {
     algorithm: Option<String>,
     rotation_period: Option<String>,
@@ -651,6 +697,31 @@ impl Config {
         })?;
         let policy = profiles.default_policy().clone();
 
+        let mut audit = AuditConfig::default();
+        match file.audit.mirror.as_deref() {
+            None | Some("off") => {}
+            Some("stdout") => audit.mirror = AuditMirror::Stdout,
+            Some("") => {
+                return Err(ConfigError::Invalid {
+                    key: "audit.mirror",
+                    problem: "must be \"off\", \"stdout\" or a file path".to_owned(),
+                    origin: Origin::File,
+                });
+            }
+            Some(path) => audit.mirror = AuditMirror::File(PathBuf::from(path)),
+        }
+        if let Some(v) = file.audit.retention {
+            let retention = parse_duration("audit.retention", &v, Origin::File)?;
+            if !(Duration::from_secs(86_400)..=MAX_TIMEOUT).contains(&retention) {
+                return Err(ConfigError::Invalid {
+                    key: "audit.retention",
+                    problem: "must be between 1d and 10 years".to_owned(),
+                    origin: Origin::File,
+                });
+            }
+            audit.retention = retention;
+        }
+
         Ok(Config {
             listen,
             data_dir,
@@ -662,6 +733,7 @@ impl Config {
             introspection_tokens,
             policy,
             profiles,
+            audit,
         })
     }
 }

@@ -61,6 +61,7 @@
 //! ```
 
 pub mod access;
+pub mod audit_log;
 pub mod config;
 pub mod context;
 pub mod csrf;
@@ -84,9 +85,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use sessionguard_core::{
-    Clock, Password, PasswordError, PolicyError, Store, SystemClock, TokenId, UserId,
-};
+use sessionguard_core::{Clock, Password, PasswordError, Store, SystemClock, TokenId, UserId};
 use sessionguard_jwt::JwtError;
 use sessionguard_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -227,9 +226,9 @@ pub enum ServeError {
     /// The store could not be opened, written or flushed.
     #[error("the session store failed")]
     Store(#[source] sessionguard_core::StoreError),
-    /// The policy is invalid (normally caught by [`Config`]).
-    #[error("invalid policy")]
-    Policy(#[source] PolicyError),
+    /// The server state could not be built (policy profiles, audit mirror).
+    #[error("cannot set up the server")]
+    State(#[source] state::StateError),
     /// The demo user's password could not be set.
     #[error("cannot create the demo user")]
     Demo(#[source] PasswordError),
@@ -299,7 +298,7 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
         config.admin_token = Some(token);
     }
     let state = AppState::with_keys(&config, store.clone(), SystemClock, signing_keys)
-        .map_err(ServeError::Policy)?;
+        .map_err(ServeError::State)?;
     if demo {
         ensure_demo_user(&state).await?;
     }

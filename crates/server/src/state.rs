@@ -4,12 +4,31 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use sessionguard_core::{Clock, Engine, PasswordHasher, PolicyError, Store, SystemClock};
+use sessionguard_core::{Clock, Engine, PasswordHasher, ProfileError, Store, SystemClock};
 use sessionguard_jwt::{Algorithm, KeySet, Verifier};
 use tokio::sync::Semaphore;
 
+use crate::audit_log;
 use crate::config::{AdminToken, Config, IntrospectionToken};
 use crate::error::ApiError;
+
+/// Why an [`AppState`] could not be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A policy profile is invalid (normally caught by [`Config`]).
+    #[error("invalid policy profiles")]
+    Profiles(#[source] ProfileError),
+    /// The audit mirror's file could not be opened.
+    #[error("cannot open the audit mirror {target}")]
+    AuditMirror {
+        /// The configured mirror.
+        target: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The engine, the password hasher, the signing keys and the request-facing
 /// settings, shared by every handler. Cheap to clone.
@@ -64,7 +83,7 @@ impl<S: Store, C: Clock> AppState<S, C> {
     /// Builds the state from a validated configuration, a store and a clock, with
     /// a fresh in-memory signing key (for tests and embedding; `serve` uses the
     /// key file through [`AppState::with_keys`]).
-    pub fn new(config: &Config, store: S, clock: C) -> Result<Self, PolicyError> {
+    pub fn new(config: &Config, store: S, clock: C) -> Result<Self, StateError> {
         let keys = KeySet::generate(config.keys.algorithm, clock.now());
         Self::with_keys(config, store, clock, keys)
     }
@@ -75,8 +94,19 @@ impl<S: Store, C: Clock> AppState<S, C> {
         store: S,
         clock: C,
         keys: KeySet,
-    ) -> Result<Self, PolicyError> {
-        let engine = Engine::with_clock(store, clock, config.policy.clone())?;
+    ) -> Result<Self, StateError> {
+        let mut engine = Engine::with_profiles(store, clock, config.profiles.clone())
+            .map_err(StateError::Profiles)?
+            .with_audit_retention(config.audit.retention);
+        let mirror = audit_log::open_mirror(&config.audit.mirror).map_err(|source| {
+            StateError::AuditMirror {
+                target: format!("{:?}", config.audit.mirror),
+                source,
+            }
+        })?;
+        if let Some(mirror) = mirror {
+            engine = engine.with_audit_mirror(mirror);
+        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(AppState {
             inner: Arc::new(Shared {
