@@ -188,6 +188,14 @@ impl Token {
         }
     }
 
+    /// A new token for the existing `id` with a fresh random verifier: a session
+    /// keeps its id (its public selector) when its token is rotated.
+    pub fn regenerate(kind: TokenKind, id: TokenId) -> Self {
+        let mut verifier = [0u8; VERIFIER_LEN];
+        fill_random(&mut verifier);
+        Token { kind, id, verifier }
+    }
+
     /// Assembles a token from its parts: for tools and tests (for example, to build a
     /// token that names a real id with a wrong verifier). Grants nothing that the
     /// documented format does not already allow.

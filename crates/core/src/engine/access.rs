@@ -191,7 +191,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         let absolute_deadline = state
             .absolute_deadline
             .min(state.created_at.saturating_add(policy.absolute_timeout));
-        let token = Token::generate(TokenKind::Session);
+        let token = Token::regenerate(TokenKind::Session, state.id);
         let rotation = TokenRotation {
             verifier_hash: token.verifier_hash(),
             issued_at: now,

@@ -389,22 +389,20 @@ impl<S: Store, C: Clock> Engine<S, C> {
         };
         let session = ValidSession::from_state(&state, policy);
         let limit = policy.session_limit();
-        match self
-            .store
-            .insert_session(SessionRecord { state, client }, limit)
-            .await
-        {
+        // The login's events carry the new session's client (for a sidecar login,
+        // the app's user, not the app calling us).
+        let record = SessionRecord {
+            state,
+            client: client.clone(),
+        };
+        match self.store.insert_session(record, limit).await {
             Ok(displaced) => {
                 for id in &displaced {
-                    self.record(
-                        EventKind::Displaced,
-                        Some(user),
-                        Some(id),
-                        Some(Reason::Displaced),
-                    )
-                    .await;
+                    let reason = Some(Reason::Displaced);
+                    self.record_from(&client, EventKind::Displaced, Some(user), Some(id), reason)
+                        .await;
                 }
-                self.record(event, Some(user), Some(&session.id), None)
+                self.record_from(&client, event, Some(user), Some(&session.id), None)
                     .await;
                 Ok(Issued { token, session })
             }
@@ -415,7 +413,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 ))
             }
             Err(StoreError::LimitReached) => {
-                self.record(EventKind::LoginRefused, Some(user), None, None)
+                self.record_from(&client, EventKind::LoginRefused, Some(user), None, None)
                     .await;
                 Err(Error::LimitReached)
             }
@@ -726,13 +724,26 @@ impl<S: Store, C: Clock> Engine<S, C> {
         session: Option<&SessionId>,
         reason: Option<Reason>,
     ) {
+        let client = crate::audit::current_client();
+        self.record_from(&client, kind, user, session, reason).await;
+    }
+
+    /// Records an audit event caused by `client`.
+    async fn record_from(
+        &self,
+        client: &ClientInfo,
+        kind: EventKind,
+        user: Option<&UserId>,
+        session: Option<&SessionId>,
+        reason: Option<Reason>,
+    ) {
         let event = AuditEvent {
             id: 0,
             at: self.clock.now(),
             kind,
             user: user.cloned(),
             session: session.copied(),
-            client: crate::audit::current_client(),
+            client: client.clone(),
             reason,
         };
         tracing::info!(

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sessionguard_core::{ClientInfo, Clock, Password, Reason, Store, UserAccess, UserId, audit};
+use sessionguard_core::{ClientInfo, Clock, Password, Reason, Store, UserAccess, UserId};
 
 use crate::error::ApiError;
 use crate::extract::{Admin, JsonBody, PathParam};
@@ -130,8 +130,8 @@ pub async fn create_session<S: Store, C: Clock>(
     let client = ClientInfo::new(body.user_agent.as_deref(), ip);
     let engine = state.engine();
     let epoch = engine.store().user_epoch(&user).await?.epoch;
-    // The session's client, not the app server calling us, is the login's client.
-    let issued = audit::with_client(client.clone(), engine.create_session(&user, epoch, client))
+    let issued = engine
+        .create_session(&user, epoch, client)
         .await
         .map_err(|e| match e {
             sessionguard_core::Error::Rejected(_) => {
