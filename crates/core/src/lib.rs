@@ -49,4 +49,4 @@ pub use policy::{OnLimit, Policy, PolicyError, SessionLimit};
 pub use profile::{ProfileError, ProfileName, Profiles};
 pub use reason::{Reason, Revocation};
 pub use store::{Purged, Store, StoreError, StoreResult};
-pub use token::{Token, TokenError, TokenId, TokenKind};
+pub use token::{Shard, Token, TokenError, TokenId, TokenKind};

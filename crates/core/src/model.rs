@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::clock::Timestamp;
 use crate::profile::ProfileName;
 use crate::reason::{Reason, Revocation};
-use crate::token::{TokenId, VerifierHash};
+use crate::token::{Shard, TokenId, VerifierHash};
 
 /// A session's public id: the selector of its token.
 pub type SessionId = TokenId;
@@ -42,6 +42,17 @@ impl UserId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The shard of this user's records: the first two bytes of a SHA-256 of the
+    /// id. Every token the engine mints for the user has its id in it.
+    pub fn shard(&self) -> Shard {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::new()
+            .chain_update(b"sessionguard/shard/v1\0")
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        Shard(u16::from_be_bytes([h[0], h[1]]))
     }
 }
 

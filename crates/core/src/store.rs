@@ -69,6 +69,11 @@ pub struct Purged {
 ///
 /// "Durable" below means: once the method returns `Ok`, the change survives a crash
 /// of the process (and, for replicated backends, of one node).
+///
+/// Every record's id is in its user's [`crate::Shard`]
+/// (`id.shard() == user.shard()`; the engine mints ids so): a distributed store may
+/// rely on it to keep a user's records together, and may refuse records that
+/// break it.
 pub trait Store: Send + Sync + 'static {
     /// Adds a new session, enforcing the user's concurrent-session limit.
     ///

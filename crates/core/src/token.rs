@@ -80,7 +80,15 @@ pub enum TokenError {
     BadChecksum,
 }
 
-/// The public part of a token: 16 random bytes that name a record in a store.
+/// One of 65 536 groups of users. Every record of a user — sessions, refresh
+/// tokens, API tokens — has an id in the user's shard (its first two bytes), so a
+/// store can find all of a user's data from any of its ids, and keep it together
+/// (a Redis Cluster hash slot) where atomic operations need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shard(pub u16);
+
+/// The public part of a token: 16 bytes that name a record in a store — the
+/// owner's [`Shard`] and 14 random bytes.
 ///
 /// Shown to users as 22 characters of base64url (for example in a list of their
 /// sessions). Knowing an id grants nothing: the secret verifier is also needed.
@@ -91,11 +99,24 @@ impl TokenId {
     /// Length of the textual form.
     pub const TEXT_LEN: usize = 22;
 
-    /// A fresh id from the OS CSPRNG.
+    /// A fresh id from the OS CSPRNG (in a random shard).
     pub fn random() -> Self {
         let mut b = [0u8; ID_LEN];
         fill_random(&mut b);
         TokenId(b)
+    }
+
+    /// A fresh id in `shard`: the shard's two bytes, then 112 random bits.
+    pub fn random_in(shard: Shard) -> Self {
+        let mut b = [0u8; ID_LEN];
+        fill_random(&mut b);
+        b[..2].copy_from_slice(&shard.0.to_be_bytes());
+        TokenId(b)
+    }
+
+    /// The shard this id is in.
+    pub const fn shard(&self) -> Shard {
+        Shard(u16::from_be_bytes([self.0[0], self.0[1]]))
     }
 
     /// The raw bytes, for stores that key by bytes.
@@ -184,6 +205,18 @@ impl Token {
         Token {
             kind,
             id: TokenId::random(),
+            verifier,
+        }
+    }
+
+    /// Mints a new token of `kind` with a fresh id in `shard` (its owner's) and a
+    /// random verifier.
+    pub fn generate_in(kind: TokenKind, shard: Shard) -> Self {
+        let mut verifier = [0u8; VERIFIER_LEN];
+        fill_random(&mut verifier);
+        Token {
+            kind,
+            id: TokenId::random_in(shard),
             verifier,
         }
     }
@@ -330,6 +363,20 @@ fn fill_random(buf: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_in_a_shard_keeps_it_and_stays_random() {
+        let a = TokenId::random_in(Shard(0xBEEF));
+        let b = TokenId::random_in(Shard(0xBEEF));
+        assert_eq!(a.shard(), Shard(0xBEEF));
+        assert_eq!(b.shard(), Shard(0xBEEF));
+        assert_ne!(a, b);
+        let t = Token::generate_in(TokenKind::Refresh, Shard(7));
+        assert_eq!(t.id().shard(), Shard(7));
+        let r = Token::regenerate(TokenKind::Refresh, t.id());
+        assert_eq!(r.id(), t.id());
+        assert!(!r.verify(&t.verifier_hash()), "a fresh verifier");
+    }
 
     #[test]
     fn minted_token_round_trips() {

@@ -94,6 +94,27 @@ fn limited(max: u32, on_limit: OnLimit) -> Policy {
 }
 
 #[tokio::test]
+async fn every_token_of_a_user_is_minted_in_the_users_shard() {
+    let f = fixture();
+    let issued = f
+        .engine
+        .create_session(&alice(), 0, ClientInfo::default())
+        .await
+        .unwrap();
+    assert_eq!(issued.token.id().shard(), alice().shard());
+    let refresh = f.engine.issue_refresh(&issued.session).await.unwrap();
+    assert_eq!(refresh.id().shard(), alice().shard());
+    let (api, _) = f
+        .engine
+        .create_api_token(&alice(), "ci", None)
+        .await
+        .unwrap();
+    assert_eq!(api.id().shard(), alice().shard());
+    let bob = UserId::new("bob").unwrap();
+    assert_ne!(alice().shard(), bob.shard(), "these two differ");
+}
+
+#[tokio::test]
 async fn below_the_limit_every_session_lives() {
     let f = with_standard(limited(2, OnLimit::EvictOldest));
     let a = f.login(&alice()).await;

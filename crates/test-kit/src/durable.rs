@@ -244,7 +244,7 @@ where
         vec!["admin".into(), "ops".into()],
     )
     .expect("valid roles");
-    let next = Token::generate(TokenKind::Session);
+    let next = Token::regenerate(TokenKind::Session, new.state.id);
     let rotation = TokenRotation {
         verifier_hash: next.verifier_hash(),
         issued_at: at(20),

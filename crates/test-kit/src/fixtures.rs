@@ -49,7 +49,7 @@ pub fn bump_all(reason: Reason, secs: u64) -> EpochBump {
 /// A fresh session record for `user` at epoch `epoch`, created at `T0 + created`,
 /// with a 30-minute idle and 12-hour absolute deadline.
 pub fn session(user: &UserId, epoch: u64, created: u64) -> (Token, SessionRecord) {
-    let token = Token::generate(TokenKind::Session);
+    let token = Token::generate_in(TokenKind::Session, user.shard());
     let created_at = at(created);
     let state = SessionState {
         id: token.id(),
@@ -113,7 +113,7 @@ impl Drop for TempDir {
 
 /// A refresh token of session `session`, created at `T0 + created`.
 pub fn refresh(session: &SessionRecord, created: u64) -> (Token, RefreshState) {
-    let token = Token::generate(TokenKind::Refresh);
+    let token = Token::generate_in(TokenKind::Refresh, session.state.user_id.shard());
     let state = RefreshState {
         id: token.id(),
         verifier_hash: token.verifier_hash(),
@@ -127,7 +127,7 @@ pub fn refresh(session: &SessionRecord, created: u64) -> (Token, RefreshState) {
 
 /// An API token for `user` at `epoch`, created at `T0 + created`, expiring a day later.
 pub fn api_token(user: &UserId, epoch: u64, created: u64) -> (Token, ApiTokenRecord) {
-    let token = Token::generate(TokenKind::ApiToken);
+    let token = Token::generate_in(TokenKind::ApiToken, user.shard());
     let record = ApiTokenRecord {
         id: token.id(),
         verifier_hash: token.verifier_hash(),

@@ -192,7 +192,7 @@ fn rotation(
     secs: u64,
     reason: Reason,
 ) -> (Token, TokenRotation) {
-    let t = Token::generate(TokenKind::Session);
+    let t = Token::regenerate(TokenKind::Session, prev.id);
     let r = TokenRotation {
         verifier_hash: t.verifier_hash(),
         issued_at: at(secs),

@@ -109,7 +109,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         }
         let now = self.clock.now();
         let epoch = self.store.user_epoch(user).await?;
-        let token = Token::generate(TokenKind::ApiToken);
+        let token = Token::generate_in(TokenKind::ApiToken, user.shard());
         let record = ApiTokenRecord {
             id: token.id(),
             verifier_hash: token.verifier_hash(),

@@ -366,7 +366,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         let now = self.clock.now();
         let profile = self.store.user_access(user).await?.profile;
         let policy = self.profiles.resolve(profile.as_ref());
-        let token = Token::generate(TokenKind::Session);
+        let token = Token::generate_in(TokenKind::Session, user.shard());
         let absolute_deadline = now.saturating_add(policy.absolute_timeout);
         let state = SessionState {
             id: token.id(),

@@ -33,7 +33,7 @@ pub struct Refreshed {
 impl<S: Store, C: Clock> Engine<S, C> {
     /// Issues the first refresh token of `session` (at a token login).
     pub async fn issue_refresh(&self, session: &ValidSession) -> Result<Token> {
-        let token = Token::generate(TokenKind::Refresh);
+        let token = Token::generate_in(TokenKind::Refresh, session.id().shard());
         self.store
             .insert_refresh(RefreshState {
                 id: token.id(),
@@ -58,7 +58,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         let done = match state.rotated {
             Some(done) => done,
             None => {
-                let successor = Token::generate(TokenKind::Refresh);
+                let successor = Token::generate_in(TokenKind::Refresh, state.id.shard());
                 let rotation = Rotation {
                     at: now,
                     successor: successor.id(),
