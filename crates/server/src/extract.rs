@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use sessionguard_core::{ClientInfo, Clock, Rejection, Store, ValidSession};
+use sessionguard_core::{ClientInfo, Clock, Rejection, Store, Token, ValidSession};
 use sessionguard_jwt::AccessClaims;
 use zeroize::Zeroizing;
 
@@ -364,7 +364,43 @@ impl<S: Store, C: Clock, const TOUCH: bool> FromRequestParts<AppState<S, C>>
         state: &AppState<S, C>,
     ) -> Result<Self, Self::Rejection> {
         let renewal = parts.extensions.get::<Renewal>().cloned();
-        authenticate_renewing(&parts.method, &parts.headers, state, renewal.as_ref()).await
+        let (auth, _) = authenticate_renewing(
+            &parts.method,
+            &parts.headers,
+            state,
+            renewal.as_ref(),
+            false,
+        )
+        .await?;
+        Ok(auth)
+    }
+}
+
+/// The check of `GET /v1/session`, the endpoint session-token clients (sidecar
+/// apps) call on every request: a [`LiveSession`] that, for a bearer session
+/// token whose user's privileges changed, also replaces the token and hands the
+/// new one to the handler (`new_token`) to return in the body — the one place
+/// a bearer client is sure to read it. Cookies are rotated as everywhere.
+#[derive(Debug)]
+pub struct CheckedSession {
+    /// The check.
+    pub auth: LiveSession,
+    /// The bearer session token that replaced the presented one, if any.
+    pub new_token: Option<Token>,
+}
+
+impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for CheckedSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S, C>,
+    ) -> Result<Self, Self::Rejection> {
+        let renewal = parts.extensions.get::<Renewal>().cloned();
+        let (auth, new_token) =
+            authenticate_renewing(&parts.method, &parts.headers, state, renewal.as_ref(), true)
+                .await?;
+        Ok(CheckedSession { auth, new_token })
     }
 }
 
@@ -377,29 +413,35 @@ pub async fn authenticate<S: Store, C: Clock, const TOUCH: bool>(
     headers: &HeaderMap,
     state: &AppState<S, C>,
 ) -> Result<Authenticated<TOUCH>, ApiError> {
-    authenticate_renewing(method, headers, state, None).await
+    Ok(authenticate_renewing(method, headers, state, None, false)
+        .await?
+        .0)
 }
 
 /// [`authenticate`], and with `TOUCH`, a session cookie and a `renewal` slot,
 /// replaces a token that is due for rotation (renewal interval, privilege
-/// change), leaving the new one in the slot for the response's cookie.
+/// change), leaving the new one in the slot for the response's cookie. With
+/// `rotate_bearer`, a bearer session token is rotated after a privilege change
+/// and the new one returned.
 async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
     method: &Method,
     headers: &HeaderMap,
     state: &AppState<S, C>,
     renewal: Option<&Renewal>,
-) -> Result<Authenticated<TOUCH>, ApiError> {
+    rotate_bearer: bool,
+) -> Result<(Authenticated<TOUCH>, Option<Token>), ApiError> {
     let credential = Credential::from_headers(headers)?.ok_or(ApiError::Session {
         rejection: Rejection::INVALID,
         bearer: false,
     })?;
     if credential.is_access_token() {
         let (session, claims) = state.access_session(credential.token(), TOUCH).await?;
-        return Ok(Authenticated {
+        let auth = Authenticated {
             session,
             credential,
             access: Some(claims),
-        });
+        };
+        return Ok((auth, None));
     }
     let cookie_unsafe = !credential.is_bearer() && csrf::is_unsafe(method);
     if cookie_unsafe {
@@ -407,6 +449,7 @@ async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
         csrf::check_origin(headers, state.public_origin())?;
     }
     let engine = state.engine();
+    let mut new_bearer_token = None;
     let checked = match renewal {
         Some(slot) if TOUCH && !credential.is_bearer() => {
             engine.validate_renewing(credential.token()).await.map(|v| {
@@ -416,6 +459,13 @@ async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
                 v.session
             })
         }
+        _ if TOUCH && rotate_bearer => engine
+            .validate_rotating(credential.token(), false)
+            .await
+            .map(|v| {
+                new_bearer_token = v.new_token;
+                v.session
+            }),
         _ if TOUCH => engine.validate(credential.token()).await,
         _ => engine.status(credential.token()).await,
     };
@@ -423,11 +473,12 @@ async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
     if cookie_unsafe {
         csrf::check_token(headers, &session)?;
     }
-    Ok(Authenticated {
+    let auth = Authenticated {
         session,
         credential,
         access: None,
-    })
+    };
+    Ok((auth, new_bearer_token))
 }
 
 /// The client's user agent and address, for the user's list of sessions. The

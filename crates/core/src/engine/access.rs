@@ -50,11 +50,19 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// is older than the profile's `renewal_interval`. A token presented within its
     /// overlap after a rotation is accepted but not rotated again.
     pub async fn validate_renewing(&self, token: &str) -> Result<Validated> {
+        self.validate_rotating(token, true).await
+    }
+
+    /// Like [`Engine::validate_renewing`], for a client that can receive a new
+    /// token but does not renew it periodically (a bearer session token, handed
+    /// back in a response body): with `periodic` false, rotates only after a
+    /// privilege change.
+    pub async fn validate_rotating(&self, token: &str, periodic: bool) -> Result<Validated> {
         let now = self.clock.now();
         let (state, previous) = self.check(token, now).await?;
         if !previous {
             let epoch = self.store.user_epoch(&state.user_id).await?;
-            if let Some(reason) = self.rotation_due(&state, &epoch, now) {
+            if let Some(reason) = self.rotation_due(&state, &epoch, now, periodic) {
                 let overlap = self.policy_of(state.profile.as_ref()).renewal_overlap;
                 let (new_token, rotated) = self.rotate(&state, reason, overlap, None, now).await?;
                 if let Some(rotated) = rotated {
@@ -77,9 +85,13 @@ impl<S: Store, C: Clock> Engine<S, C> {
         state: &SessionState,
         epoch: &UserEpoch,
         now: Timestamp,
+        periodic: bool,
     ) -> Option<Reason> {
         if privileges_changed(state, epoch) {
             return Some(Reason::PrivilegeChanged);
+        }
+        if !periodic {
+            return None;
         }
         let interval = self.policy_of(state.profile.as_ref()).renewal_interval;
         (!interval.is_zero() && now.duration_since(state.token_issued_at) >= interval)
@@ -161,7 +173,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
         }
         let now = self.clock.now();
         let max = self.policy_of(access.profile.as_ref()).max_sessions;
-        let epoch = self.store.set_user_access(user, access, now).await?;
+        // Stamped a millisecond ahead: every token issued up to now — in this very
+        // millisecond too — was issued before the change, and is rotated.
+        let stamp = now.saturating_add(Duration::from_millis(1));
+        let epoch = self.store.set_user_access(user, access, stamp).await?;
         self.record(EventKind::UserUpdated, Some(user), None, None)
             .await;
         if max > 0 {

@@ -20,8 +20,8 @@ use crate::context::session_cookie;
 use crate::csrf::SameOrigin;
 use crate::error::ApiError;
 use crate::extract::{
-    Client, Credential, JsonBody, JsonOrForm, LiveSession, OptionalBody, PathParam, PeekSession,
-    QueryParams, authenticate, bearer,
+    CheckedSession, Client, Credential, JsonBody, JsonOrForm, LiveSession, OptionalBody, PathParam,
+    PeekSession, QueryParams, authenticate, bearer,
 };
 use crate::routes::{SessionList, SessionView};
 use crate::state::AppState;
@@ -158,9 +158,13 @@ pub struct CurrentQuery {
 /// counts as activity. With `?require=step_up`, answers 403 `step_up_required`
 /// unless the session was authenticated within `step_up_ttl` (login or
 /// `POST /v1/session/elevate`), so an app can guard a sensitive page with it.
+///
+/// After a change of the user's profile or roles, a bearer session token is
+/// replaced here: the new one is in `session_token` (the old one works for
+/// `renewal_overlap`, then is refused with `privilege_changed`).
 pub async fn current<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
-    auth: LiveSession,
+    CheckedSession { auth, new_token }: CheckedSession,
     QueryParams(query): QueryParams<CurrentQuery>,
 ) -> Result<Json<CurrentSession>, ApiError> {
     match query.require.as_deref() {
@@ -176,15 +180,28 @@ pub async fn current<S: Store, C: Clock>(
     Ok(Json(CurrentSession {
         view: SessionView::from(&auth.session),
         roles: access.roles,
+        session_token: new_token.map(|t| t.reveal().to_string()),
     }))
 }
 
-/// The current session and the user's roles.
-#[derive(Debug, Serialize)]
+/// The current session and the user's roles (and, for a bearer session token
+/// just replaced, the new token).
+#[derive(Serialize)]
 pub struct CurrentSession {
     #[serde(flatten)]
     view: SessionView,
     roles: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_token: Option<String>,
+}
+
+impl fmt::Debug for CurrentSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CurrentSession")
+            .field("view", &self.view)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `{"password"}` for a step-up.
