@@ -122,6 +122,7 @@ impl MemoryIndex {
                 s.previous = Some(rotation.previous);
                 s.elevated_until = rotation.elevated_until;
                 s.profile = rotation.profile;
+                s.privileges = rotation.privileges;
                 s.idle_deadline = rotation.idle_deadline;
                 s.absolute_deadline = rotation.absolute_deadline;
                 s.last_seen_at = s.last_seen_at.max(rotation.issued_at);
@@ -150,11 +151,11 @@ impl MemoryIndex {
     }
 
     /// See [`Store::set_user_access`].
-    pub fn set_user_access(&self, user: &UserId, access: UserAccess, at: Timestamp) -> UserEpoch {
+    pub fn set_user_access(&self, user: &UserId, access: UserAccess) -> UserEpoch {
         let mut g = self.write();
         let entry = g.users.entry(user.clone()).or_default();
         entry.access = access;
-        entry.epoch.privileges_at = Some(at);
+        entry.epoch.privileges += 1;
         entry.epoch
     }
 
@@ -764,13 +765,8 @@ impl Store for MemoryStore {
         Ok(self.index.user_access(user))
     }
 
-    async fn set_user_access(
-        &self,
-        user: &UserId,
-        access: UserAccess,
-        at: Timestamp,
-    ) -> StoreResult<UserEpoch> {
-        Ok(self.index.set_user_access(user, access, at))
+    async fn set_user_access(&self, user: &UserId, access: UserAccess) -> StoreResult<UserEpoch> {
+        Ok(self.index.set_user_access(user, access))
     }
 
     async fn append_event(&self, event: AuditEvent) -> StoreResult<u64> {

@@ -132,6 +132,8 @@ pub struct SessionState {
     pub revoked: Option<Revocation>,
     /// The profile whose rules the session follows; `None` for the default one.
     pub profile: Option<ProfileName>,
+    /// The user's [`UserEpoch::privileges`] when the current token was issued.
+    pub privileges: u64,
     /// When the current token was issued: at login, then at each rotation.
     pub token_issued_at: Timestamp,
     /// Until when a re-authentication (step-up) counts, if there was one.
@@ -173,6 +175,8 @@ pub struct TokenRotation {
     pub elevated_until: Option<Timestamp>,
     /// The profile the session follows from now on.
     pub profile: Option<ProfileName>,
+    /// The user's privilege count the new token is issued under.
+    pub privileges: u64,
     /// The new idle deadline (never later than `absolute_deadline`).
     pub idle_deadline: Timestamp,
     /// The new absolute deadline (never later than the old one).
@@ -248,9 +252,9 @@ pub struct UserEpoch {
     pub api_token_floor: u64,
     /// The bump that last raised `api_token_floor`.
     pub api_token_bump: Option<Revocation>,
-    /// When the user's profile or roles last changed: a session whose token was
-    /// issued before is rotated (reason `privilege_changed`) at its next use.
-    pub privileges_at: Option<Timestamp>,
+    /// How many times the user's profile or roles have changed: a session holding
+    /// a lower number is rotated (reason `privilege_changed`) at its next use.
+    pub privileges: u64,
 }
 
 /// How many bumps before the last one a [`UserEpoch`] remembers.
@@ -284,7 +288,7 @@ impl UserEpoch {
             earlier_bumps,
             api_token_floor,
             api_token_bump,
-            privileges_at: self.privileges_at,
+            privileges: self.privileges,
         }
     }
 

@@ -99,8 +99,8 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Atomically: if the session exists, is not revoked and its `verifier_hash` is
     /// `expected`, sets `verifier_hash`, `token_issued_at`, `previous`,
-    /// `elevated_until`, `profile`, `idle_deadline`, `absolute_deadline` and
-    /// `csrf_basis` from `rotation` (and `last_seen_at` to `rotation.issued_at` if
+    /// `elevated_until`, `profile`, `privileges`, `idle_deadline`,
+    /// `absolute_deadline` and `csrf_basis` from `rotation` (and `last_seen_at` to `rotation.issued_at` if
     /// later) and returns
     /// `true`; otherwise changes nothing and returns `false` — so of simultaneous
     /// rotations of one token, exactly one wins. Durable.
@@ -270,15 +270,14 @@ pub trait Store: Send + Sync + 'static {
     /// never assigned any).
     fn user_access(&self, user: &UserId) -> impl Future<Output = StoreResult<UserAccess>> + Send;
 
-    /// Assigns a profile and roles to `user` and, in the same atomic step, sets
-    /// the user's `privileges_at` to `at` (creating the user's epoch record if
-    /// needed), so every session whose token was issued before is rotated at its
-    /// next use. Returns the user's epoch. Durable.
+    /// Assigns a profile and roles to `user` and, in the same atomic step,
+    /// increments the user's [`UserEpoch::privileges`] (creating the user's epoch
+    /// record if needed), so every session issued under a lower count is rotated at
+    /// its next use. Returns the user's epoch. Durable.
     fn set_user_access(
         &self,
         user: &UserId,
         access: UserAccess,
-        at: Timestamp,
     ) -> impl Future<Output = StoreResult<UserEpoch>> + Send;
 
     /// Appends `event` to the audit log, assigning its id (greater than every id
@@ -332,7 +331,7 @@ impl<S: Store> Store for std::sync::Arc<S> {
         revoke_api_token(id: &TokenId, revocation: Revocation) -> bool;
         list_user_api_tokens(user: &UserId) -> Vec<ApiTokenRecord>;
         user_access(user: &UserId) -> UserAccess;
-        set_user_access(user: &UserId, access: UserAccess, at: Timestamp) -> UserEpoch;
+        set_user_access(user: &UserId, access: UserAccess) -> UserEpoch;
         append_event(event: AuditEvent) -> u64;
         list_events(query: &EventQuery) -> Vec<AuditEvent>;
         purge_events(cutoff: Timestamp) -> u64;

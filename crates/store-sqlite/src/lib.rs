@@ -398,15 +398,16 @@ impl Inner {
             .collect();
         let s = &record.state;
         let epoch = epoch_sql(s.epoch)?;
+        let privileges = epoch_sql(s.privileges)?;
         write_tx(&mut conn, |tx| {
             tx.prepare_cached(
                 "INSERT INTO sessions (id, verifier_hash, user_id, epoch, created_at,
                      last_seen_at, idle_deadline, absolute_deadline, revoked_reason,
                      revoked_at, user_agent, ip, profile, token_issued_at, elevated_until,
                      prev_verifier_hash, prev_valid_until, prev_reason, displaced,
-                     displaced_user_agent, displaced_ip, csrf_basis)
+                     displaced_user_agent, displaced_ip, csrf_basis, privileges)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
             )?
             .execute(params![
                 s.id.as_bytes(),
@@ -434,6 +435,7 @@ impl Inner {
                     .and_then(|c| c.ip())
                     .map(|ip| ip.to_string()),
                 s.csrf_basis.map(|h| *h.as_bytes()),
+                privileges,
             ])?;
             // Displaced sessions end like `revoke_session` ends them, deadlines
             // frozen as the index holds them, with the displacing client.
@@ -1062,15 +1064,9 @@ impl Store for SqliteStore {
         Ok(self.inner().index.user_access(user))
     }
 
-    async fn set_user_access(
-        &self,
-        user: &UserId,
-        access: UserAccess,
-        at: Timestamp,
-    ) -> StoreResult<UserEpoch> {
+    async fn set_user_access(&self, user: &UserId, access: UserAccess) -> StoreResult<UserEpoch> {
         let user = user.clone();
-        self.write(move |s| s.set_user_access(user, access, at))
-            .await
+        self.write(move |s| s.set_user_access(user, access)).await
     }
 
     async fn append_event(&self, event: AuditEvent) -> StoreResult<u64> {

@@ -30,6 +30,7 @@ impl Inner {
         if !self.index.can_rotate(&id, expected) {
             return Ok(false);
         }
+        let privileges = crate::epoch_sql(rotation.privileges)?;
         let last_seen_at = self
             .index
             .load_session(&id)
@@ -41,7 +42,8 @@ impl Inner {
                 "UPDATE sessions SET verifier_hash = ?2, token_issued_at = ?3,
                      prev_verifier_hash = ?4, prev_valid_until = ?5, prev_reason = ?6,
                      elevated_until = ?7, profile = ?8, idle_deadline = ?9,
-                     absolute_deadline = ?10, last_seen_at = ?11, csrf_basis = ?12
+                     absolute_deadline = ?10, last_seen_at = ?11, csrf_basis = ?12,
+                     privileges = ?13
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -57,6 +59,7 @@ impl Inner {
                 rotation.absolute_deadline.as_millis(),
                 last_seen_at.as_millis(),
                 rotation.csrf_basis.as_bytes(),
+                privileges,
             ])?;
             Ok(())
         })?;
@@ -72,26 +75,27 @@ impl Inner {
         &self,
         user: UserId,
         access: UserAccess,
-        at: Timestamp,
     ) -> StoreResult<UserEpoch> {
         let mut conn = self.writer();
         let roles = encode_roles(&access.roles);
+        // Exact under the writer lock.
+        let privileges = crate::epoch_sql(self.index.user_epoch(&user).privileges + 1)?;
         write_tx(&mut conn, |tx| {
             tx.prepare_cached(
-                "INSERT INTO users (id, epoch, privileges_at, profile, roles)
+                "INSERT INTO users (id, epoch, privileges, profile, roles)
                  VALUES (?1, 0, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET privileges_at = excluded.privileges_at,
+                 ON CONFLICT (id) DO UPDATE SET privileges = excluded.privileges,
                      profile = excluded.profile, roles = excluded.roles",
             )?
             .execute(params![
                 user.as_str(),
-                at.as_millis(),
+                privileges,
                 access.profile.as_ref().map(ProfileName::as_str),
                 roles,
             ])?;
             Ok(())
         })?;
-        Ok(self.index.set_user_access(&user, access, at))
+        Ok(self.index.set_user_access(&user, access))
     }
 
     pub(crate) fn append_event(&self, e: &AuditEvent) -> StoreResult<u64> {

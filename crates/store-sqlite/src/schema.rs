@@ -98,6 +98,7 @@ const MIGRATIONS: &[&str] = &[
     // and, when displaced, the displacing client. Users have a profile, roles and
     // the instant those last changed. The audit log.
     "ALTER TABLE sessions ADD COLUMN profile TEXT;
+     ALTER TABLE sessions ADD COLUMN privileges INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE sessions ADD COLUMN token_issued_at INTEGER;
      ALTER TABLE sessions ADD COLUMN elevated_until INTEGER;
      ALTER TABLE sessions ADD COLUMN prev_verifier_hash BLOB;
@@ -108,7 +109,7 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE sessions ADD COLUMN displaced_ip TEXT;
      ALTER TABLE sessions ADD COLUMN csrf_basis BLOB;
      UPDATE sessions SET token_issued_at = created_at;
-     ALTER TABLE users ADD COLUMN privileges_at INTEGER;
+     ALTER TABLE users ADD COLUMN privileges INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE users ADD COLUMN profile TEXT;
      ALTER TABLE users ADD COLUMN roles TEXT;
      CREATE TABLE events (
@@ -182,7 +183,7 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
         "SELECT rowid, id, username, password_hash, epoch, bump_reason, bump_at,
                 api_token_floor, api_token_bump_reason, api_token_bump_at,
                 prev1_reason, prev1_at, prev2_reason, prev2_at, prev3_reason, prev3_at,
-                privileges_at, profile, roles
+                privileges, profile, roles
          FROM users",
         |c| {
             let id = UserId::new(c.text(1, "id")?).map_err(|p| c.corrupt("id", p))?;
@@ -226,9 +227,7 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
                 }
                 _ => {}
             }
-            let privileges_at = c
-                .opt_integer(16, "privileges_at")?
-                .map(Timestamp::from_millis);
+            let privileges = c.epoch(16, "privileges")?;
             let profile = c.profile(17, "profile")?;
             let roles = decode_roles(c.opt_text(18, "roles")?);
             let access = UserAccess::new(profile, roles).map_err(|e| c.corrupt("roles", e))?;
@@ -240,7 +239,7 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
                     earlier_bumps,
                     api_token_floor,
                     api_token_bump,
-                    privileges_at,
+                    privileges,
                 },
             );
             index.restore_access(&id, access);
@@ -260,7 +259,7 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
                 idle_deadline, absolute_deadline, revoked_reason, revoked_at,
                 user_agent, ip, profile, token_issued_at, elevated_until,
                 prev_verifier_hash, prev_valid_until, prev_reason, displaced,
-                displaced_user_agent, displaced_ip, csrf_basis
+                displaced_user_agent, displaced_ip, csrf_basis, privileges
          FROM sessions",
         |c| {
             let user_id = c.user_id(3, "user_id")?;
@@ -305,6 +304,7 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
                     n => return Err(c.corrupt("displaced", format_args!("{n} is not 0 or 1"))),
                 },
                 csrf_basis: c.opt_blob(22, "csrf_basis")?.map(VerifierHash::from_bytes),
+                privileges: c.epoch(23, "privileges")?,
             };
             let user_agent = c.opt_text(11, "user_agent")?;
             let ip = c.ip(12, "ip")?;

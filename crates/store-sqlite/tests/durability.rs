@@ -691,7 +691,7 @@ async fn api_token_floor_revocations_and_uses_survive() {
         earlier_bumps: [None; 3],
         api_token_floor: 1,
         api_token_bump: Some(rev(Reason::PasswordChanged, 7)),
-        privileges_at: None,
+        privileges: 0,
     };
     let store = open(&dir);
     store
@@ -997,7 +997,7 @@ async fn a_version_1_database_is_upgraded() {
         earlier_bumps: [None; 3],
         api_token_floor: 0,
         api_token_bump: None,
-        privileges_at: None,
+        privileges: 0,
     };
     {
         let store = open(&dir);

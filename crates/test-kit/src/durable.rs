@@ -255,6 +255,7 @@ where
         },
         elevated_until: Some(at(320)),
         profile: access.profile.clone(),
+        privileges: 1,
         idle_deadline: at(920),
         absolute_deadline: at(12 * 3600),
         csrf_basis: new.state.verifier_hash,
@@ -285,10 +286,7 @@ where
                 .await
                 .unwrap()
         );
-        store
-            .set_user_access(&alice, access.clone(), at(30))
-            .await
-            .unwrap();
+        store.set_user_access(&alice, access.clone()).await.unwrap();
         store.append_event(event.clone()).await.unwrap();
         last_id = store.append_event(event.clone()).await.unwrap();
         displaced_state = store.load_session(&old.state.id).await.unwrap().unwrap();
@@ -303,7 +301,8 @@ where
     assert_eq!((&r, &e), (&rotated_state.0, &rotated_state.1));
     assert!(r.verifier_hash == next.verifier_hash());
     assert_eq!(r.elevated_until, Some(at(320)));
-    assert_eq!(e.privileges_at, Some(at(30)));
+    assert_eq!(e.privileges, 1);
+    assert_eq!(r.privileges, 1);
     assert_eq!(store.user_access(&alice).await.unwrap(), access);
     let all = EventQuery {
         user: Some(alice.clone()),

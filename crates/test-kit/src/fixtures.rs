@@ -62,6 +62,7 @@ pub fn session(user: &UserId, epoch: u64, created: u64) -> (Token, SessionRecord
         absolute_deadline: at(created + 12 * 3600),
         revoked: None,
         profile: None,
+        privileges: 0,
         token_issued_at: created_at,
         elevated_until: None,
         previous: None,

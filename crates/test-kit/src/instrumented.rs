@@ -123,7 +123,7 @@ instrumented! {
     Other revoke_api_token(id: &TokenId, revocation: Revocation) -> bool;
     Other list_user_api_tokens(user: &UserId) -> Vec<ApiTokenRecord>;
     Other user_access(user: &UserId) -> UserAccess;
-    Other set_user_access(user: &UserId, access: UserAccess, at: Timestamp) -> UserEpoch;
+    Other set_user_access(user: &UserId, access: UserAccess) -> UserEpoch;
     Other append_event(event: AuditEvent) -> u64;
     Other list_events(query: &EventQuery) -> Vec<AuditEvent>;
     Other purge_events(cutoff: Timestamp) -> u64;

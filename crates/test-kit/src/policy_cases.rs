@@ -203,6 +203,7 @@ fn rotation(
         },
         elevated_until: Some(at(secs + 300)),
         profile: Some(ProfileName::new("admin").unwrap()),
+        privileges: 3,
         idle_deadline: at(secs + 600),
         absolute_deadline: at(8 * 3600),
         csrf_basis: prev.verifier_hash,
@@ -233,6 +234,7 @@ pub async fn rotate_session_token_is_a_compare_and_set<S: Store>(store: S) {
     assert_eq!(s.previous, Some(r1.previous));
     assert_eq!(s.elevated_until, Some(at(400)));
     assert_eq!(s.profile.as_ref().map(ProfileName::as_str), Some("admin"));
+    assert_eq!(s.privileges, 3);
     assert_eq!(
         (s.idle_deadline, s.absolute_deadline),
         (at(700), at(8 * 3600))
@@ -311,9 +313,9 @@ pub async fn simultaneous_rotations_have_one_winner<S: Store>(store: S) {
     }
 }
 
-/// A user's profile and roles read back as set; setting them stamps the user's
-/// `privileges_at`, which validation reads with each session.
-pub async fn user_access_round_trips_and_stamps_privileges<S: Store>(store: S) {
+/// A user's profile and roles read back as set; setting them increments the
+/// user's privilege count, which validation reads with each session.
+pub async fn user_access_round_trips_and_counts_privilege_changes<S: Store>(store: S) {
     let u = user("alice");
     assert_eq!(store.user_access(&u).await.unwrap(), UserAccess::default());
     let (_t, rec) = session(&u, 0, 0);
@@ -326,30 +328,33 @@ pub async fn user_access_round_trips_and_stamps_privileges<S: Store>(store: S) {
         vec!["ops".into(), "billing:read".into()],
     )
     .unwrap();
-    let epoch = store
-        .set_user_access(&u, access.clone(), at(50))
-        .await
-        .unwrap();
-    assert_eq!(epoch.privileges_at, Some(at(50)));
+    let epoch = store.set_user_access(&u, access.clone()).await.unwrap();
+    assert_eq!(epoch.privileges, 1);
     assert_eq!(epoch.epoch, 0, "a privilege change is not an epoch bump");
     assert_eq!(store.user_access(&u).await.unwrap(), access);
     let (_, e) = store.load_session(&rec.state.id).await.unwrap().unwrap();
-    assert_eq!(e.privileges_at, Some(at(50)));
-    // An epoch bump keeps the stamp; a user never seen gets one too.
+    assert_eq!(e.privileges, 1);
+    let e = store
+        .set_user_access(&u, UserAccess::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        e.privileges, 2,
+        "every change counts, even back to the default"
+    );
+    assert_eq!(store.user_access(&u).await.unwrap(), UserAccess::default());
+    // An epoch bump keeps the count; a user never seen gets one too.
     let e = store
         .revoke_user_sessions(&u, bump(Reason::SignedOutEverywhere, 60), None)
         .await
         .unwrap();
-    assert_eq!(e.privileges_at, Some(at(50)));
+    assert_eq!(e.privileges, 2);
     let sidecar = user("app-7");
     store
-        .set_user_access(&sidecar, UserAccess::default(), at(70))
+        .set_user_access(&sidecar, UserAccess::default())
         .await
         .unwrap();
-    assert_eq!(
-        store.user_epoch(&sidecar).await.unwrap().privileges_at,
-        Some(at(70))
-    );
+    assert_eq!(store.user_epoch(&sidecar).await.unwrap().privileges, 1);
     assert_eq!(
         store.user_access(&user("bob")).await.unwrap(),
         UserAccess::default()

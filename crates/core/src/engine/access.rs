@@ -64,7 +64,9 @@ impl<S: Store, C: Clock> Engine<S, C> {
             let epoch = self.store.user_epoch(&state.user_id).await?;
             if let Some(reason) = self.rotation_due(&state, &epoch, now, periodic) {
                 let overlap = self.policy_of(state.profile.as_ref()).renewal_overlap;
-                let (new_token, rotated) = self.rotate(&state, reason, overlap, None, now).await?;
+                let (new_token, rotated) = self
+                    .rotate(&state, &epoch, reason, overlap, None, now)
+                    .await?;
                 if let Some(rotated) = rotated {
                     return Ok(Validated {
                         session: self.valid(&rotated),
@@ -104,7 +106,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// at once with `privilege_changed`.
     pub async fn elevate(&self, session: &ValidSession) -> Result<Issued> {
         let now = self.clock.now();
-        let (state, _) = self.live(&session.id, now).await?;
+        let (state, epoch) = self.live(&session.id, now).await?;
         if !state.verifier_hash.ct_eq(&session.verifier_hash) {
             // The token that authenticated this request was replaced meanwhile.
             return Err(Error::Rejected(Rejection::ended(crate::Revocation {
@@ -117,6 +119,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         match self
             .rotate(
                 &state,
+                &epoch,
                 Reason::PrivilegeChanged,
                 Duration::ZERO,
                 Some(until),
@@ -171,12 +174,8 @@ impl<S: Store, C: Clock> Engine<S, C> {
         {
             return Err(Error::InvalidInput("profile is not defined"));
         }
-        let now = self.clock.now();
         let max = self.policy_of(access.profile.as_ref()).max_sessions;
-        // Stamped a millisecond ahead: every token issued up to now — in this very
-        // millisecond too — was issued before the change, and is rotated.
-        let stamp = now.saturating_add(Duration::from_millis(1));
-        let epoch = self.store.set_user_access(user, access, stamp).await?;
+        let epoch = self.store.set_user_access(user, access).await?;
         self.record(EventKind::UserUpdated, Some(user), None, None)
             .await;
         if max > 0 {
@@ -196,6 +195,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
     pub(super) async fn rotate(
         &self,
         state: &SessionState,
+        user: &UserEpoch,
         reason: Reason,
         overlap: Duration,
         elevated_until: Option<Timestamp>,
@@ -217,6 +217,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
             },
             elevated_until: elevated_until.or(state.elevated_until),
             profile,
+            privileges: user.privileges,
             idle_deadline: now
                 .saturating_add(policy.idle_timeout)
                 .min(absolute_deadline),
@@ -245,6 +246,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         rotated.previous = Some(rotation.previous);
         rotated.elevated_until = rotation.elevated_until;
         rotated.profile = rotation.profile;
+        rotated.privileges = rotation.privileges;
         rotated.idle_deadline = rotation.idle_deadline;
         rotated.absolute_deadline = rotation.absolute_deadline;
         rotated.last_seen_at = rotated.last_seen_at.max(now);

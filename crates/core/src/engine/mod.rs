@@ -364,6 +364,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
         event: EventKind,
     ) -> Result<Issued> {
         let now = self.clock.now();
+        // Read before the profile: a change landing in between leaves the session
+        // with an older count, so it is rotated onto the new profile at its next
+        // use (never the reverse).
+        let privileges = self.store.user_epoch(user).await?.privileges;
         let profile = self.store.user_access(user).await?.profile;
         let policy = self.profiles.resolve(profile.as_ref());
         let token = Token::generate_in(TokenKind::Session, user.shard());
@@ -381,6 +385,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
             absolute_deadline,
             revoked: None,
             profile,
+            privileges,
             token_issued_at: now,
             elevated_until: None,
             previous: None,
@@ -477,7 +482,14 @@ impl<S: Store, C: Clock> Engine<S, C> {
             // Nobody holds this session's own token (its client holds access and
             // refresh tokens), so the new one is dropped at once.
             let (_, rotated) = self
-                .rotate(&state, Reason::PrivilegeChanged, Duration::ZERO, None, now)
+                .rotate(
+                    &state,
+                    &epoch,
+                    Reason::PrivilegeChanged,
+                    Duration::ZERO,
+                    None,
+                    now,
+                )
                 .await?;
             if let Some(rotated) = rotated {
                 return Ok(self.valid(&rotated));
@@ -831,11 +843,9 @@ fn decide(state: &SessionState, epoch: &UserEpoch, now: Timestamp) -> Result<()>
 }
 
 /// Whether the user's profile or roles changed after the session's token was
-/// issued.
+/// issued (a count, so a change in the very millisecond of a login is not missed).
 fn privileges_changed(state: &SessionState, epoch: &UserEpoch) -> bool {
-    epoch
-        .privileges_at
-        .is_some_and(|at| at > state.token_issued_at)
+    state.privileges < epoch.privileges
 }
 
 /// The `tracing` target of lifecycle events (sessions created and revoked with
