@@ -85,7 +85,7 @@ macro_rules! store_conformance {
             simultaneous_logins_never_exceed_the_limit,
             rotate_session_token_is_a_compare_and_set,
             simultaneous_rotations_have_one_winner,
-            user_access_round_trips_and_stamps_privileges,
+            user_access_round_trips_and_counts_privilege_changes,
             audit_events_append_list_and_purge,
         );
     };
