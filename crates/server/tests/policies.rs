@@ -1368,10 +1368,16 @@ async fn a_profile_change_also_holds_bearer_session_tokens_to_the_new_profile() 
     app.advance(1);
     let res = bearer_session(&app, &token).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    assert!(res.session_cookie().is_none(), "bearer clients get no cookie");
+    assert!(
+        res.session_cookie().is_none(),
+        "bearer clients get no cookie"
+    );
     let body = res.json();
     assert_eq!(body["profile"], "admin");
-    let new = body["session_token"].as_str().expect("a new token").to_owned();
+    let new = body["session_token"]
+        .as_str()
+        .expect("a new token")
+        .to_owned();
     assert_ne!(new, token);
     // The old token overlaps for 30 s, then is refused.
     app.advance_secs(29);
@@ -1943,7 +1949,10 @@ async fn every_event_kind_is_recorded_and_users_see_all_but_the_routine_ones() {
     // Every profile change after a login rotates that session once.
     let rotated = reason_of("token_rotated");
     assert!(!rotated.is_empty());
-    assert!(rotated.iter().all(|r| r == "privilege_changed"), "{rotated:?}");
+    assert!(
+        rotated.iter().all(|r| r == "privilege_changed"),
+        "{rotated:?}"
+    );
     assert_eq!(reason_of("session_revoked"), [json!("revoked_by_user")]);
     assert_eq!(
         reason_of("user_sessions_revoked"),
