@@ -21,7 +21,7 @@ use std::fmt;
 
 use serde::Serialize;
 use sessionguard_core::{Clock, Reason, Rejection, Revocation, Store, Token, ValidSession};
-use sessionguard_jwt::{AccessClaims, MAX_TOKEN_LEN};
+use sessionguard_jwt::{AccessClaims, JwtError, MAX_TOKEN_LEN};
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;
@@ -162,11 +162,19 @@ impl<S: Store, C: Clock> AppState<S, C> {
 
     /// Verifies an access token's signature and claims at the engine's clock.
     /// Says nothing about its session: see [`AppState::access_session`].
-    pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, ApiError> {
+    ///
+    /// A token signed by a key this node does not know is checked once more
+    /// after reloading the shared key set, if keys are shared: another node may
+    /// just have rotated in a new key.
+    pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, ApiError> {
         let now = self.engine().clock().now();
-        self.verifier()
-            .verify(&self.keys(), token, now)
-            .map_err(ApiError::InvalidAccessToken)
+        match self.verifier().verify(&self.keys(), token, now) {
+            Err(JwtError::UnknownKey) if self.reload_shared_keys().await => self
+                .verifier()
+                .verify(&self.keys(), token, now)
+                .map_err(ApiError::InvalidAccessToken),
+            other => other.map_err(ApiError::InvalidAccessToken),
+        }
     }
 
     /// Verifies an access token and checks that the session it names is alive on
@@ -177,7 +185,7 @@ impl<S: Store, C: Clock> AppState<S, C> {
         token: &str,
         touch: bool,
     ) -> Result<(ValidSession, AccessClaims), ApiError> {
-        let claims = self.verify_access_token(token)?;
+        let claims = self.verify_access_token(token).await?;
         let session = self
             .engine()
             .validate_authenticated_id(&claims.sid(), touch)

@@ -36,6 +36,10 @@
 //! [audit]
 //! mirror = "off"                           # or "stdout", or a file to append JSON lines to
 //! retention = "90d"                        # at least 1d
+//! [store]
+//! kind = "embedded"                        # or "redis": then urls = ["redis://127.0.0.1:6379"]
+//!                                          # (several seed URLs = a cluster), prefix = "sg",
+//!                                          # wait_replicas = "auto", wait_timeout = "1s"
 //! ```
 //!
 //! Profiles are built in this order, each step overriding the one before: the
@@ -97,6 +101,58 @@ pub struct Config {
     pub profiles: Profiles,
     /// The `[audit]` table: where the audit log is mirrored, and how long it is kept.
     pub audit: AuditConfig,
+    /// The `[store]` table: where sessions live.
+    pub store: StoreConfig,
+}
+
+/// The `[store]` table.
+#[derive(Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// `kind = "embedded"` (default): the SQLite store in `data_dir`.
+    #[default]
+    Embedded,
+    /// `kind = "redis"`: a Redis server (one URL) or Redis Cluster (several seed
+    /// URLs), shared by every sessionguard node.
+    Redis(RedisSettings),
+}
+
+/// `[store]` settings of `kind = "redis"`.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisSettings {
+    /// `urls`: `redis://` or `rediss://` URLs; several mean a cluster. They may
+    /// hold a password: never printed.
+    pub urls: Vec<String>,
+    /// `prefix` of every key (default `sg`): several deployments can share a
+    /// Redis.
+    pub prefix: String,
+    /// `wait_replicas`: how many replicas must have a revocation before it is
+    /// acknowledged; `None` (`"auto"`, default) is 1 when every master has a
+    /// replica, else 0.
+    pub wait_replicas: Option<usize>,
+    /// `wait_timeout` (default 1s): how long to wait for them.
+    pub wait_timeout: Duration,
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreConfig::Embedded => f.write_str("Embedded"),
+            StoreConfig::Redis(r) => f.debug_tuple("Redis").field(r).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("urls", &format_args!("<{} url(s)>", self.urls.len()))
+            .field("prefix", &self.prefix)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout", &self.wait_timeout)
+            .finish()
+    }
 }
 
 /// The `[audit]` table. The audit log is always stored with the sessions; it can
@@ -175,6 +231,8 @@ impl fmt::Debug for Config {
             .field("introspection_tokens", &self.introspection_tokens)
             .field("policy", &self.policy)
             .field("profiles", &self.profiles)
+            .field("audit", &self.audit)
+            .field("store", &self.store)
             .finish()
     }
 }
@@ -355,6 +413,8 @@ struct FileConfig {
     keys: FileKeys,
     #[serde(default)]
     audit: FileAudit,
+    #[serde(default)]
+    store: FileStore,
 }
 
 /// Declares the `[policy]` table and the `[profiles.NAME]` tables (the same keys
@@ -538,6 +598,16 @@ impl FilePolicy {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct FileStore {
+    kind: Option<String>,
+    urls: Option<Vec<String>>,
+    prefix: Option<String>,
+    wait_replicas: Option<toml::Value>,
+    wait_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct FileAudit {
     mirror: Option<String>,
     retention: Option<String>,
@@ -626,7 +696,9 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("sessionguard-data")),
         };
 
-        let public_origin = match layer(file.public_origin, "SESSIONGUARD_PUBLIC_ORIGIN") {
+        let explicit_origin = layer(file.public_origin, "SESSIONGUARD_PUBLIC_ORIGIN");
+        let origin_given = explicit_origin.is_some();
+        let public_origin = match explicit_origin {
             Some((v, origin)) => normalise_origin(&v).map_err(|problem| ConfigError::Invalid {
                 key: "public_origin",
                 problem: format!("{problem} (got {v:?})"),
@@ -697,6 +769,19 @@ impl Config {
         })?;
         let policy = profiles.default_policy().clone();
 
+        let store = store_config(file.store)?;
+        if matches!(store, StoreConfig::Redis(_)) && !origin_given {
+            // Each node would default to its own address, so their access tokens'
+            // issuer and audience would differ and cookies' origins with them.
+            return Err(ConfigError::Invalid {
+                key: "public_origin",
+                problem: "must be set with [store] kind = \"redis\": every node serves the same \
+                          origin"
+                    .to_owned(),
+                origin: Origin::File,
+            });
+        }
+
         let mut audit = AuditConfig::default();
         match file.audit.mirror.as_deref() {
             None | Some("off") => {}
@@ -734,7 +819,95 @@ impl Config {
             policy,
             profiles,
             audit,
+            store,
         })
+    }
+}
+
+/// The longest accepted key prefix.
+const MAX_PREFIX_LEN: usize = 64;
+
+fn store_config(file: FileStore) -> Result<StoreConfig, ConfigError> {
+    let invalid = |key: &'static str, problem: &str| ConfigError::Invalid {
+        key,
+        problem: problem.to_owned(),
+        origin: Origin::File,
+    };
+    match file.kind.as_deref() {
+        None | Some("embedded") => {
+            let redis_only = [
+                ("store.urls", file.urls.is_some()),
+                ("store.prefix", file.prefix.is_some()),
+                ("store.wait_replicas", file.wait_replicas.is_some()),
+                ("store.wait_timeout", file.wait_timeout.is_some()),
+            ];
+            match redis_only.into_iter().find(|(_, set)| *set) {
+                Some((key, _)) => Err(invalid(key, "only applies to kind = \"redis\"")),
+                None => Ok(StoreConfig::Embedded),
+            }
+        }
+        Some("redis") => {
+            let urls = file.urls.unwrap_or_default();
+            if urls.is_empty() {
+                return Err(invalid(
+                    "store.urls",
+                    "kind = \"redis\" needs at least one URL",
+                ));
+            }
+            // The URLs may hold a password: an error names the position only.
+            for (i, url) in urls.iter().enumerate() {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(invalid(
+                        "store.urls",
+                        &format!("entry {} must start with redis:// or rediss://", i + 1),
+                    ));
+                }
+            }
+            let prefix = file.prefix.unwrap_or_else(|| "sg".to_owned());
+            let prefix_ok = (1..=MAX_PREFIX_LEN).contains(&prefix.len())
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !prefix_ok {
+                return Err(invalid(
+                    "store.prefix",
+                    "must be 1 to 64 characters of letters, digits, '_', '-' and '.'",
+                ));
+            }
+            let wait_replicas = match file.wait_replicas {
+                None => None,
+                Some(toml::Value::String(s)) if s == "auto" => None,
+                Some(toml::Value::Integer(n)) if (0..=16).contains(&n) => {
+                    Some(usize::try_from(n).unwrap_or_default())
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        "store.wait_replicas",
+                        "must be \"auto\" or a number from 0 to 16",
+                    ));
+                }
+            };
+            let wait_timeout = match file.wait_timeout {
+                None => Duration::from_secs(1),
+                Some(v) => {
+                    let d = parse_duration("store.wait_timeout", &v, Origin::File)?;
+                    if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&d) {
+                        return Err(invalid(
+                            "store.wait_timeout",
+                            "must be between 10ms and 60s",
+                        ));
+                    }
+                    d
+                }
+            };
+            Ok(StoreConfig::Redis(RedisSettings {
+                urls,
+                prefix,
+                wait_replicas,
+                wait_timeout,
+            }))
+        }
+        Some(_) => Err(invalid("store.kind", "must be \"embedded\" or \"redis\"")),
     }
 }
 

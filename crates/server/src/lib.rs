@@ -70,6 +70,7 @@ pub mod extract;
 pub mod keys;
 pub mod policy_check;
 pub mod routes;
+pub mod shared_keys;
 pub mod state;
 
 use std::any::Any;
@@ -86,7 +87,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use sessionguard_core::{Clock, Password, PasswordError, Store, SystemClock, TokenId, UserId};
-use sessionguard_jwt::JwtError;
 use sessionguard_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -94,9 +94,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use config::{AdminToken, Config, ConfigError, IntrospectionToken, Overrides};
+use config::{RedisSettings, StoreConfig};
 pub use error::ApiError;
 pub use keys::KEY_FILE;
+use keys::KeySource;
+use sessionguard_store_redis::{RedisConfig, RedisStore};
 pub use state::AppState;
+use std::sync::Arc;
 
 use routes::{admin, api_tokens, events, health, oauth, session};
 
@@ -232,14 +236,14 @@ pub enum ServeError {
     /// The demo user's password could not be set.
     #[error("cannot create the demo user")]
     Demo(#[source] PasswordError),
-    /// The signing-key file could not be read, created or parsed.
-    #[error("cannot load or create the signing keys at {}", .path.display())]
+    /// The signing keys could not be read, created or parsed.
+    #[error("cannot load or create the signing keys ({source_of_keys})")]
     Keys {
-        /// The key file.
-        path: PathBuf,
+        /// Where they live.
+        source_of_keys: String,
         /// Why (never key material).
         #[source]
-        source: JwtError,
+        source: keys::KeyError,
     },
     /// A bug in start-up work.
     #[error("{0}")]
@@ -255,17 +259,20 @@ pub enum ServeError {
     },
 }
 
-/// The `serve` command: opens the embedded store ([`DB_FILE`] in the data folder)
-/// and the signing keys ([`KEY_FILE`], created if missing), optionally sets up the
-/// demo user and admin token, binds, prints `sessionguard listening on
-/// http://ADDR` to stdout and serves until SIGINT or SIGTERM, with the reaper and
-/// the key upkeep ([`keys`]) running alongside.
+/// The `serve` command: opens the store — the embedded one ([`DB_FILE`] in the
+/// data folder) or Redis (`[store] kind = "redis"`) — and the signing keys (the
+/// key file [`KEY_FILE`], or the set shared in Redis; created if missing),
+/// optionally sets up the demo user and admin token, binds, prints
+/// `sessionguard listening on http://ADDR` to stdout and serves until SIGINT or
+/// SIGTERM, with the reaper and the key upkeep ([`keys`]) running alongside.
 pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
     policy_check::log_violations(&config.profiles);
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    if config.store == StoreConfig::Embedded {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    }
     let io_err = |source| ServeError::Io {
         addr: config.listen,
         source,
@@ -283,13 +290,64 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
         }
         config.public_origin = bound;
     }
-    let store = open_store(&config).await?;
-    let key_path = config.data_dir.join(KEY_FILE);
+    match config.store.clone() {
+        StoreConfig::Embedded => {
+            let store = open_store(&config).await?;
+            let keys = KeySource::File(config.data_dir.join(KEY_FILE));
+            serve_on(config, listener, store.clone(), keys, demo).await?;
+            flush_store(store).await?;
+        }
+        StoreConfig::Redis(settings) => {
+            let store = RedisStore::connect(redis_config(&config, settings))
+                .await
+                .map_err(ServeError::Store)?;
+            let keys = KeySource::Shared(Arc::new(store.clone()));
+            serve_on(config, listener, store, keys, demo).await?;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The Redis store's settings from the configuration: records are kept (as
+/// tombstones) for the longest `tombstone_retention` of any profile.
+pub fn redis_config(config: &Config, settings: RedisSettings) -> RedisConfig {
+    let retention = config
+        .profiles
+        .iter()
+        .map(|(_, p)| p.tombstone_retention)
+        .max()
+        .unwrap_or(config.policy.tombstone_retention);
+    let mut redis = RedisConfig::new(settings.urls);
+    redis.prefix = settings.prefix;
+    redis.retention = retention;
+    redis.wait_replicas = settings.wait_replicas;
+    redis.wait_timeout = settings.wait_timeout;
+    redis
+}
+
+/// Serves `store` on `listener` until a shutdown signal.
+async fn serve_on<S: Store>(
+    mut config: Config,
+    listener: TcpListener,
+    store: S,
+    key_source: KeySource,
+    demo: bool,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(|source| ServeError::Io {
+        addr: config.listen,
+        source,
+    })?;
+    let source_of_keys = key_source.to_string();
+    let shared = match &key_source {
+        KeySource::Shared(s) => Some(Arc::clone(s)),
+        KeySource::File(_) => None,
+    };
     let (signing_keys, keeper) =
-        keys::load_or_create(key_path.clone(), config.keys.algorithm, SystemClock.now())
+        keys::load_or_create(key_source, config.keys.algorithm, SystemClock.now())
             .await
             .map_err(|source| ServeError::Keys {
-                path: key_path,
+                source_of_keys,
                 source,
             })?;
     if demo && config.admin_token.is_none() {
@@ -297,7 +355,7 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
         say(&format!("admin token: {}", token.reveal()));
         config.admin_token = Some(token);
     }
-    let state = AppState::with_keys(&config, store.clone(), SystemClock, signing_keys)
+    let state = AppState::with_shared_keys(&config, store, SystemClock, signing_keys, shared)
         .map_err(ServeError::State)?;
     if demo {
         ensure_demo_user(&state).await?;
@@ -307,10 +365,7 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
     say(&format!("sessionguard listening on http://{addr}"));
     let served = run(listener, state, shutdown_signal()).await;
     keeper.abort();
-    served.map_err(|source| ServeError::Io { addr, source })?;
-    flush_store(store).await?;
-    tracing::info!("stopped");
-    Ok(())
+    served.map_err(|source| ServeError::Io { addr, source })
 }
 
 /// Opens the embedded store, `sessionguard.db` in the data folder.

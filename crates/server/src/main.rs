@@ -13,7 +13,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sessionguard_core::guidance;
 use sessionguard_core::{Clock as _, SystemClock};
-use sessionguard_server::{Config, KEY_FILE, Overrides, config::process_env, keys, policy_check};
+use sessionguard_server::config::{StoreConfig, process_env};
+use sessionguard_server::{Config, KEY_FILE, Overrides, keys, policy_check};
+use sessionguard_store_redis::RedisStore;
 use tracing_subscriber::EnvFilter;
 
 /// sessionguard: a session authority for web apps and REST APIs.
@@ -165,8 +167,33 @@ fn check_policy(config: &Config) -> anyhow::Result<bool> {
     Ok(!policy_check::any_exceeding(&reports))
 }
 
-/// `keys rotate`: prints `rotated: new key <kid>` (a key id is public).
+/// `keys rotate`: prints `rotated: new key <kid>` (a key id is public). With
+/// `[store] kind = "redis"`, rotates the key set the nodes share.
 fn rotate(config: &Config) -> anyhow::Result<()> {
+    let max_ttl = config
+        .profiles
+        .iter()
+        .map(|(_, p)| p.access_token_ttl)
+        .max()
+        .unwrap_or(config.policy.access_token_ttl);
+    if let StoreConfig::Redis(settings) = &config.store {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let redis = sessionguard_server::redis_config(config, settings.clone());
+        let kid = runtime.block_on(async {
+            let store = RedisStore::connect(redis)
+                .await
+                .context("cannot connect to Redis")?;
+            keys::rotate_shared(&store, config.keys.algorithm, max_ttl, SystemClock.now())
+                .await
+                .context("cannot rotate the shared signing keys")
+        })?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "rotated: new key {kid}").context("cannot write to stdout")?;
+        return Ok(());
+    }
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data folder {}",
@@ -174,13 +201,8 @@ fn rotate(config: &Config) -> anyhow::Result<()> {
         )
     })?;
     let path = config.data_dir.join(KEY_FILE);
-    let kid = keys::rotate_key_file(
-        &path,
-        config.keys.algorithm,
-        config.policy.access_token_ttl,
-        SystemClock.now(),
-    )
-    .with_context(|| format!("cannot rotate the signing keys at {}", path.display()))?;
+    let kid = keys::rotate_key_file(&path, config.keys.algorithm, max_ttl, SystemClock.now())
+        .with_context(|| format!("cannot rotate the signing keys at {}", path.display()))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "rotated: new key {kid}").context("cannot write to stdout")?;
     Ok(())

@@ -1,8 +1,8 @@
 //! [`AppState`]: what every handler shares.
 
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use sessionguard_core::{Clock, Engine, PasswordHasher, ProfileError, Store, SystemClock};
 use sessionguard_jwt::{Algorithm, KeySet, Verifier};
@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use crate::audit_log;
 use crate::config::{AdminToken, Config, IntrospectionToken};
 use crate::error::ApiError;
+use crate::shared_keys::SharedKeys;
 
 /// Why an [`AppState`] could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,10 @@ struct Shared<S, C> {
     verifier: Verifier,
     key_algorithm: Algorithm,
     rotation_period: Duration,
+    /// The key set shared with other nodes, if any.
+    shared_keys: Option<Arc<dyn SharedKeys>>,
+    /// When this node last reloaded the shared set for an unknown key.
+    last_reload: Mutex<Option<Instant>>,
 }
 
 impl<S, C> Clone for AppState<S, C> {
@@ -95,6 +100,19 @@ impl<S: Store, C: Clock> AppState<S, C> {
         clock: C,
         keys: KeySet,
     ) -> Result<Self, StateError> {
+        Self::with_shared_keys(config, store, clock, keys, None)
+    }
+
+    /// Like [`AppState::with_keys`], for keys shared with other nodes through
+    /// `shared`: an access token signed by a key this node does not know yet is
+    /// checked again after reloading the set ([`crate::shared_keys`]).
+    pub fn with_shared_keys(
+        config: &Config,
+        store: S,
+        clock: C,
+        keys: KeySet,
+        shared: Option<Arc<dyn SharedKeys>>,
+    ) -> Result<Self, StateError> {
         let mut engine = Engine::with_profiles(store, clock, config.profiles.clone())
             .map_err(StateError::Profiles)?
             .with_audit_retention(config.audit.retention);
@@ -120,8 +138,45 @@ impl<S: Store, C: Clock> AppState<S, C> {
                 verifier: Verifier::new(config.issuer.clone(), config.audience.clone()),
                 key_algorithm: config.keys.algorithm,
                 rotation_period: config.keys.rotation_period,
+                shared_keys: shared,
+                last_reload: Mutex::new(None),
             }),
         })
+    }
+
+    /// Reloads the shared key set, if there is one and it was not reloaded in the
+    /// last second (so forged key ids cannot make a node hammer the store).
+    /// Returns whether the keys now in use were reloaded.
+    pub async fn reload_shared_keys(&self) -> bool {
+        let Some(shared) = &self.inner.shared_keys else {
+            return false;
+        };
+        {
+            let mut last = self
+                .inner
+                .last_reload
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let loaded = match shared.load().await {
+            Ok(Some(json)) => KeySet::from_json_secret(&json).map_err(|e| e.to_string()),
+            Ok(None) => return false,
+            Err(e) => Err(crate::error::chain(&e)),
+        };
+        match loaded {
+            Ok(keys) => {
+                self.set_keys(keys);
+                true
+            }
+            Err(why) => {
+                tracing::error!(error = %why, "cannot reload the shared signing keys");
+                false
+            }
+        }
     }
 
     /// The session engine.

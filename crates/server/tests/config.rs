@@ -9,6 +9,7 @@ use std::time::Duration;
 use sessionguard_core::profile::built_in;
 use sessionguard_core::{OnLimit, Policy, Profiles};
 use sessionguard_jwt::Algorithm;
+use sessionguard_server::config::{AuditMirror, StoreConfig};
 use sessionguard_server::{Config, ConfigError, Overrides};
 
 const ADMIN: &str = "0123456789abcdef0123456789abcdef-admin";
@@ -328,6 +329,97 @@ fn a_missing_file_is_an_error_naming_it() {
 
 /// The policy of profile `name` in `c`.
 #[track_caller]
+#[test]
+fn the_audit_table_parses_and_is_checked() {
+    let c = parse("").unwrap();
+    assert_eq!(c.audit.mirror, AuditMirror::Off);
+    assert_eq!(c.audit.retention, Duration::from_secs(90 * 86_400));
+    let c = parse("[audit]\nmirror = \"stdout\"\nretention = \"7d\"").unwrap();
+    assert_eq!(c.audit.mirror, AuditMirror::Stdout);
+    assert_eq!(c.audit.retention, Duration::from_secs(7 * 86_400));
+    let c = parse("[audit]\nmirror = \"/var/log/sg.jsonl\"").unwrap();
+    assert_eq!(
+        c.audit.mirror,
+        AuditMirror::File(PathBuf::from("/var/log/sg.jsonl"))
+    );
+    assert!(refused("[audit]\nmirror = \"\"").starts_with("audit.mirror"));
+    assert!(refused("[audit]\nretention = \"1h\"").starts_with("audit.retention"));
+    assert!(refused("[audit]\nretention = \"soon\"").starts_with("audit.retention"));
+    assert!(refused("[audit]\nkeep = 1").contains("audit"));
+}
+
+#[test]
+fn the_store_table_parses_and_is_checked() {
+    // Redis deployments name their one public origin (nodes share it).
+    assert!(
+        refused("[store]\nkind = \"redis\"\nurls = [\"redis://x\"]").starts_with("public_origin")
+    );
+    let with_origin = |toml: &str| format!("public_origin = \"https://login.example\"\n{toml}");
+    let parse = |toml: &str| parse(&with_origin(toml));
+    let refused = |toml: &str| refused(&with_origin(toml));
+    assert_eq!(parse("").unwrap().store, StoreConfig::Embedded);
+    assert_eq!(
+        parse("[store]\nkind = \"embedded\"").unwrap().store,
+        StoreConfig::Embedded
+    );
+    let c = parse(
+        "[store]\nkind = \"redis\"\nurls = [\"redis://:s3cret@10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]\n\
+         prefix = \"prod-sg\"\nwait_replicas = 1\nwait_timeout = \"500ms\"",
+    )
+    .unwrap();
+    let StoreConfig::Redis(r) = &c.store else {
+        panic!("{:?}", c.store)
+    };
+    assert_eq!(r.urls.len(), 2);
+    assert_eq!(r.prefix, "prod-sg");
+    assert_eq!(r.wait_replicas, Some(1));
+    assert_eq!(r.wait_timeout, Duration::from_millis(500));
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+    assert!(!debug.contains("10.0.0.1"), "{debug}");
+    let auto = parse(
+        "[store]\nkind = \"redis\"\nurls = [\"redis://127.0.0.1\"]\nwait_replicas = \"auto\"",
+    )
+    .unwrap();
+    let StoreConfig::Redis(r) = auto.store else {
+        panic!()
+    };
+    assert_eq!((r.wait_replicas, r.prefix.as_str()), (None, "sg"));
+
+    for (toml, key) in [
+        ("[store]\nkind = \"memcached\"", "store.kind"),
+        ("[store]\nkind = \"redis\"", "store.urls"),
+        ("[store]\nkind = \"redis\"\nurls = []", "store.urls"),
+        ("[store]\nurls = [\"redis://x\"]", "store.urls"),
+        (
+            "[store]\nkind = \"redis\"\nurls = [\"http://x\"]",
+            "store.urls",
+        ),
+        (
+            "[store]\nkind = \"redis\"\nurls = [\"redis://x\"]\nprefix = \"a b\"",
+            "store.prefix",
+        ),
+        (
+            "[store]\nkind = \"redis\"\nurls = [\"redis://x\"]\nwait_replicas = 99",
+            "store.wait_replicas",
+        ),
+        (
+            "[store]\nkind = \"redis\"\nurls = [\"redis://x\"]\nwait_replicas = \"all\"",
+            "store.wait_replicas",
+        ),
+        (
+            "[store]\nkind = \"redis\"\nurls = [\"redis://x\"]\nwait_timeout = \"5m\"",
+            "store.wait_timeout",
+        ),
+    ] {
+        let msg = refused(toml);
+        assert!(msg.starts_with(key), "{toml:?}: {msg}");
+    }
+    // A URL with a password is never echoed in an error.
+    let msg = refused("[store]\nkind = \"redis\"\nurls = [\"http://:hunter2@x\"]");
+    assert!(!msg.contains("hunter2"), "{msg}");
+}
+
 fn profile(c: &Config, name: &str) -> Policy {
     c.profiles.get(name).expect("defined").1.clone()
 }

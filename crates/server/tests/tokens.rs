@@ -1603,7 +1603,10 @@ async fn a_key_file_changed_or_deleted_on_disk_is_picked_up() {
     // A corrupt file is refused; the server keeps its keys and says why.
     std::fs::write(&file, "{ not keys").unwrap();
     let err = keeper.check(&app.state).await.unwrap_err();
-    assert!(matches!(err, JwtError::InvalidKeyFile(_)), "{err:?}");
+    assert!(
+        matches!(err, keys::KeyError::Jwt(JwtError::InvalidKeyFile(_))),
+        "{err:?}"
+    );
     assert_eq!(app.state.keys().active().kid(), &rotated);
     let res = Req::get("/v1/session")
         .bearer(&next.access)

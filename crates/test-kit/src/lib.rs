@@ -19,6 +19,7 @@ pub mod durable;
 pub mod fixtures;
 pub mod instrumented;
 pub mod policy_cases;
+pub mod redis;
 
 pub use instrumented::Instrumented;
 
@@ -142,5 +143,122 @@ macro_rules! __durable_cases {
                 }
             )*
         }
+    };
+}
+
+/// Runs every case of [`store_conformance!`] (the `cases` and the `policy_cases`)
+/// one after another inside the calling test, each on a fresh store from `$make`
+/// (an expression callable as `$make()` that returns a future of a fresh, empty
+/// store), and fails at the end naming every case that failed.
+///
+/// For backends whose fixture is expensive to start (a Redis Cluster): test
+/// runners such as nextest run each test in its own process, so one test per case
+/// would start one fixture per case. Each case still runs on its own runtime and
+/// its own store (give each store its own key space, e.g. a fresh prefix); a
+/// case's panic is caught, so the others still run.
+///
+/// ```ignore
+/// #[test]
+/// fn conformance_on_my_backend() {
+///     let server = MyServer::start();
+///     let url = server.url();
+///     sessionguard_test_kit::store_conformance_sequential!(|| MyStore::fresh(&url));
+/// }
+/// ```
+#[macro_export]
+macro_rules! store_conformance_sequential {
+    ($make:expr) => {
+        $crate::__sequential_cases!(@run $make)
+    };
+}
+
+/// The names (`cases::…`, `policy_cases::…`) of the cases that
+/// [`store_conformance_sequential!`] runs, in its order: lets a test check that the
+/// sequential list and [`store_conformance!`] have not drifted apart.
+#[macro_export]
+macro_rules! store_conformance_case_names {
+    () => {
+        $crate::__sequential_cases!(@names)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sequential_cases {
+    ([@names]; $($module:ident: [$($case:ident),* $(,)?]),*) => {
+        &[$($(concat!(stringify!($module), "::", stringify!($case)),)*)*] as &[&str]
+    };
+    ([@run $make:expr]; $($module:ident: [$($case:ident),* $(,)?]),*) => {{
+        let make = $make;
+        let mut failed: ::std::vec::Vec<&'static str> = ::std::vec::Vec::new();
+        let mut total = 0usize;
+        $($(
+            total += 1;
+            let name = concat!(stringify!($module), "::", stringify!($case));
+            let started = ::std::time::Instant::now();
+            let outcome = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
+                $crate::run(async { $crate::$module::$case(make().await).await })
+            }));
+            let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
+            eprintln!("{name} ... {verdict} ({:.2?})", started.elapsed());
+            if outcome.is_err() {
+                failed.push(name);
+            }
+        )*)*
+        assert!(
+            failed.is_empty(),
+            "{} of {} conformance cases failed: {}",
+            failed.len(),
+            total,
+            failed.join(", ")
+        );
+    }};
+    (@$how:ident $($arg:tt)*) => {
+        $crate::__sequential_cases!(
+            [@$how $($arg)*];
+            cases: [
+                insert_then_load_round_trips,
+                load_of_unknown_id_is_none,
+                insert_never_overwrites,
+                insert_with_stale_epoch_is_refused,
+                touch_extends_but_never_shortens,
+                touch_never_revives_a_revoked_session,
+                touch_of_unknown_id_is_a_no_op,
+                revoke_first_reason_wins,
+                revoke_user_bumps_epoch_with_reason,
+                revoke_user_keeps_only_the_named_live_session_of_that_user,
+                epoch_bumps_accumulate,
+                list_is_per_user_and_includes_ended_records,
+                purge_removes_exactly_records_ended_by_cutoff,
+                users_are_found_by_exact_username_and_by_id,
+                usernames_and_user_ids_are_unique,
+                set_password_swaps_hash_and_bumps_epoch,
+                sidecar_user_has_epoch_without_credentials,
+                concurrent_revokes_of_one_session_have_one_winner,
+                concurrent_epoch_bumps_are_never_lost,
+                concurrent_user_creation_has_one_winner,
+                password_change_is_never_seen_half_done,
+                keep_during_revoke_all_is_atomic,
+                refresh_round_trips_and_is_never_overwritten,
+                rotate_refresh_happens_exactly_once,
+                concurrent_rotations_of_one_refresh_token_have_one_winner,
+                purge_takes_refresh_tokens_with_their_session,
+                api_token_round_trips_and_is_listed_per_user,
+                api_token_with_stale_epoch_is_refused,
+                api_token_revoke_and_touch,
+                epoch_bump_ends_api_tokens_only_when_asked,
+                purge_removes_ended_api_tokens,
+            ],
+            policy_cases: [
+                limit_evicts_the_least_recently_used,
+                limit_rejects_new_and_changes_nothing,
+                limit_counts_only_live_sessions,
+                simultaneous_logins_never_exceed_the_limit,
+                rotate_session_token_is_a_compare_and_set,
+                simultaneous_rotations_have_one_winner,
+                user_access_round_trips_and_counts_privilege_changes,
+                audit_events_append_list_and_purge,
+            ]
+        )
     };
 }

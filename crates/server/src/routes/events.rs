@@ -148,14 +148,7 @@ pub async fn admin_list<S: Store, C: Clock>(
     if !(1..=EventQuery::MAX_LIMIT).contains(&limit) {
         return Err(ApiError::InvalidQuery("limit"));
     }
-    let cursor = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<u64>()
-                .map_err(|_| ApiError::InvalidQuery("cursor"))
-        })
-        .transpose()?;
+    let cursor = parse_cursor(q.cursor.as_deref())?;
     let events = state
         .engine()
         .events(&EventQuery {
@@ -184,14 +177,7 @@ pub async fn own_list<S: Store, C: Clock>(
     auth: LiveSession,
     QueryParams(q): QueryParams<OwnEventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let mut cursor = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<u64>()
-                .map_err(|_| ApiError::InvalidQuery("cursor"))
-        })
-        .transpose()?;
+    let mut cursor = parse_cursor(q.cursor.as_deref())?;
     // Filled up to a page with shown events, reading past the routine ones.
     let mut shown = Vec::with_capacity(OWN_LIMIT);
     loop {
@@ -214,6 +200,15 @@ pub async fn own_list<S: Store, C: Clock>(
     }
     shown.truncate(OWN_LIMIT);
     Ok(Json(EventPage::new(&shown, OWN_LIMIT)))
+}
+
+/// A page cursor: the `next_cursor` of the previous page.
+fn parse_cursor(s: Option<&str>) -> Result<Option<u64>, ApiError> {
+    s.map(|c| {
+        c.parse::<u64>()
+            .map_err(|_| ApiError::InvalidQuery("cursor"))
+    })
+    .transpose()
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, ()> {

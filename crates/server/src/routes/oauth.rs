@@ -333,7 +333,7 @@ pub async fn revoke<S: Store, C: Clock>(
         }
         // A verified signature is the proof; the session may already be over.
         Presented::Access => {
-            if let Ok(claims) = state.verify_access_token(&token) {
+            if let Ok(claims) = state.verify_access_token(&token).await {
                 engine.revoke(&claims.sid(), Reason::LoggedOut).await?;
             }
         }

@@ -63,9 +63,13 @@ impl TestApp {
     /// `dir` (created if missing), with the keeper that maintains it.
     pub async fn with_key_file(toml: &str, dir: &std::path::Path) -> (Self, KeyKeeper) {
         let config = Config::from_toml(toml, |_| None, &Overrides::default()).unwrap();
-        let (keys, keeper) = keys::load_or_create(dir.join(KEY_FILE), config.keys.algorithm, START)
-            .await
-            .unwrap();
+        let (keys, keeper) = keys::load_or_create(
+            keys::KeySource::File(dir.join(KEY_FILE)),
+            config.keys.algorithm,
+            START,
+        )
+        .await
+        .unwrap();
         (Self::with_keys(&config, keys), keeper)
     }
 
