@@ -195,18 +195,41 @@ impl EventQuery {
     }
 }
 
+/// The client of the current task: given, or built when an event needs it.
+enum Source {
+    Ready(ClientInfo),
+    Lazy(Box<dyn Fn() -> ClientInfo + Send + Sync>),
+}
+
 tokio::task_local! {
-    static CLIENT: ClientInfo;
+    static CLIENT: Source;
 }
 
 /// Runs `f` with `client` as the client of every event it records.
 pub async fn with_client<F: Future>(client: ClientInfo, f: F) -> F::Output {
-    CLIENT.scope(client, f).await
+    CLIENT.scope(Source::Ready(client), f).await
 }
 
-/// The client set by [`with_client`] for the current task, or an empty one.
+/// Runs `f` with the client that `client` builds as the client of every event it
+/// records: built only if an event is recorded, so a request that records none
+/// (most validations) pays nothing for it.
+pub async fn with_client_from<G, F>(client: G, f: F) -> F::Output
+where
+    G: Fn() -> ClientInfo + Send + Sync + 'static,
+    F: Future,
+{
+    CLIENT.scope(Source::Lazy(Box::new(client)), f).await
+}
+
+/// The client set by [`with_client`] or [`with_client_from`] for the current
+/// task, or an empty one.
 pub fn current_client() -> ClientInfo {
-    CLIENT.try_with(Clone::clone).unwrap_or_default()
+    CLIENT
+        .try_with(|s| match s {
+            Source::Ready(c) => c.clone(),
+            Source::Lazy(build) => build(),
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -270,5 +293,8 @@ mod tests {
         let seen = with_client(c.clone(), async { current_client() }).await;
         assert_eq!(seen, c);
         assert_eq!(current_client(), ClientInfo::default());
+        let built = c.clone();
+        let seen = with_client_from(move || built.clone(), async { current_client() }).await;
+        assert_eq!(seen, c);
     }
 }

@@ -52,16 +52,33 @@ impl Timestamp {
 
     /// Formats as RFC 3339 in UTC with second precision, e.g. `2026-11-28T17:20:11Z`.
     pub fn to_rfc3339(self) -> String {
+        self.to_string()
+    }
+
+    /// The RFC 3339 text in a stack buffer (years 0 to 9999; others are
+    /// clamped): formatting sits on every response, so it allocates nothing.
+    fn rfc3339_bytes(self) -> [u8; 20] {
         let secs = self.as_secs();
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        let y = u32::try_from(y.clamp(0, 9999)).unwrap_or(0);
+        let rem = u32::try_from(rem).unwrap_or(0);
+        let mut out = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, value: u32, width: usize| {
+            let mut v = value;
+            for i in (0..width).rev() {
+                out[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, y, 4);
+        put(5, m, 2);
+        put(8, d, 2);
+        put(11, rem / 3600, 2);
+        put(14, (rem % 3600) / 60, 2);
+        put(17, rem % 60, 2);
+        out
     }
 }
 
@@ -88,7 +105,8 @@ impl fmt::Debug for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_rfc3339())
+        let bytes = self.rfc3339_bytes();
+        f.write_str(std::str::from_utf8(&bytes).map_err(|_| fmt::Error)?)
     }
 }
 

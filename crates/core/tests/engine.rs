@@ -511,3 +511,25 @@ async fn a_session_keeps_the_reason_of_the_bump_that_ended_it() {
         (Reason::PasswordChanged, Some(T0.saturating_add(2 * MIN)))
     );
 }
+
+#[tokio::test]
+async fn a_check_is_one_store_call_cookie_renewal_included() {
+    let f = fixture();
+    let t = f.login(&alice()).await;
+    let before = f.store.calls();
+    f.engine.validate(&t).await.unwrap();
+    assert_eq!(f.store.calls() - before, 1, "validate: one lookup");
+    let before = f.store.calls();
+    let v = f.engine.validate_renewing(&t).await.unwrap();
+    assert!(v.new_token.is_none());
+    assert_eq!(
+        f.store.calls() - before,
+        1,
+        "a cookie check reads the epoch with the session"
+    );
+    // Past the touch interval, the check also writes the activity: two calls.
+    f.advance(2 * MIN);
+    let before = f.store.calls();
+    f.engine.validate_renewing(&t).await.unwrap();
+    assert_eq!(f.store.calls() - before, 2);
+}

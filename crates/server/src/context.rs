@@ -64,14 +64,26 @@ pub fn client_of(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>) ->
 
 /// Middleware: see the module documentation.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
-    let client = client_of(
-        req.headers(),
-        req.extensions().get::<ConnectInfo<SocketAddr>>(),
-    );
-    let renewal = Renewal::default();
-    req.extensions_mut().insert(renewal.clone());
-    let mut res = audit::with_client(client, next.run(req)).await;
-    if let Some(token) = renewal.take() {
+    // The client is built only if the request records an audit event: a cheap
+    // copy of the header value (reference-counted bytes) and the address now.
+    let user_agent = req.headers().get(header::USER_AGENT).cloned();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
+    let client = move || {
+        let ua = user_agent
+            .as_ref()
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
+        ClientInfo::new(ua, peer.map(|ConnectInfo(addr)| addr.ip()))
+    };
+    // Only a cookie can be renewed in passing.
+    let renewal = req
+        .headers()
+        .contains_key(header::COOKIE)
+        .then(Renewal::default);
+    if let Some(slot) = &renewal {
+        req.extensions_mut().insert(slot.clone());
+    }
+    let mut res = audit::with_client_from(client, next.run(req)).await;
+    if let Some(token) = renewal.and_then(|slot| slot.take()) {
         let handler_set_cookie = res.headers().get_all(header::SET_COOKIE).iter().any(|v| {
             v.as_bytes()
                 .strip_prefix(SESSION_COOKIE.as_bytes())

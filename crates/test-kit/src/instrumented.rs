@@ -31,6 +31,7 @@ pub struct Instrumented<S> {
     inner: S,
     loads: Arc<AtomicUsize>,
     touches: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
     mode: Arc<AtomicU8>,
 }
 
@@ -41,6 +42,7 @@ impl<S: Store> Instrumented<S> {
             inner,
             loads: Arc::default(),
             touches: Arc::default(),
+            calls: Arc::default(),
             mode: Arc::default(),
         }
     }
@@ -60,6 +62,12 @@ impl<S: Store> Instrumented<S> {
         self.touches.load(Ordering::SeqCst)
     }
 
+    /// How many calls of any kind reached the store (a networked store's round
+    /// trips).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
     /// From now on every call fails with a backend error (whose message names a
     /// path, to prove it never reaches a response).
     pub fn fail_from_now(&self) {
@@ -72,6 +80,7 @@ impl<S: Store> Instrumented<S> {
     }
 
     fn enter(&self, kind: Kind) -> StoreResult<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         match kind {
             Kind::Load => self.loads.fetch_add(1, Ordering::SeqCst),
             Kind::Touch => self.touches.fetch_add(1, Ordering::SeqCst),

@@ -59,22 +59,25 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// privilege change.
     pub async fn validate_rotating(&self, token: &str, periodic: bool) -> Result<Validated> {
         let now = self.clock.now();
-        let (state, previous) = self.check(token, now).await?;
-        if !previous {
-            let epoch = self.store.user_epoch(&state.user_id).await?;
-            if let Some(reason) = self.rotation_due(&state, &epoch, now, periodic) {
-                let overlap = self.policy_of(state.profile.as_ref()).renewal_overlap;
-                let (new_token, rotated) = self
-                    .rotate(&state, &epoch, reason, overlap, None, now)
-                    .await?;
-                if let Some(rotated) = rotated {
-                    return Ok(Validated {
-                        session: self.valid(&rotated),
-                        new_token: Some(new_token),
-                    });
-                }
-                // Another request rotated it first; this one is served by the overlap.
+        let (state, epoch, previous) = self.check(token, now).await?;
+        // A token presented in its overlap is served as it is, never rotated again.
+        let due = if previous {
+            None
+        } else {
+            self.rotation_due(&state, &epoch, now, periodic)
+        };
+        if let Some(reason) = due {
+            let overlap = self.policy_of(state.profile.as_ref()).renewal_overlap;
+            let (new_token, rotated) = self
+                .rotate(&state, &epoch, reason, overlap, None, now)
+                .await?;
+            if let Some(rotated) = rotated {
+                return Ok(Validated {
+                    session: self.valid(&rotated),
+                    new_token: Some(new_token),
+                });
             }
+            // Another request rotated it first; this one is served by the overlap.
         }
         Ok(Validated {
             session: self.touch(state, now).await?,

@@ -448,7 +448,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// [`Engine::validate_renewing`] for requests that can carry a new one.
     pub async fn validate(&self, token: &str) -> Result<ValidSession> {
         let now = self.clock.now();
-        let (state, _) = self.check(token, now).await?;
+        let (state, _, _) = self.check(token, now).await?;
         self.touch(state, now).await
     }
 
@@ -456,7 +456,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// move (for "you will be signed out in N minutes" warnings).
     pub async fn status(&self, token: &str) -> Result<ValidSession> {
         let now = self.clock.now();
-        let (state, _) = self.check(token, now).await?;
+        let (state, _, _) = self.check(token, now).await?;
         Ok(self.valid(&state))
     }
 
@@ -791,8 +791,9 @@ impl<S: Store, C: Clock> Engine<S, C> {
     }
 
     /// Checks a presented session token: its current token, or the one the last
-    /// rotation replaced while its overlap lasts (`true` in the result).
-    async fn check(&self, token: &str, now: Timestamp) -> Result<(SessionState, bool)> {
+    /// rotation replaced while its overlap lasts (`true` in the result). Returns
+    /// the user's epoch read with it (one store call).
+    async fn check(&self, token: &str, now: Timestamp) -> Result<(SessionState, UserEpoch, bool)> {
         // Parsing rejects malformed, foreign and mistyped tokens before any lookup.
         let parsed = Token::parse(token, TokenKind::Session)
             .map_err(|_| Error::Rejected(Rejection::INVALID))?;
@@ -818,7 +819,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
             }
         };
         decide(&state, &epoch, now)?;
-        Ok((state, previous))
+        Ok((state, epoch, previous))
     }
 
     /// The live state of session `id`, authenticated by the caller, with its

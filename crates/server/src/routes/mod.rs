@@ -7,37 +7,67 @@ pub mod health;
 pub mod oauth;
 pub mod session;
 
-use serde::Serialize;
-use sessionguard_core::{SessionId, SessionRecord, ValidSession};
+use std::fmt;
 
-/// A session's public information: never its token.
+use serde::{Serialize, Serializer};
+use sessionguard_core::{ProfileName, SessionId, SessionRecord, Timestamp, UserId, ValidSession};
+
+/// A session's public information: never its token. Values are written straight
+/// into the JSON (ids and times through `Display`), without intermediate strings:
+/// this is the body of every validation.
 #[derive(Debug, Serialize)]
 pub struct SessionView {
-    user_id: String,
-    session_id: String,
-    created_at: String,
-    last_seen_at: String,
-    idle_expires_at: String,
-    absolute_expires_at: String,
+    #[serde(serialize_with = "display")]
+    user_id: UserId,
+    #[serde(serialize_with = "display")]
+    session_id: SessionId,
+    #[serde(serialize_with = "display")]
+    created_at: Timestamp,
+    #[serde(serialize_with = "display")]
+    last_seen_at: Timestamp,
+    #[serde(serialize_with = "display")]
+    idle_expires_at: Timestamp,
+    #[serde(serialize_with = "display")]
+    absolute_expires_at: Timestamp,
     /// Until when the session counts as recently authenticated (step-up).
-    step_up_expires_at: String,
+    #[serde(serialize_with = "display")]
+    step_up_expires_at: Timestamp,
     /// The profile whose rules the session follows; absent for the default one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    profile: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_some"
+    )]
+    profile: Option<ProfileName>,
     csrf_token: String,
+}
+
+/// Serialises a value as the JSON string of its `Display`.
+fn display<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+/// [`display`] for an optional value that is skipped when absent.
+fn display_some<T: fmt::Display, S: Serializer>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
 }
 
 impl From<&ValidSession> for SessionView {
     fn from(s: &ValidSession) -> Self {
         SessionView {
-            user_id: s.user_id().to_string(),
-            session_id: s.id().to_string(),
-            created_at: s.created_at().to_rfc3339(),
-            last_seen_at: s.last_seen_at().to_rfc3339(),
-            idle_expires_at: s.idle_deadline().to_rfc3339(),
-            absolute_expires_at: s.absolute_deadline().to_rfc3339(),
-            step_up_expires_at: s.step_up_until().to_rfc3339(),
-            profile: s.profile().map(ToString::to_string),
+            user_id: s.user_id().clone(),
+            session_id: s.id(),
+            created_at: s.created_at(),
+            last_seen_at: s.last_seen_at(),
+            idle_expires_at: s.idle_deadline(),
+            absolute_expires_at: s.absolute_deadline(),
+            step_up_expires_at: s.step_up_until(),
+            profile: s.profile().cloned(),
             csrf_token: s.csrf_token(),
         }
     }
