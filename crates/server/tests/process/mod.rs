@@ -59,6 +59,11 @@ impl Server {
 }
 
 impl Server {
+    /// The process id, e.g. to read its memory in `/proc/<pid>/status`.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL: no shutdown, no flush, no destructors.
     pub(crate) fn kill9(mut self) {
         self.child.kill().unwrap();
