@@ -6,63 +6,19 @@
 
 mod process;
 
-use process::{Running, cookie_of, http, json_field, start};
-
-/// A browser's session: the cookie value and its anti-CSRF token.
-struct Browser {
-    cookie: String,
-    csrf: String,
-}
+use process::{Browser, Running, cookie_of, http, json_field, start};
 
 impl Running {
     fn login(&self, name: &str, password: &str) -> Result<Browser, u16> {
-        let body = format!(r#"{{"username":"{name}","password":"{password}"}}"#);
-        let (status, head, body) = http(
-            &self.addr,
-            "POST",
-            "/v1/login",
-            &[("content-type", "application/json")],
-            &body,
-        );
-        if status != 200 {
-            return Err(status);
-        }
-        Ok(Browser {
-            cookie: cookie_of(&head),
-            csrf: json_field(&body, "csrf_token"),
-        })
+        process::login(&self.addr, name, password)
     }
 
-    /// `GET /v1/session/status`: the user id, or the rejection's code.
     fn status(&self, b: &Browser) -> Result<String, String> {
-        let cookie = format!("__Host-sg_session={}", b.cookie);
-        let (status, _, body) = http(
-            &self.addr,
-            "GET",
-            "/v1/session/status",
-            &[("cookie", &cookie)],
-            "",
-        );
-        match status {
-            200 => Ok(json_field(&body, "user_id")),
-            401 => Err(json_field(&body, "code")),
-            other => panic!("unexpected {other}: {body}"),
-        }
+        process::status(&self.addr, b)
     }
 
     fn post_as(&self, b: &Browser, path: &str, json: &str) -> (u16, String, String) {
-        let cookie = format!("__Host-sg_session={}", b.cookie);
-        http(
-            &self.addr,
-            "POST",
-            path,
-            &[
-                ("cookie", &cookie),
-                ("x-csrf-token", &b.csrf),
-                ("content-type", "application/json"),
-            ],
-            json,
-        )
+        process::post_as(&self.addr, b, path, json)
     }
 }
 

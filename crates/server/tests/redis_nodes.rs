@@ -13,7 +13,7 @@ mod process;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use process::{Server, cookie_of, http, json_field, startup, try_http};
+use process::{Browser, Server, cookie_of, http, json_field, startup, try_http};
 use sessionguard_core::TokenId;
 use sessionguard_test_kit::fixtures::TempDir;
 use sessionguard_test_kit::redis::{RedisCluster, RedisServer};
@@ -55,12 +55,6 @@ fn prefix() -> String {
     format!("t{}", TokenId::random().to_string().replace(['-', '_'], ""))
 }
 
-/// A browser session: its cookie and anti-CSRF token.
-struct Browser {
-    cookie: String,
-    csrf: String,
-}
-
 impl Node {
     fn admin(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let bearer = format!("Bearer {ADMIN}");
@@ -85,51 +79,15 @@ impl Node {
     }
 
     fn login(&self, name: &str, password: &str) -> Browser {
-        let body = format!(r#"{{"username":"{name}","password":"{password}"}}"#);
-        let (status, head, body) = http(
-            &self.addr,
-            "POST",
-            "/v1/login",
-            &[("content-type", "application/json")],
-            &body,
-        );
-        assert_eq!(status, 200, "{body}");
-        Browser {
-            cookie: cookie_of(&head),
-            csrf: json_field(&body, "csrf_token"),
-        }
+        process::login(&self.addr, name, password).expect("the login succeeds")
     }
 
-    /// `GET /v1/session/status` with the cookie: the user id, or the code.
     fn status(&self, b: &Browser) -> Result<String, String> {
-        let cookie = format!("__Host-sg_session={}", b.cookie);
-        let (status, _, body) = http(
-            &self.addr,
-            "GET",
-            "/v1/session/status",
-            &[("cookie", &cookie)],
-            "",
-        );
-        match status {
-            200 => Ok(json_field(&body, "user_id")),
-            401 => Err(json_field(&body, "code")),
-            other => panic!("unexpected {other}: {body}"),
-        }
+        process::status(&self.addr, b)
     }
 
     fn post_as(&self, b: &Browser, path: &str, json: &str) -> (u16, String, String) {
-        let cookie = format!("__Host-sg_session={}", b.cookie);
-        http(
-            &self.addr,
-            "POST",
-            path,
-            &[
-                ("cookie", &cookie),
-                ("x-csrf-token", &b.csrf),
-                ("content-type", "application/json"),
-            ],
-            json,
-        )
+        process::post_as(&self.addr, b, path, json)
     }
 
     /// A password grant: the access token.

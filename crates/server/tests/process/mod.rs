@@ -250,3 +250,62 @@ impl Running {
         self.server.kill9();
     }
 }
+
+/// A browser's session: the cookie value and its anti-CSRF token.
+pub(crate) struct Browser {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
+}
+
+/// `POST /v1/login` at `addr`: the browser session, or the status of a refusal.
+pub(crate) fn login(addr: &str, name: &str, password: &str) -> Result<Browser, u16> {
+    let body = serde_json::json!({ "username": name, "password": password }).to_string();
+    let (status, head, body) = http(
+        addr,
+        "POST",
+        "/v1/login",
+        &[("content-type", "application/json")],
+        &body,
+    );
+    if status != 200 {
+        return Err(status);
+    }
+    Ok(Browser {
+        cookie: cookie_of(&head),
+        csrf: json_field(&body, "csrf_token"),
+    })
+}
+
+/// `GET /v1/session/status` at `addr` with the cookie: the user id, or the
+/// rejection's code.
+pub(crate) fn status(addr: &str, b: &Browser) -> Result<String, String> {
+    let cookie = format!("__Host-sg_session={}", b.cookie);
+    let (status, _, body) = http(
+        addr,
+        "GET",
+        "/v1/session/status",
+        &[("cookie", &cookie)],
+        "",
+    );
+    match status {
+        200 => Ok(json_field(&body, "user_id")),
+        401 => Err(json_field(&body, "code")),
+        other => panic!("unexpected {other}: {body}"),
+    }
+}
+
+/// A cookie-authenticated `POST` with the session's anti-CSRF token.
+pub(crate) fn post_as(addr: &str, b: &Browser, path: &str, json: &str) -> (u16, String, String) {
+    let cookie = format!("__Host-sg_session={}", b.cookie);
+    http(
+        addr,
+        "POST",
+        path,
+        &[
+            ("cookie", &cookie),
+            ("x-csrf-token", &b.csrf),
+            ("content-type", "application/json"),
+        ],
+        json,
+    )
+}
