@@ -2,12 +2,13 @@
 //!
 //! | subcommand | does |
 //! |---|---|
-//! | `peer --mode bare\|tower-sessions --listen ADDR [--sessions N --cookies FILE]` | a peer server: bare axum hello world (the ceiling) or axum + tower-sessions `MemoryStore` (seeded with N sessions whose cookie values go to FILE) |
+//! | `peer --mode bare\|tower-sessions\|tower-sessions-redis --listen ADDR [--sessions N --cookies FILE] [--redis URL --pool P]` | a peer server: bare axum hello world (the ceiling), axum + tower-sessions `MemoryStore`, or axum + tower-sessions' `RedisStore` over fred (a pool of P clients, default 1) on a loopback Redis (both seeded with N sessions whose cookie values go to FILE) |
 //! | `seed-sessions --url URL --n N --out FILE` | N sidecar sessions through `POST /v1/admin/sessions` (admin token from `SGBENCH_ADMIN_TOKEN`); writes `token\tsession_id\tuser_id` lines |
 //! | `mint --keys FILE --iss ISS --aud AUD --in FILE --out FILE` | one access token (JWT) per session of `--in`, signed with the server's key file |
 //! | `seed-refresh --url URL --chains N --out FILE --login-out FILE` | a user with a password, then N `grant_type=password` grants; writes the refresh tokens and `username\tpassword` |
 //! | `hash-time [--rounds R]` | median seconds of one argon2id hash with `PasswordHasher::owasp()` |
 //! | `mem --variant V --n N` | bytes per live session of an in-process store filled with N records (RSS delta ÷ N) |
+//! | `redis-mem --redis URL (--keys FILE \| --prefix P)` | exact `MEMORY USAGE` of the listed keys, or of the sessionguard keys under prefix P grouped by kind: `class\tdescription\tkeys\tbytes` |
 //! | `table --results FILE` | the markdown results table from the script's results file |
 //!
 //! Nothing here is product code; it never listens anywhere but where it is told
@@ -34,6 +35,7 @@ fn main() -> Result<()> {
         "mint" => mint(&opts),
         "hash-time" => hash_time(&opts),
         "mem" => mem(&opts),
+        "redis-mem" => runtime()?.block_on(redis_mem(&opts)),
         "table" => table(&opts),
         other => bail!("unknown subcommand {other}"),
     }
@@ -109,6 +111,48 @@ async fn peer(opts: &Opts) -> Result<()> {
             let layer = SessionManagerLayer::new(store).with_secure(true);
             Router::new().route("/", get(ts_read)).layer(layer)
         }
+        "tower-sessions-redis" => {
+            // tower-sessions 0.14 with its published Redis store (see Cargo.toml for
+            // why 0.14), over fred; set up as the store's documentation shows.
+            use tower_sessions_014::{SessionManagerLayer, SessionStore, session::Id, session::Record};
+            use tower_sessions_redis_store::RedisStore;
+            use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, Pool};
+
+            let n = opts.num("sessions", 100_000)?;
+            let url = opts.get("redis")?;
+            if !url.starts_with("redis://127.") {
+                bail!("the benchmark peers talk to a loopback Redis only");
+            }
+            let pool = Pool::new(Config::from_url(url)?, None, None, None, opts.num("pool", 1)?)?;
+            pool.init().await?;
+            let store = RedisStore::new(pool);
+            let expiry = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+            // Created through the store (SET NX with EXAT), 64 at a time.
+            let ids: Vec<String> = {
+                use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
+                stream::iter(0..n)
+                    .map(|i| {
+                        let store = store.clone();
+                        async move {
+                            let mut data = HashMap::new();
+                            data.insert("user_id".to_owned(), serde_json::json!(format!("app-user-{i:06}")));
+                            let mut record = Record { id: Id::default(), data, expiry_date: expiry };
+                            store.create(&mut record).await.map_err(|e| anyhow!("{e}"))?;
+                            Ok::<_, anyhow::Error>(record.id.to_string())
+                        }
+                    })
+                    .buffer_unordered(64)
+                    .try_collect()
+                    .await?
+            };
+            let mut out = create_file(opts.get("cookies")?)?;
+            for id in &ids {
+                writeln!(out, "{id}")?;
+            }
+            out.flush()?;
+            let layer = SessionManagerLayer::new(store).with_secure(true);
+            Router::new().route("/", get(ts_redis_read)).layer(layer)
+        }
         other => bail!("unknown peer mode {other}"),
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -130,6 +174,112 @@ async fn ts_read(session: tower_sessions::Session) -> Result<String, axum::http:
         Ok(Some(user)) => Ok(user),
         Ok(None) => Err(StatusCode::UNAUTHORIZED),
         Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// The same handler for scenario 7a (tower-sessions 0.14, the Redis store's release).
+async fn ts_redis_read(session: tower_sessions_014::Session) -> Result<String, axum::http::StatusCode> {
+    use axum::http::StatusCode;
+    match session.get::<String>("user_id").await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(StatusCode::UNAUTHORIZED),
+        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Redis memory
+// ---------------------------------------------------------------------------
+
+/// `MEMORY USAGE key SAMPLES 0` (exact) of every key listed in `--keys FILE`
+/// (first tab-separated field), or of every key matching `--prefix P` (`P:*`),
+/// grouped by what the key holds. Prints `class\tdescription\tkeys\tbytes` lines.
+async fn redis_mem(opts: &Opts) -> Result<()> {
+    use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
+    use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, Client, MemoryInterface as _};
+
+    let url = opts.get("redis")?;
+    if !url.starts_with("redis://127.") {
+        bail!("redis-mem reads a loopback Redis only");
+    }
+    let client = Client::new(Config::from_url(url)?, None, None, None);
+    client.init().await?;
+    let keys: Vec<String> = if let Ok(file) = opts.get("keys") {
+        let text = std::fs::read_to_string(file)?;
+        text.lines().filter_map(|l| l.split('\t').next()).filter(|k| !k.is_empty()).map(str::to_owned).collect()
+    } else {
+        let prefix = opts.get("prefix")?;
+        let found: Vec<tower_sessions_redis_store::fred::types::Key> =
+            client.scan_buffered(format!("{prefix}:*"), Some(1000), None).try_collect().await?;
+        found.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect()
+    };
+    let sizes: Vec<(String, u64)> = stream::iter(keys)
+        .map(|k| {
+            let client = client.clone();
+            async move {
+                let bytes: Option<u64> = client.memory_usage(k.as_str(), Some(0)).await?;
+                Ok::<_, anyhow::Error>((k, bytes.unwrap_or(0)))
+            }
+        })
+        .buffer_unordered(128)
+        .try_collect()
+        .await?;
+    let mut groups: std::collections::BTreeMap<&'static str, (u64, u64)> = Default::default();
+    for (k, bytes) in &sizes {
+        let class = if opts.get("keys").is_ok() { "listed" } else { key_class(k) };
+        let g = groups.entry(class).or_default();
+        g.0 += 1;
+        g.1 += bytes;
+    }
+    for (class, (count, bytes)) in groups {
+        say(&format!("{class}\t{}\t{count}\t{bytes}", class_description(class)));
+    }
+    client.quit().await?;
+    Ok(())
+}
+
+/// What a sessionguard Redis key holds, from its layout (`P:{T}:s:<id>`, …; see
+/// crates/store-redis/src/keys.rs).
+fn key_class(key: &str) -> &'static str {
+    let Some((_, rest)) = key.split_once(':') else { return "other" };
+    if rest.starts_with("{events}") {
+        return "events";
+    }
+    if rest.starts_with("{keys}") {
+        return "keys";
+    }
+    let Some((_, rest)) = rest.split_once("}:") else { return "other" };
+    match rest.split(':').next().unwrap_or("") {
+        "s" => "s",
+        "us" => "us",
+        "ua" => "ua",
+        "epoch" => "epoch",
+        "ver" => "ver",
+        "access" => "access",
+        "cred" => "cred",
+        "r" => "r",
+        "a" => "a",
+        "name" => "name",
+        _ => "other",
+    }
+}
+
+fn class_description(class: &str) -> &'static str {
+    match class {
+        "listed" => "the listed keys",
+        "s" => "session hashes (`P:{T}:s:<id>`)",
+        "us" => "users' session sets (`P:{T}:us:<user>`)",
+        "ua" => "users' API-token sets",
+        "epoch" => "per-shard credential-epoch hashes (`P:{T}:epoch`)",
+        "ver" => "per-shard version hashes (`P:{T}:ver`)",
+        "access" => "per-shard profile and roles hashes",
+        "cred" => "per-shard credential hashes",
+        "r" => "refresh tokens",
+        "a" => "API tokens",
+        "name" => "username index",
+        "events" => "audit log (`P:{events}:*`)",
+        "keys" => "shared signing keys (`P:{keys}:signing`)",
+        _ => "other keys",
     }
 }
 
@@ -308,23 +458,34 @@ fn mem(opts: &Opts) -> Result<()> {
             let users: Vec<UserId> = (0..n.div_ceil(per_user)).map(|_| UserId::random()).collect();
             let records: Vec<SessionRecord> = (0..n)
                 .map(|i| {
-                    let token = Token::generate(TokenKind::Session);
+                    let user = users[i / per_user].clone();
+                    // As the engine makes them: the token id carries its user's shard.
+                    let token = Token::generate_in(TokenKind::Session, user.shard());
                     let client = if variant == "sg-login" {
                         ClientInfo::new(Some(ua), Some("203.0.113.7".parse().expect("ip")))
                     } else {
                         ClientInfo::default()
                     };
                     SessionRecord {
+                        // The fields of a fresh session on the default profile, as
+                        // `Engine` fills them at login or sidecar creation.
                         state: SessionState {
                             id: token.id(),
                             verifier_hash: token.verifier_hash(),
-                            user_id: users[i / per_user].clone(),
+                            user_id: user,
                             epoch: 0,
                             created_at: now,
                             last_seen_at: now,
                             idle_deadline: now.saturating_add(Duration::from_secs(1800)),
                             absolute_deadline: now.saturating_add(Duration::from_secs(43_200)),
                             revoked: None,
+                            profile: None,
+                            privileges: 0,
+                            token_issued_at: now,
+                            elevated_until: None,
+                            previous: None,
+                            displaced_by: None,
+                            csrf_basis: None,
                         },
                         client,
                     }
@@ -334,7 +495,7 @@ fn mem(opts: &Opts) -> Result<()> {
             drop(users);
             let index = MemoryIndex::new();
             for r in records {
-                index.insert_session(r).map_err(|e| anyhow!("{e}"))?;
+                index.insert_session(r, SessionLimit::NONE).map_err(|e| anyhow!("{e}"))?;
             }
             after = rss_bytes()?;
             assert_eq!(index.session_count(), n);
@@ -360,15 +521,22 @@ fn mem(opts: &Opts) -> Result<()> {
         }
         "sizes" => {
             use std::mem::size_of;
+            use sessionguard_core::token::VerifierHash;
             let lines = [
                 ("SessionRecord (map value)", size_of::<SessionRecord>()),
                 ("  SessionState", size_of::<SessionState>()),
                 ("    SessionId (16-byte selector)", size_of::<SessionId>()),
-                ("    VerifierHash (SHA-256)", 32),
+                ("    VerifierHash (SHA-256)", size_of::<VerifierHash>()),
                 ("    UserId (Arc<str> fat pointer)", size_of::<UserId>()),
                 ("    epoch u64", 8),
-                ("    4 x Timestamp", 4 * size_of::<Timestamp>()),
+                ("    privileges u64", 8),
+                ("    5 x Timestamp (created, last seen, idle, absolute, token issued)", 5 * size_of::<Timestamp>()),
+                ("    Option<Timestamp> (elevated_until)", size_of::<Option<Timestamp>>()),
                 ("    Option<Revocation>", size_of::<Option<Revocation>>()),
+                ("    Option<ProfileName>", size_of::<Option<ProfileName>>()),
+                ("    Option<ReplacedToken> (previous)", size_of::<Option<ReplacedToken>>()),
+                ("    Option<Box<ClientInfo>> (displaced_by)", size_of::<Option<Box<ClientInfo>>>()),
+                ("    Option<VerifierHash> (csrf_basis)", size_of::<Option<VerifierHash>>()),
                 ("  ClientInfo (Option<Box<str>> + Option<IpAddr>)", size_of::<ClientInfo>()),
                 ("SessionId (map key)", size_of::<SessionId>()),
                 ("UserEpoch (per user)", size_of::<UserEpoch>()),
@@ -443,7 +611,7 @@ fn table(opts: &Opts) -> Result<()> {
     let ms = |us: f64| format!("{:.2}", us / 1000.0);
 
     let mut out = String::new();
-    let _ = writeln!(out, "| # | scenario | req/s | p50 ms | p99 ms | requests | non-2xx/errors | server process CPU (core 0 busy) | core 1 busy (load generator) | machine busy just before | ratios and targets |");
+    let _ = writeln!(out, "| # | scenario | req/s | p50 ms | p99 ms | requests | non-2xx/errors | server process CPU (core 0 busy) | core 1 busy (load generator) | machine busy before / others during | ratios and targets |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in &rows {
         let ratios = match r.id.as_str() {
@@ -462,6 +630,12 @@ fn table(opts: &Opts) -> Result<()> {
             "2" => format!("vs bare axum (1): {}", plain(ratio("2", "1"))),
             "6v" => format!("vs cookie status alone (3a): {}", plain(ratio("6v", "3a"))),
             "3c" => format!("vs 3a (info level, the default): {}", plain(ratio("3c", "3a"))),
+            "7a" => format!("vs tower-sessions MemoryStore (2): {}", plain(ratio("7a", "2"))),
+            "7b" => format!(
+                "vs tower-sessions Redis (7a): {}; vs sessionguard embedded (3a): {}",
+                verdict(ratio("7b", "7a"), 2.0),
+                plain(ratio("7b", "3a"))
+            ),
             "6l" => match (rps("6l"), kv.get("argon2_bound_server")) {
                 (Some(l), Some(b)) => {
                     let b: f64 = b.parse().unwrap_or(f64::NAN);
@@ -478,7 +652,6 @@ fn table(opts: &Opts) -> Result<()> {
             r.id, r.label, r.rps, ms(r.p50_us), ms(r.p99_us), r.requests, bad, r.server_cpu, r.core1, r.before, ratios
         );
     }
-    let _ = writeln!(out, "| 7 | tower-sessions `RedisStore` vs sessionguard over Redis | — | — | — | — | — | — | — | — | not built yet: sessionguard has no Redis store |");
     print!("{out}");
     Ok(())
 }
