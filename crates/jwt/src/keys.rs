@@ -300,6 +300,18 @@ impl SigningKey {
         signer.try_sign(message).map_err(|_| JwtError::Signing)
     }
 
+    /// Feeds the public key's bytes to `h`.
+    pub(crate) fn digest_public(&self, h: &mut sha2::Sha256) {
+        use sha2::Digest as _;
+        match &self.public {
+            PublicKey::Ed25519 { x } => h.update(x),
+            PublicKey::P256 { x, y } => {
+                h.update(x);
+                h.update(y);
+            }
+        }
+    }
+
     /// Whether `signature` is this key's signature of `message`, with this key's
     /// algorithm and no other.
     pub(crate) fn verify_message(&self, message: &[u8], signature: &[u8]) -> bool {

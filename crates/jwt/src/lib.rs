@@ -48,6 +48,11 @@
 //!    [`JwtError::WrongIssuer`], [`JwtError::WrongAudience`],
 //!    [`JwtError::MissingClaim`]).
 //!
+//! [`Verifier::verify_memoized`] runs the same checks in the same order, but skips
+//! step 6's computation for a token whose signature this key already verified,
+//! as remembered by a bounded [`SignatureMemo`]; every other step runs on every
+//! call.
+//!
 //! ## Rotation and the retention of retired keys
 //!
 //! [`KeySet::rotate`] makes a fresh key the active one and marks the previous one
@@ -98,10 +103,12 @@
 
 pub mod claims;
 pub mod keys;
+pub mod memo;
 pub mod verify;
 
 pub use claims::AccessClaims;
 pub use keys::{Algorithm, KeyId, KeySet, SigningKey};
+pub use memo::SignatureMemo;
 pub use verify::{MAX_TOKEN_LEN, Verifier};
 
 /// Why a token was refused, or a key file could not be used.

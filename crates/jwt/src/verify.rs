@@ -11,6 +11,7 @@ use sessionguard_core::{SessionId, Timestamp};
 use crate::JwtError;
 use crate::claims::AccessClaims;
 use crate::keys::{KeySet, is_valid_kid};
+use crate::memo::SignatureMemo;
 
 /// Longest token accepted, in bytes (4 KiB). Longer input is refused before any
 /// decoding. Our own tokens are well under 1 KiB.
@@ -127,6 +128,30 @@ impl Verifier {
         token: &str,
         now: Timestamp,
     ) -> Result<AccessClaims, JwtError> {
+        self.verify_with(keys, token, now, None)
+    }
+
+    /// Like [`Verifier::verify`], but the signature computation is skipped when
+    /// `memo` says this exact token was verified before with this exact key, and a
+    /// signature that verifies is remembered there. Every other check still runs,
+    /// in the same order, on every call: see [`SignatureMemo`].
+    pub fn verify_memoized(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: Timestamp,
+        memo: &SignatureMemo,
+    ) -> Result<AccessClaims, JwtError> {
+        self.verify_with(keys, token, now, Some(memo))
+    }
+
+    fn verify_with(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: Timestamp,
+        memo: Option<&SignatureMemo>,
+    ) -> Result<AccessClaims, JwtError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtError::TooLong);
         }
@@ -154,15 +179,23 @@ impl Verifier {
         if header.alg != key.alg().as_str() {
             return Err(JwtError::UnsupportedAlgorithm);
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_b64)
-            .map_err(|_| JwtError::Malformed)?;
-        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        if !key.verify_message(signing_input.as_bytes(), &signature) {
-            return Err(JwtError::BadSignature);
+        let memo = memo.map(|memo| (memo, SignatureMemo::key(key, token)));
+        let remembered = memo.is_some_and(|(memo, k)| memo.contains(k));
+        if !remembered {
+            let signature = URL_SAFE_NO_PAD
+                .decode(signature_b64)
+                .map_err(|_| JwtError::Malformed)?;
+            let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+            if !key.verify_message(signing_input.as_bytes(), &signature) {
+                return Err(JwtError::BadSignature);
+            }
         }
         let claims: RawClaims = decode_json(payload_b64)?;
-        self.check_claims(claims, now)
+        let claims = self.check_claims(claims, now)?;
+        if let Some((memo, k)) = memo.filter(|_| !remembered) {
+            memo.insert(k, claims.exp(), now);
+        }
+        Ok(claims)
     }
 
     fn check_claims(&self, c: RawClaims, now: Timestamp) -> Result<AccessClaims, JwtError> {
@@ -970,5 +1003,198 @@ mod tests {
             verifier().verify(&keys, &new_token, at(T0 + 10)).unwrap(),
             new_claims
         );
+    }
+
+    // --- the signature memo ----------------------------------------------------
+
+    fn claims_at(secs: i64) -> AccessClaims {
+        AccessClaims::new(
+            ISS,
+            "u_alice",
+            AUD,
+            SessionId::random(),
+            at(secs),
+            Duration::from_secs(TTL),
+        )
+    }
+
+    /// `token` with its payload replaced, keeping the original signature.
+    fn with_forged_sub(token: &str) -> String {
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut p: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        p["sub"] = json!("u_admin");
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(serde_json::to_vec(&p).unwrap()),
+            parts[2]
+        )
+    }
+
+    #[test]
+    fn memoized_verification_remembers_good_signatures_only() {
+        for keys in both() {
+            let memo = SignatureMemo::new(10);
+            let c = claims();
+            let token = keys.sign(&c).unwrap();
+            let v = verifier();
+            assert_eq!(v.verify_memoized(&keys, &token, at(T0), &memo).unwrap(), c);
+            assert_eq!(memo.len(), 1);
+            assert!(memo.contains(SignatureMemo::key(keys.active(), &token)));
+            // Remembered: the same claims again, nothing added.
+            assert_eq!(v.verify_memoized(&keys, &token, at(T0), &memo).unwrap(), c);
+            assert_eq!(memo.len(), 1);
+
+            // The remembered signature does not vouch for other bytes.
+            let forged = with_forged_sub(&token);
+            assert!(matches!(
+                v.verify_memoized(&keys, &forged, at(T0), &memo),
+                Err(JwtError::BadSignature)
+            ));
+            // A token whose signature fails takes no room.
+            let (input, _) = token.rsplit_once('.').unwrap();
+            let unsigned = format!("{input}.{}", b64([7u8; 64]));
+            assert!(matches!(
+                v.verify_memoized(&keys, &unsigned, at(T0), &memo),
+                Err(JwtError::BadSignature)
+            ));
+            assert_eq!(memo.len(), 1);
+            assert!(!memo.contains(SignatureMemo::key(keys.active(), &forged)));
+        }
+    }
+
+    #[test]
+    fn a_remembered_signature_is_what_the_memo_skips() {
+        // The mechanism itself: an entry (which only a verified signature ever
+        // creates) stands in for the signature computation, and for nothing else.
+        let keys = KeySet::generate(Algorithm::EdDSA, at(T0));
+        let memo = SignatureMemo::new(10);
+        let token = keys.sign(&claims()).unwrap();
+        let forged = with_forged_sub(&token);
+        let key = SignatureMemo::key(keys.active(), &forged);
+        memo.insert(key, at(T0 + 60), at(T0));
+        let c = verifier()
+            .verify_memoized(&keys, &forged, at(T0), &memo)
+            .unwrap();
+        assert_eq!(c.sub(), "u_admin");
+        // Without the memo, the same bytes fail.
+        assert!(matches!(
+            verifier().verify(&keys, &forged, at(T0)),
+            Err(JwtError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_checked_for_time_issuer_and_audience() {
+        for keys in both() {
+            let memo = SignatureMemo::new(10);
+            let token = keys.sign(&claims()).unwrap();
+            verifier()
+                .verify_memoized(&keys, &token, at(T0), &memo)
+                .unwrap();
+            assert!(
+                verifier()
+                    .verify_memoized(&keys, &token, at(T0 + TTL as i64 - 1), &memo)
+                    .is_ok()
+            );
+            assert!(matches!(
+                verifier().verify_memoized(&keys, &token, at(T0 + TTL as i64), &memo),
+                Err(JwtError::Expired)
+            ));
+            assert!(matches!(
+                verifier().verify_memoized(&keys, &token, at(T0 - 10), &memo),
+                Err(JwtError::NotYetValid)
+            ));
+            assert!(matches!(
+                Verifier::new("https://other.example", AUD).verify_memoized(
+                    &keys,
+                    &token,
+                    at(T0),
+                    &memo
+                ),
+                Err(JwtError::WrongIssuer)
+            ));
+            assert!(matches!(
+                Verifier::new(ISS, "https://other.example").verify_memoized(
+                    &keys,
+                    &token,
+                    at(T0),
+                    &memo
+                ),
+                Err(JwtError::WrongAudience)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_remembered_token_of_a_pruned_key_is_refused() {
+        let mut keys = KeySet::generate(Algorithm::EdDSA, at(T0));
+        let memo = SignatureMemo::new(10);
+        let token = keys.sign(&claims()).unwrap();
+        verifier()
+            .verify_memoized(&keys, &token, at(T0), &memo)
+            .unwrap();
+        keys.rotate(Algorithm::EdDSA, at(T0 + 1));
+        assert!(
+            verifier()
+                .verify_memoized(&keys, &token, at(T0 + 2), &memo)
+                .is_ok(),
+            "a retired key still verifies its tokens"
+        );
+        assert_eq!(keys.prune(at(T0 + 1 + 3600), Duration::from_secs(3600)), 1);
+        assert!(matches!(
+            verifier().verify_memoized(&keys, &token, at(T0 + 2), &memo),
+            Err(JwtError::UnknownKey)
+        ));
+    }
+
+    #[test]
+    fn another_key_under_the_same_kid_does_not_inherit_remembered_signatures() {
+        for alg in [Algorithm::EdDSA, Algorithm::ES256] {
+            let keys = KeySet::generate(alg, at(T0));
+            let other = KeySet::generate(alg, at(T0));
+            let mut doc: Value = serde_json::from_str(&other.to_json_secret()).unwrap();
+            doc["keys"][0]["kid"] = json!(keys.active().kid().as_str());
+            let impostor = KeySet::from_json_secret(&doc.to_string()).unwrap();
+            let memo = SignatureMemo::new(10);
+            let token = impostor.sign(&claims()).unwrap();
+            verifier()
+                .verify_memoized(&impostor, &token, at(T0), &memo)
+                .unwrap();
+            assert_eq!(memo.len(), 1);
+            assert!(matches!(
+                verifier().verify_memoized(&keys, &token, at(T0), &memo),
+                Err(JwtError::BadSignature)
+            ));
+        }
+    }
+
+    #[test]
+    fn the_memo_is_bounded_and_expired_entries_make_room() {
+        let keys = KeySet::generate(Algorithm::EdDSA, at(T0));
+        let v = verifier();
+        let memo = SignatureMemo::new(2);
+        let tokens: Vec<String> = (0..3).map(|_| keys.sign(&claims()).unwrap()).collect();
+        for t in &tokens {
+            v.verify_memoized(&keys, t, at(T0), &memo).unwrap();
+        }
+        // Full: the third is verified (and accepted) but not remembered.
+        assert_eq!(memo.len(), 2);
+        assert!(!memo.contains(SignatureMemo::key(keys.active(), &tokens[2])));
+        assert!(v.verify_memoized(&keys, &tokens[2], at(T0), &memo).is_ok());
+        assert_eq!(memo.len(), 2);
+
+        // Once the remembered tokens have expired, a new one sweeps them out.
+        let later = T0 + TTL as i64;
+        let fresh = keys.sign(&claims_at(later)).unwrap();
+        v.verify_memoized(&keys, &fresh, at(later), &memo).unwrap();
+        assert_eq!(memo.len(), 1);
+        assert!(memo.contains(SignatureMemo::key(keys.active(), &fresh)));
+
+        // A memo of capacity 0 remembers nothing but still verifies.
+        let none = SignatureMemo::new(0);
+        assert!(v.verify_memoized(&keys, &tokens[0], at(T0), &none).is_ok());
+        assert!(none.is_empty());
     }
 }

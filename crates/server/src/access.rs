@@ -161,17 +161,23 @@ impl<S: Store, C: Clock> AppState<S, C> {
     }
 
     /// Verifies an access token's signature and claims at the engine's clock.
-    /// Says nothing about its session: see [`AppState::access_session`].
+    /// Says nothing about its session: see [`AppState::access_session`]. A
+    /// signature verified before is not computed again
+    /// ([`sessionguard_jwt::SignatureMemo`]); everything else is checked every time.
     ///
     /// A token signed by a key this node does not know is checked once more
     /// after reloading the shared key set, if keys are shared: another node may
     /// just have rotated in a new key.
     pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, ApiError> {
         let now = self.engine().clock().now();
-        match self.verifier().verify(&self.keys(), token, now) {
+        let memo = self.signature_memo();
+        match self
+            .verifier()
+            .verify_memoized(&self.keys(), token, now, memo)
+        {
             Err(JwtError::UnknownKey) if self.reload_shared_keys().await => self
                 .verifier()
-                .verify(&self.keys(), token, now)
+                .verify_memoized(&self.keys(), token, now, memo)
                 .map_err(ApiError::InvalidAccessToken),
             other => other.map_err(ApiError::InvalidAccessToken),
         }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use sessionguard_core::{Clock, Engine, PasswordHasher, ProfileError, Store, SystemClock};
-use sessionguard_jwt::{Algorithm, KeySet, Verifier};
+use sessionguard_jwt::{Algorithm, KeySet, SignatureMemo, Verifier};
 use tokio::sync::Semaphore;
 
 use crate::audit_log;
@@ -37,6 +37,12 @@ pub struct AppState<S, C = SystemClock> {
     inner: Arc<Shared<S, C>>,
 }
 
+/// How many verified access-token signatures a node remembers (a 32-byte digest
+/// and an expiry each: about 5 MiB when full). Tokens live minutes, so this covers
+/// 100 000 clients each presenting its current token; past it, signatures are
+/// verified every time until remembered ones expire.
+pub const SIGNATURE_MEMO_CAPACITY: usize = 100_000;
+
 struct Shared<S, C> {
     engine: Engine<S, C>,
     hasher: PasswordHasher,
@@ -53,6 +59,8 @@ struct Shared<S, C> {
     // never see half a key set.
     keys: RwLock<Arc<KeySet>>,
     verifier: Verifier,
+    /// Access-token signatures already verified ([`SignatureMemo`]).
+    signatures: SignatureMemo,
     key_algorithm: Algorithm,
     rotation_period: Duration,
     /// The key set shared with other nodes, if any.
@@ -136,6 +144,7 @@ impl<S: Store, C: Clock> AppState<S, C> {
                 introspection_tokens: config.introspection_tokens.clone(),
                 keys: RwLock::new(Arc::new(keys)),
                 verifier: Verifier::new(config.issuer.clone(), config.audience.clone()),
+                signatures: SignatureMemo::new(SIGNATURE_MEMO_CAPACITY),
                 key_algorithm: config.keys.algorithm,
                 rotation_period: config.keys.rotation_period,
                 shared_keys: shared,
@@ -228,6 +237,12 @@ impl<S: Store, C: Clock> AppState<S, C> {
             .keys
             .write()
             .unwrap_or_else(PoisonError::into_inner) = keys;
+    }
+
+    /// Access-token signatures this node has verified, so that a token presented
+    /// again skips the public-key operation (every other check still runs).
+    pub fn signature_memo(&self) -> &SignatureMemo {
+        &self.inner.signatures
     }
 
     /// The verifier of access tokens: the configured issuer and audience.

@@ -1427,6 +1427,34 @@ async fn a_valid_jwt_of_a_revoked_session_gets_the_reason_not_invalid_token() {
     );
 }
 
+#[tokio::test]
+async fn a_remembered_access_token_still_dies_with_its_session() {
+    // The second use of an access token skips the signature computation
+    // (`SignatureMemo`); the session's liveness is still checked every time.
+    let app = TestApp::new();
+    let grant = alice_tokens(&app).await;
+    for _ in 0..2 {
+        let res = Req::get("/v1/session")
+            .bearer(&grant.access)
+            .send(&app)
+            .await;
+        assert_eq!(res.status, StatusCode::OK);
+    }
+    assert_eq!(app.state.signature_memo().len(), 1);
+    app.advance(1);
+    let res = Req::post("/v1/logout")
+        .bearer(&grant.refresh)
+        .send(&app)
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    let res = Req::get("/v1/session")
+        .bearer(&grant.access)
+        .send(&app)
+        .await;
+    res.problem(StatusCode::UNAUTHORIZED, "logged_out");
+    assert_eq!(app.state.signature_memo().len(), 1);
+}
+
 // ------------------------------------------------------------- JWKS and keys
 
 #[tokio::test]
