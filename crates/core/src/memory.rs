@@ -12,27 +12,162 @@ use crate::audit::{AuditEvent, EventQuery};
 use crate::clock::Timestamp;
 use crate::engine::verdict;
 use crate::model::{
-    ApiTokenRecord, EpochBump, PasswordHash, RefreshState, Rotation, SessionId, SessionRecord,
-    SessionState, TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
+    ApiTokenRecord, ClientInfo, EpochBump, PasswordHash, RefreshState, ReplacedToken, Rotation,
+    SessionId, SessionRecord, SessionState, TokenRotation, UserAccess, UserEpoch, UserId,
+    UserRecord,
 };
 use crate::policy::{OnLimit, SessionLimit};
+use crate::profile::ProfileName;
 use crate::reason::{Reason, Revocation};
 use crate::store::Purged;
 use crate::store::{Store, StoreError, StoreResult};
 use crate::token::{TokenId, VerifierHash};
 
+/// A user as the index keeps it. Most users have never had their epoch bumped,
+/// their access set, a password or an API token (a sidecar user is only its
+/// sessions), so those parts sit behind pointers that stay empty until needed.
 #[derive(Debug, Default)]
 struct UserEntry {
-    epoch: UserEpoch,
+    /// `None`: the zero epoch ([`UserEpoch::default`]).
+    epoch: Option<Box<UserEpoch>>,
+    sessions: Vec<SessionId>,
+    cold: Option<Box<UserCold>>,
+}
+
+#[derive(Debug, Default)]
+struct UserCold {
     access: UserAccess,
     credentials: Option<(String, PasswordHash)>,
-    sessions: Vec<SessionId>,
     api_tokens: Vec<TokenId>,
+}
+
+impl UserEntry {
+    fn epoch(&self) -> UserEpoch {
+        self.epoch.as_deref().copied().unwrap_or_default()
+    }
+
+    fn epoch_mut(&mut self) -> &mut UserEpoch {
+        self.epoch.get_or_insert_with(Box::default)
+    }
+
+    fn cold(&self) -> Option<&UserCold> {
+        self.cold.as_deref()
+    }
+
+    fn cold_mut(&mut self) -> &mut UserCold {
+        self.cold.get_or_insert_with(Box::default)
+    }
+
+    fn add_session(&mut self, id: SessionId) {
+        if !self.sessions.contains(&id) {
+            // Most users hold one session: no room for four until a second comes.
+            if self.sessions.is_empty() {
+                self.sessions.reserve_exact(1);
+            }
+            self.sessions.push(id);
+        }
+    }
+}
+
+/// A session as the index keeps it (its id is the map's key): what every check
+/// reads, inline; the fields that most sessions never set (step-up, rotation,
+/// displacement, a non-default profile) and the client metadata behind pointers.
+/// [`Slot::state`] rebuilds the [`SessionState`] the engine works with.
+#[derive(Debug)]
+struct Slot {
+    verifier_hash: VerifierHash,
+    user_id: UserId,
+    epoch: u64,
+    privileges: u64,
+    created_at: Timestamp,
+    last_seen_at: Timestamp,
+    idle_deadline: Timestamp,
+    absolute_deadline: Timestamp,
+    token_issued_at: Timestamp,
+    revoked: Option<Revocation>,
+    rare: Option<Box<Rare>>,
+    client: Option<Box<ClientInfo>>,
+}
+
+#[derive(Debug, Default)]
+struct Rare {
+    profile: Option<ProfileName>,
+    elevated_until: Option<Timestamp>,
+    previous: Option<ReplacedToken>,
+    displaced_by: Option<Box<ClientInfo>>,
+    csrf_basis: Option<VerifierHash>,
+}
+
+impl Slot {
+    fn new(record: SessionRecord) -> Box<Slot> {
+        let SessionRecord { state: s, client } = record;
+        let rare = (s.profile.is_some()
+            || s.elevated_until.is_some()
+            || s.previous.is_some()
+            || s.displaced_by.is_some()
+            || s.csrf_basis.is_some())
+        .then(|| {
+            Box::new(Rare {
+                profile: s.profile,
+                elevated_until: s.elevated_until,
+                previous: s.previous,
+                displaced_by: s.displaced_by,
+                csrf_basis: s.csrf_basis,
+            })
+        });
+        Box::new(Slot {
+            verifier_hash: s.verifier_hash,
+            user_id: s.user_id,
+            epoch: s.epoch,
+            privileges: s.privileges,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            idle_deadline: s.idle_deadline,
+            absolute_deadline: s.absolute_deadline,
+            token_issued_at: s.token_issued_at,
+            revoked: s.revoked,
+            rare,
+            client: (client != ClientInfo::default()).then(|| Box::new(client)),
+        })
+    }
+
+    fn state(&self, id: SessionId) -> SessionState {
+        let rare = self.rare.as_deref();
+        SessionState {
+            id,
+            verifier_hash: self.verifier_hash,
+            user_id: self.user_id.clone(),
+            epoch: self.epoch,
+            created_at: self.created_at,
+            last_seen_at: self.last_seen_at,
+            idle_deadline: self.idle_deadline,
+            absolute_deadline: self.absolute_deadline,
+            revoked: self.revoked,
+            profile: rare.and_then(|r| r.profile.clone()),
+            privileges: self.privileges,
+            token_issued_at: self.token_issued_at,
+            elevated_until: rare.and_then(|r| r.elevated_until),
+            previous: rare.and_then(|r| r.previous),
+            displaced_by: rare.and_then(|r| r.displaced_by.clone()),
+            csrf_basis: rare.and_then(|r| r.csrf_basis),
+        }
+    }
+
+    fn record(&self, id: SessionId) -> SessionRecord {
+        SessionRecord {
+            state: self.state(id),
+            client: self.client.as_deref().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    sessions: HashMap<SessionId, SessionRecord>,
+    sessions: HashMap<SessionId, Box<Slot>>,
     users: HashMap<UserId, UserEntry>,
     usernames: HashMap<String, UserId>,
     refresh: HashMap<TokenId, RefreshState>,
@@ -113,20 +248,18 @@ impl MemoryIndex {
     ) -> bool {
         let mut g = self.write();
         match g.sessions.get_mut(id) {
-            Some(rec)
-                if rec.state.revoked.is_none() && rec.state.verifier_hash.ct_eq(&expected) =>
-            {
-                let s = &mut rec.state;
+            Some(s) if s.revoked.is_none() && s.verifier_hash.ct_eq(&expected) => {
                 s.verifier_hash = rotation.verifier_hash;
                 s.token_issued_at = rotation.issued_at;
-                s.previous = Some(rotation.previous);
-                s.elevated_until = rotation.elevated_until;
-                s.profile = rotation.profile;
                 s.privileges = rotation.privileges;
                 s.idle_deadline = rotation.idle_deadline;
                 s.absolute_deadline = rotation.absolute_deadline;
                 s.last_seen_at = s.last_seen_at.max(rotation.issued_at);
-                s.csrf_basis = Some(rotation.csrf_basis);
+                let rare = s.rare_mut();
+                rare.previous = Some(rotation.previous);
+                rare.elevated_until = rotation.elevated_until;
+                rare.profile = rotation.profile;
+                rare.csrf_basis = Some(rotation.csrf_basis);
                 true
             }
             _ => false,
@@ -137,7 +270,7 @@ impl MemoryIndex {
     pub fn can_rotate(&self, id: &SessionId, expected: VerifierHash) -> bool {
         matches!(
             self.read().sessions.get(id),
-            Some(rec) if rec.state.revoked.is_none() && rec.state.verifier_hash.ct_eq(&expected)
+            Some(s) if s.revoked.is_none() && s.verifier_hash.ct_eq(&expected)
         )
     }
 
@@ -146,7 +279,8 @@ impl MemoryIndex {
         self.read()
             .users
             .get(user)
-            .map(|u| u.access.clone())
+            .and_then(UserEntry::cold)
+            .map(|c| c.access.clone())
             .unwrap_or_default()
     }
 
@@ -154,32 +288,32 @@ impl MemoryIndex {
     pub fn set_user_access(&self, user: &UserId, access: UserAccess) -> UserEpoch {
         let mut g = self.write();
         let entry = g.users.entry(user.clone()).or_default();
-        entry.access = access;
-        entry.epoch.privileges += 1;
-        entry.epoch
+        entry.cold_mut().access = access;
+        entry.epoch_mut().privileges += 1;
+        entry.epoch()
     }
 
     /// See [`Store::load_session`].
     pub fn load_session(&self, id: &SessionId) -> Option<(SessionState, UserEpoch)> {
         let g = self.read();
-        let rec = g.sessions.get(id)?;
+        let slot = g.sessions.get(id)?;
         let epoch = g
             .users
-            .get(&rec.state.user_id)
-            .map(|u| u.epoch)
+            .get(&slot.user_id)
+            .map(UserEntry::epoch)
             .unwrap_or_default();
-        Some((rec.state.clone(), epoch))
+        Some((slot.state(*id), epoch))
     }
 
     /// See [`Store::touch_session`].
     pub fn touch_session(&self, id: &SessionId, seen_at: Timestamp, idle_deadline: Timestamp) {
         let mut g = self.write();
-        if let Some(rec) = g.sessions.get_mut(id) {
-            let s = &mut rec.state;
-            if s.revoked.is_none() && idle_deadline > s.idle_deadline {
-                s.idle_deadline = idle_deadline;
-                s.last_seen_at = s.last_seen_at.max(seen_at);
-            }
+        if let Some(s) = g.sessions.get_mut(id)
+            && s.revoked.is_none()
+            && idle_deadline > s.idle_deadline
+        {
+            s.idle_deadline = idle_deadline;
+            s.last_seen_at = s.last_seen_at.max(seen_at);
         }
     }
 
@@ -187,8 +321,8 @@ impl MemoryIndex {
     pub fn revoke_session(&self, id: &SessionId, revocation: Revocation) -> bool {
         let mut g = self.write();
         match g.sessions.get_mut(id) {
-            Some(rec) if rec.state.revoked.is_none() => {
-                rec.state.revoked = Some(revocation);
+            Some(s) if s.revoked.is_none() => {
+                s.revoked = Some(revocation);
                 true
             }
             _ => false,
@@ -205,14 +339,15 @@ impl MemoryIndex {
         let mut g = self.write();
         let inner = &mut *g;
         let entry = inner.users.entry(user.clone()).or_default();
-        let old = entry.epoch.epoch;
-        entry.epoch = entry.epoch.bumped(bump);
-        let new = entry.epoch;
-        if let Some(rec) = keep.and_then(|k| inner.sessions.get_mut(k)) {
-            let s = &mut rec.state;
-            if &s.user_id == user && s.revoked.is_none() && s.epoch == old {
-                s.epoch = new.epoch;
-            }
+        let old = entry.epoch().epoch;
+        let new = entry.epoch().bumped(bump);
+        *entry.epoch_mut() = new;
+        if let Some(s) = keep.and_then(|k| inner.sessions.get_mut(k))
+            && &s.user_id == user
+            && s.revoked.is_none()
+            && s.epoch == old
+        {
+            s.epoch = new.epoch;
         }
         new
     }
@@ -222,7 +357,7 @@ impl MemoryIndex {
         self.read()
             .users
             .get(user)
-            .map(|u| u.epoch)
+            .map(UserEntry::epoch)
             .unwrap_or_default()
     }
 
@@ -234,7 +369,7 @@ impl MemoryIndex {
             .map(|u| {
                 u.sessions
                     .iter()
-                    .filter_map(|id| g.sessions.get(id).cloned())
+                    .filter_map(|id| g.sessions.get(id).map(|s| s.record(*id)))
                     .collect()
             })
             .unwrap_or_default()
@@ -245,9 +380,9 @@ impl MemoryIndex {
         let g = self.read();
         let sessions: Vec<SessionId> = g
             .sessions
-            .values()
-            .filter(|r| r.state.idle_deadline <= cutoff)
-            .map(|r| r.state.id)
+            .iter()
+            .filter(|(_, s)| s.idle_deadline <= cutoff)
+            .map(|(id, _)| *id)
             .collect();
         let refresh_tokens = g
             .refresh
@@ -255,7 +390,7 @@ impl MemoryIndex {
             .filter(|r| {
                 g.sessions
                     .get(&r.session_id)
-                    .is_none_or(|s| s.state.idle_deadline <= cutoff)
+                    .is_none_or(|s| s.idle_deadline <= cutoff)
             })
             .map(|r| r.id)
             .collect();
@@ -263,7 +398,11 @@ impl MemoryIndex {
             .api_tokens
             .values()
             .filter(|t| {
-                let epoch = g.users.get(&t.user_id).map(|u| u.epoch).unwrap_or_default();
+                let epoch = g
+                    .users
+                    .get(&t.user_id)
+                    .map(UserEntry::epoch)
+                    .unwrap_or_default();
                 t.ends_at(&epoch) <= cutoff
             })
             .map(|t| t.id)
@@ -299,7 +438,9 @@ impl MemoryIndex {
             let (sessions, tokens) = (&inner.sessions, &inner.api_tokens);
             for u in inner.users.values_mut() {
                 u.sessions.retain(|id| sessions.contains_key(id));
-                u.api_tokens.retain(|id| tokens.contains_key(id));
+                if let Some(cold) = u.cold.as_deref_mut() {
+                    cold.api_tokens.retain(|id| tokens.contains_key(id));
+                }
             }
         }
         purged
@@ -352,10 +493,10 @@ impl MemoryIndex {
             return Err(StoreError::Conflict("api_token"));
         }
         let user = inner.users.entry(record.user_id.clone()).or_default();
-        if user.epoch.epoch != record.epoch {
+        if user.epoch().epoch != record.epoch {
             return Err(StoreError::EpochMoved);
         }
-        user.api_tokens.push(record.id);
+        user.cold_mut().api_tokens.push(record.id);
         inner.api_tokens.insert(record.id, record);
         Ok(())
     }
@@ -364,7 +505,11 @@ impl MemoryIndex {
     pub fn load_api_token(&self, id: &TokenId) -> Option<(ApiTokenRecord, UserEpoch)> {
         let g = self.read();
         let t = g.api_tokens.get(id)?;
-        let epoch = g.users.get(&t.user_id).map(|u| u.epoch).unwrap_or_default();
+        let epoch = g
+            .users
+            .get(&t.user_id)
+            .map(UserEntry::epoch)
+            .unwrap_or_default();
         Some((t.clone(), epoch))
     }
 
@@ -394,6 +539,7 @@ impl MemoryIndex {
         let g = self.read();
         g.users
             .get(user)
+            .and_then(UserEntry::cold)
             .map(|u| {
                 u.api_tokens
                     .iter()
@@ -408,9 +554,13 @@ impl MemoryIndex {
     pub fn restore_api_token(&self, record: ApiTokenRecord) {
         let mut g = self.write();
         let inner = &mut *g;
-        let user = inner.users.entry(record.user_id.clone()).or_default();
-        if !user.api_tokens.contains(&record.id) {
-            user.api_tokens.push(record.id);
+        let cold = inner
+            .users
+            .entry(record.user_id.clone())
+            .or_default()
+            .cold_mut();
+        if !cold.api_tokens.contains(&record.id) {
+            cold.api_tokens.push(record.id);
         }
         inner.api_tokens.insert(record.id, record);
     }
@@ -425,8 +575,12 @@ impl MemoryIndex {
     pub fn restore_user(&self, id: &UserId, username: &str, password_hash: PasswordHash) {
         let mut g = self.write();
         let inner = &mut *g;
-        inner.users.entry(id.clone()).or_default().credentials =
-            Some((username.to_owned(), password_hash));
+        inner
+            .users
+            .entry(id.clone())
+            .or_default()
+            .cold_mut()
+            .credentials = Some((username.to_owned(), password_hash));
         inner.usernames.insert(username.to_owned(), id.clone());
     }
 
@@ -442,7 +596,7 @@ impl MemoryIndex {
         if inner.usernames.contains_key(username) {
             return Err(StoreError::Conflict("username"));
         }
-        let entry = inner.users.entry(id.clone()).or_default();
+        let entry = inner.users.entry(id.clone()).or_default().cold_mut();
         if entry.credentials.is_some() {
             return Err(StoreError::Conflict("user"));
         }
@@ -471,18 +625,20 @@ impl MemoryIndex {
         bump: EpochBump,
     ) -> StoreResult<UserEpoch> {
         let mut g = self.write();
-        match g.users.get_mut(id) {
-            Some(UserEntry {
-                credentials: Some((_, hash)),
-                epoch,
-                ..
-            }) => {
-                *hash = password_hash;
-                *epoch = epoch.bumped(bump);
-                Ok(*epoch)
-            }
-            _ => Err(StoreError::NotFound("user")),
-        }
+        let Some(user) = g.users.get_mut(id) else {
+            return Err(StoreError::NotFound("user"));
+        };
+        let Some((_, hash)) = user
+            .cold
+            .as_deref_mut()
+            .and_then(|c| c.credentials.as_mut())
+        else {
+            return Err(StoreError::NotFound("user"));
+        };
+        *hash = password_hash;
+        let epoch = user.epoch().bumped(bump);
+        *user.epoch_mut() = epoch;
+        Ok(epoch)
     }
 
     /// Loads a record as it was persisted, bypassing the epoch check: for durable
@@ -490,21 +646,30 @@ impl MemoryIndex {
     pub fn restore_session(&self, record: SessionRecord) {
         let mut g = self.write();
         let inner = &mut *g;
+        let id = record.state.id;
         let user = inner.users.entry(record.state.user_id.clone()).or_default();
-        if !user.sessions.contains(&record.state.id) {
-            user.sessions.push(record.state.id);
-        }
-        inner.sessions.insert(record.state.id, record);
+        user.add_session(id);
+        inner.sessions.insert(id, Slot::new(record));
     }
 
     /// Sets a user's epoch as it was persisted: for durable stores at start-up.
     pub fn restore_epoch(&self, user: &UserId, epoch: UserEpoch) {
-        self.write().users.entry(user.clone()).or_default().epoch = epoch;
+        *self
+            .write()
+            .users
+            .entry(user.clone())
+            .or_default()
+            .epoch_mut() = epoch;
     }
 
     /// Sets a user's profile and roles as persisted: for durable stores at start-up.
     pub fn restore_access(&self, user: &UserId, access: UserAccess) {
-        self.write().users.entry(user.clone()).or_default().access = access;
+        self.write()
+            .users
+            .entry(user.clone())
+            .or_default()
+            .cold_mut()
+            .access = access;
     }
 
     /// Number of stored session records (live and ended).
@@ -523,7 +688,7 @@ fn plan_insert(
         return Err(StoreError::Conflict("session"));
     }
     let user = inner.users.get(&s.user_id);
-    let epoch = user.map(|u| u.epoch).unwrap_or_default();
+    let epoch = user.map(UserEntry::epoch).unwrap_or_default();
     if epoch.epoch != s.epoch {
         return Err(StoreError::EpochMoved);
     }
@@ -531,11 +696,10 @@ fn plan_insert(
     if max == 0 {
         return Ok(Vec::new());
     }
-    let mut live: Vec<&SessionState> = user
+    let mut live: Vec<SessionState> = user
         .into_iter()
         .flat_map(|u| &u.sessions)
-        .filter_map(|id| inner.sessions.get(id))
-        .map(|r| &r.state)
+        .filter_map(|id| inner.sessions.get(id).map(|slot| slot.state(*id)))
         .filter(|st| verdict(st, &epoch, s.created_at).is_ok())
         .collect();
     if live.len() < max {
@@ -552,29 +716,28 @@ fn apply_insert(inner: &mut Inner, record: SessionRecord, displaced: &[SessionId
     let at = record.state.created_at;
     for id in displaced {
         if let Some(old) = inner.sessions.get_mut(id)
-            && old.state.revoked.is_none()
+            && old.revoked.is_none()
         {
-            old.state.revoked = Some(Revocation {
+            old.revoked = Some(Revocation {
                 reason: Reason::Displaced,
                 at,
             });
-            old.state.displaced_by = Some(Box::new(record.client.clone()));
+            old.rare_mut().displaced_by = Some(Box::new(record.client.clone()));
         }
     }
+    let id = record.state.id;
     let user = inner.users.entry(record.state.user_id.clone()).or_default();
-    if !user.sessions.contains(&record.state.id) {
-        user.sessions.push(record.state.id);
-    }
-    inner.sessions.insert(record.state.id, record);
+    user.add_session(id);
+    inner.sessions.insert(id, Slot::new(record));
 }
 
 fn user_record(id: &UserId, u: &UserEntry) -> Option<UserRecord> {
-    let (username, hash) = u.credentials.as_ref()?;
+    let (username, hash) = u.cold()?.credentials.as_ref()?;
     Some(UserRecord {
         id: id.clone(),
         username: username.clone(),
         password_hash: hash.clone(),
-        epoch: u.epoch.epoch,
+        epoch: u.epoch().epoch,
     })
 }
 
