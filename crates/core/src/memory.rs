@@ -950,3 +950,65 @@ impl MemoryStore {
         self.events.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    // The index holds every session in memory: these sizes are what a live session
+    // costs (plus the map's slack), so a field added inline must be a decision.
+    #[test]
+    fn a_session_and_a_user_stay_small() {
+        assert!(size_of::<Slot>() <= 136, "Slot: {}", size_of::<Slot>());
+        assert!(
+            size_of::<UserEntry>() <= 40,
+            "UserEntry: {}",
+            size_of::<UserEntry>()
+        );
+    }
+
+    #[test]
+    fn a_slot_gives_back_the_record_it_was_made_from() {
+        let state = |profile: Option<ProfileName>, previous: Option<ReplacedToken>| SessionState {
+            id: SessionId::random(),
+            verifier_hash: VerifierHash::from_bytes([1; 32]),
+            user_id: UserId::new("u_slot").unwrap(),
+            epoch: 2,
+            created_at: Timestamp::from_millis(1),
+            last_seen_at: Timestamp::from_millis(2),
+            idle_deadline: Timestamp::from_millis(3),
+            absolute_deadline: Timestamp::from_millis(4),
+            revoked: None,
+            profile,
+            privileges: 5,
+            token_issued_at: Timestamp::from_millis(1),
+            elevated_until: None,
+            previous,
+            displaced_by: None,
+            csrf_basis: None,
+        };
+        let plain = SessionRecord {
+            state: state(None, None),
+            client: ClientInfo::default(),
+        };
+        let slot = Slot::new(plain.clone());
+        assert!(slot.rare.is_none() && slot.client.is_none());
+        assert_eq!(slot.record(plain.state.id), plain);
+
+        let rich = SessionRecord {
+            state: state(
+                Some(ProfileName::new("admin").unwrap()),
+                Some(ReplacedToken {
+                    verifier_hash: VerifierHash::from_bytes([2; 32]),
+                    valid_until: Timestamp::from_millis(9),
+                    reason: Reason::Renewed,
+                }),
+            ),
+            client: ClientInfo::new(Some("agent"), None),
+        };
+        let slot = Slot::new(rich.clone());
+        assert!(slot.rare.is_some() && slot.client.is_some());
+        assert_eq!(slot.record(rich.state.id), rich);
+    }
+}
