@@ -201,31 +201,47 @@ enum Source {
     Lazy(Box<dyn Fn() -> ClientInfo + Send + Sync>),
 }
 
+/// The client a [`ClientScope`] holds for the future it runs (opaque).
+pub struct ClientSource(Source);
+
+impl fmt::Debug for ClientSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            Source::Ready(_) => "ClientSource::Ready",
+            Source::Lazy(_) => "ClientSource::Lazy",
+        })
+    }
+}
+
+/// The future [`with_client_from`] returns: `F`, run with a client in scope. A
+/// named type, so that middleware can hold it without boxing.
+pub type ClientScope<F> = tokio::task::futures::TaskLocalFuture<ClientSource, F>;
+
 tokio::task_local! {
-    static CLIENT: Source;
+    static CLIENT: ClientSource;
 }
 
 /// Runs `f` with `client` as the client of every event it records.
 pub async fn with_client<F: Future>(client: ClientInfo, f: F) -> F::Output {
-    CLIENT.scope(Source::Ready(client), f).await
+    CLIENT.scope(ClientSource(Source::Ready(client)), f).await
 }
 
 /// Runs `f` with the client that `client` builds as the client of every event it
 /// records: built only if an event is recorded, so a request that records none
 /// (most validations) pays nothing for it.
-pub async fn with_client_from<G, F>(client: G, f: F) -> F::Output
+pub fn with_client_from<G, F>(client: G, f: F) -> ClientScope<F>
 where
     G: Fn() -> ClientInfo + Send + Sync + 'static,
     F: Future,
 {
-    CLIENT.scope(Source::Lazy(Box::new(client)), f).await
+    CLIENT.scope(ClientSource(Source::Lazy(Box::new(client))), f)
 }
 
 /// The client set by [`with_client`] or [`with_client_from`] for the current
 /// task, or an empty one.
 pub fn current_client() -> ClientInfo {
     CLIENT
-        .try_with(|s| match s {
+        .try_with(|s| match &s.0 {
             Source::Ready(c) => c.clone(),
             Source::Lazy(build) => build(),
         })

@@ -15,8 +15,6 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use sessionguard_core::{ClientInfo, Clock, Rejection, Store, Token, ValidSession};
 use sessionguard_jwt::AccessClaims;
@@ -38,16 +36,10 @@ pub const CREDENTIAL_HEADER_LIMIT: usize = 8 * 1024;
 /// `Secure`, `Path=/` and no `Domain`.
 pub const SESSION_COOKIE: &str = "__Host-sg_session";
 
-/// Middleware refusing requests whose headers exceed [`HEADER_BLOCK_LIMIT`] in
-/// total or carry a credential header over [`CREDENTIAL_HEADER_LIMIT`] (431).
-pub async fn limit_headers(req: Request, next: Next) -> Response {
-    if headers_too_large(req.headers()) {
-        return ApiError::HeadersTooLarge.into_response();
-    }
-    next.run(req).await
-}
-
-fn headers_too_large(headers: &HeaderMap) -> bool {
+/// Whether headers exceed [`HEADER_BLOCK_LIMIT`] in total or carry a credential
+/// header over [`CREDENTIAL_HEADER_LIMIT`]: such a request is refused with 431
+/// before anything reads them ([`crate::context::RequestContext`]).
+pub(crate) fn headers_too_large(headers: &HeaderMap) -> bool {
     let mut total = 0usize;
     for (name, value) in headers {
         // As on the wire: `name: value\r\n`.

@@ -82,8 +82,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderValue, header};
-use axum::middleware::{self, Next};
+
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use sessionguard_core::{Clock, Password, PasswordError, Store, SystemClock, TokenId, UserId};
@@ -159,8 +158,7 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        .layer(middleware::from_fn(context::request_context))
-        .layer(middleware::from_fn(extract::limit_headers))
+        .layer(context::RequestContextLayer)
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -175,8 +173,6 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
                 .on_failure(()),
         )
         .layer(CatchPanicLayer::custom(panic_response))
-        // Outermost, so that it also covers the panic layer's answer.
-        .layer(middleware::from_fn(no_store))
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, with the reaper running
@@ -453,14 +449,6 @@ async fn shutdown_signal() {
 }
 
 /// Marks every response uncacheable: bodies carry session data and deadlines.
-async fn no_store(req: Request, next: Next) -> Response {
-    let mut res = next.run(req).await;
-    res.headers_mut()
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    res
-}
-
 /// The last line of defence: a panicking handler answers 500 like any error.
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let message = panic
@@ -468,5 +456,5 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "<non-string panic payload>".to_owned());
-    ApiError::Internal(format!("handler panicked: {message}")).into_response()
+    context::no_store(ApiError::Internal(format!("handler panicked: {message}")).into_response())
 }
