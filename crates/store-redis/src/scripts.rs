@@ -31,6 +31,16 @@ impl Lua {
             body,
         }
     }
+
+    /// A script without the helpers: defining them costs every call (the script
+    /// body runs whole each time), which only the check's path is worth saving.
+    fn bare(name: &'static str, body: String) -> Lua {
+        Lua {
+            name,
+            script: redis::Script::new(&body),
+            body,
+        }
+    }
 }
 
 /// Helpers every script may use.
@@ -153,16 +163,20 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     // KEYS: session, the shard's epoch hash.
     // Returns false, or the session record followed by its user's epoch record
     // (nothing if none): one string, the fewest bytes to send and parse.
-    load_session: Lua::new(
-        "load_session",
-        r#"
+    load_session: Lua::bare("load_session", {
+        // 1-based: the user id's length byte, and its first byte.
+        let len = crate::codec::session::USER + 1;
+        let first = len + 1;
+        format!(
+            r#"
 local s = redis.call('GET', KEYS[1])
 if not s then return false end
-local e = redis.call('HGET', KEYS[2], s_user(s))
+local e = redis.call('HGET', KEYS[2], string.sub(s, {first}, {len} + string.byte(s, {len})))
 if e then return s .. e end
 return s
-"#,
-    ),
+"#
+        )
+    }),
 
     // KEYS: API token, the shard's epoch hash.
     // Returns false, or {record fields, the owner's epoch record or false}.

@@ -182,7 +182,8 @@ impl RedisStore {
             .await?;
         // One string: the session record, then its user's epoch record (if any).
         let raw = match reply {
-            Value::Nil => return Ok(None),
+            // Lua's `false`: nil in RESP2, a boolean in RESP3.
+            Value::Nil | Value::Boolean(false) => return Ok(None),
             Value::BulkString(raw) => raw,
             other => return Err(unexpected("load_session", &format!("{other:?}"))),
         };
