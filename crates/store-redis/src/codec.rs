@@ -1,24 +1,12 @@
 //! How records are written in Redis and read back.
 //!
-//! Records are hashes with short field names; numbers are decimal strings (so the
-//! Lua scripts can compare them), hashes of verifiers are their 32 raw bytes, and
-//! optional fields are absent when `None`.
+//! Refresh and API tokens are hashes with short field names; numbers are decimal
+//! strings (so the Lua scripts can compare them), hashes of verifiers are their 32
+//! raw bytes, and optional fields are absent when `None`.
 //!
-//! | session field | meaning |
-//! |---|---|
-//! | `u` | user id |
-//! | `vh` | verifier hash |
-//! | `e` | epoch |
-//! | `c`, `ls`, `ti` | created, last seen, token issued (ms) |
-//! | `idl`, `abs` | idle and absolute deadlines (ms) |
-//! | `rr`, `ra` | revocation reason tag and time |
-//! | `p` | profile |
-//! | `pg` | the user's privilege count the token was issued under |
-//! | `el` | elevated until |
-//! | `pv`, `pu`, `pr` | the replaced token: verifier hash, valid until, reason tag |
-//! | `d`, `dua`…, `dip` | displaced by (flag, user agent, IP) |
-//! | `cb` | anti-CSRF basis |
-//! | `ua`, `ua1`…, `ip` | the client (the user agent in pieces of at most 64 bytes, so the hash stays compact) |
+//! A session is not a hash but one packed string ([`encode_session`]): a check
+//! reads it whole with one `GET`, and the scripts rewrite its fixed-offset fields
+//! in place.
 //!
 //! Refresh tokens: `u`, `vh`, `s` (session id), `c`, and once rotated `rt` (at),
 //! `rs` (successor id), `rx` (sealed successor). API tokens: `u`, `vh`, `n`
@@ -35,7 +23,8 @@ use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
     ApiTokenRecord, AuditEvent, ClientInfo, EARLIER_BUMPS, EventKind, PasswordHash, ProfileName,
     Reason, RefreshState, ReplacedToken, Revocation, Rotation, SealedSecret, SessionRecord,
-    SessionState, StoreError, StoreResult, Timestamp, TokenId, UserAccess, UserEpoch, UserId,
+    SessionState, StoreError, StoreResult, Timestamp, TokenId, TokenRotation, UserAccess,
+    UserEpoch, UserId,
 };
 
 /// Field-value pairs to write.
@@ -49,80 +38,432 @@ fn put(out: &mut Pairs, field: &'static str, value: impl Into<Vec<u8>>) {
     out.push((field, value.into()));
 }
 
-/// The fields of a stored session (its id is in its key).
-pub(crate) fn session_fields(rec: &SessionRecord) -> Pairs {
-    let s = &rec.state;
-    let mut out = Vec::with_capacity(24);
-    put(&mut out, "u", s.user_id.as_str());
-    put(&mut out, "vh", s.verifier_hash.as_bytes().as_slice());
-    put(&mut out, "e", s.epoch.to_string());
-    put(&mut out, "c", ms(s.created_at));
-    put(&mut out, "ls", ms(s.last_seen_at));
-    put(&mut out, "idl", ms(s.idle_deadline));
-    put(&mut out, "abs", ms(s.absolute_deadline));
-    put(&mut out, "ti", ms(s.token_issued_at));
-    if let Some(r) = s.revoked {
-        put(&mut out, "rr", r.reason.tag().to_string());
-        put(&mut out, "ra", ms(r.at));
-    }
-    if let Some(p) = &s.profile {
-        put(&mut out, "p", p.as_str());
-    }
-    put(&mut out, "pg", s.privileges.to_string());
-    if let Some(t) = s.elevated_until {
-        put(&mut out, "el", ms(t));
-    }
-    if let Some(p) = &s.previous {
-        put(&mut out, "pv", p.verifier_hash.as_bytes().as_slice());
-        put(&mut out, "pu", ms(p.valid_until));
-        put(&mut out, "pr", p.reason.tag().to_string());
-    }
-    if let Some(d) = &s.displaced_by {
-        out.extend(displaced_by_fields(d));
-    }
-    if let Some(h) = &s.csrf_basis {
-        put(&mut out, "cb", h.as_bytes().as_slice());
-    }
-    client_fields(&mut out, &rec.client, &UA_FIELDS, "ip");
+/// Offsets (from 0) in the fixed head of a packed session record (see
+/// [`encode_session`]); the scripts are built with the same numbers.
+pub(crate) mod session {
+    /// The layout's version, the first byte of every record.
+    pub(crate) const FORMAT: u8 = 1;
+    /// The verifier hash (32 bytes).
+    pub(crate) const VH: usize = 1;
+    /// The epoch (u64).
+    pub(crate) const E: usize = 33;
+    /// Created at (i64 ms).
+    pub(crate) const C: usize = 41;
+    /// Last seen at.
+    pub(crate) const LS: usize = 49;
+    /// Idle deadline; `ABS`, `TI` and `PG` follow it, in that order.
+    pub(crate) const IDL: usize = 57;
+    /// Absolute deadline.
+    pub(crate) const ABS: usize = 65;
+    /// Token issued at.
+    pub(crate) const TI: usize = 73;
+    /// The privilege count (u64).
+    pub(crate) const PG: usize = 81;
+    /// Revocation: 0 while live, else 1 + the reason's tag; its time (i64 ms)
+    /// follows, 0 while live.
+    pub(crate) const RR: usize = 89;
+    /// The user id's length (one byte), then the user id.
+    pub(crate) const USER: usize = 98;
+}
+
+fn put_i64(out: &mut Vec<u8>, n: i64) {
+    out.extend_from_slice(&n.to_be_bytes());
+}
+
+fn put_time(out: &mut Vec<u8>, t: Timestamp) {
+    put_i64(out, t.as_millis());
+}
+
+/// A time as the session record holds it (8 bytes, big-endian).
+pub(crate) fn time_bytes(t: Timestamp) -> [u8; 8] {
+    t.as_millis().to_be_bytes()
+}
+
+/// An epoch as the session record holds it.
+pub(crate) fn epoch_bytes(epoch: u64) -> [u8; 8] {
+    epoch.to_be_bytes()
+}
+
+/// A revocation as the session record holds it (reason, then time).
+pub(crate) fn revocation_bytes(r: Revocation) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    out.push(r.reason.tag() + 1);
+    put_time(&mut out, r.at);
     out
 }
 
-/// The fields that mark a session displaced by `client`.
-pub(crate) fn displaced_by_fields(client: &ClientInfo) -> Pairs {
-    let mut out = vec![("d", b"1".to_vec())];
-    client_fields(&mut out, client, &DISPLACED_UA_FIELDS, "dip");
+/// Appends a group: its length (u16, big-endian), then what `body` writes.
+fn put_group(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    body(out);
+    let len = u16::try_from(out.len() - at - 2).expect("a session group is under 64 KiB");
+    out[at..at + 2].copy_from_slice(&len.to_be_bytes());
+}
+
+const HAS_ELEVATED: u8 = 1;
+const HAS_PREVIOUS: u8 = 2;
+const HAS_CSRF: u8 = 4;
+const HAS_PROFILE: u8 = 8;
+
+/// The policy group (elevation, replaced token, anti-CSRF basis, profile):
+/// everything a token rotation rewrites; empty when all are `None`.
+fn put_policy(
+    out: &mut Vec<u8>,
+    elevated_until: Option<Timestamp>,
+    previous: Option<&ReplacedToken>,
+    csrf_basis: Option<&VerifierHash>,
+    profile: Option<&ProfileName>,
+) {
+    put_group(out, |out| {
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        let flags = flag(elevated_until.is_some(), HAS_ELEVATED)
+            | flag(previous.is_some(), HAS_PREVIOUS)
+            | flag(csrf_basis.is_some(), HAS_CSRF)
+            | flag(profile.is_some(), HAS_PROFILE);
+        if flags == 0 {
+            return;
+        }
+        out.push(flags);
+        if let Some(t) = elevated_until {
+            put_time(out, t);
+        }
+        if let Some(p) = previous {
+            out.extend_from_slice(p.verifier_hash.as_bytes());
+            put_time(out, p.valid_until);
+            out.push(p.reason.tag());
+        }
+        if let Some(h) = csrf_basis {
+            out.extend_from_slice(h.as_bytes());
+        }
+        if let Some(p) = profile {
+            // At most `ProfileName::MAX_LEN` bytes.
+            out.push(u8::try_from(p.as_str().len()).expect("a profile name is short"));
+            out.extend_from_slice(p.as_str().as_bytes());
+        }
+    });
+}
+
+/// The policy group a rotation writes, with its length.
+pub(crate) fn policy_group(rotation: &TokenRotation) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    put_policy(
+        &mut out,
+        rotation.elevated_until,
+        Some(&rotation.previous),
+        Some(&rotation.csrf_basis),
+        rotation.profile.as_ref(),
+    );
     out
 }
 
-/// The fields a user agent is split over: Redis keeps a hash compact (a
-/// listpack, less than half the memory) only while every value is at most 64
-/// bytes, and a user agent may be 256.
-const UA_FIELDS: [&str; 6] = ["ua", "ua1", "ua2", "ua3", "ua4", "ua5"];
-const DISPLACED_UA_FIELDS: [&str; 6] = ["dua", "dua1", "dua2", "dua3", "dua4", "dua5"];
-
-/// The longest value of a compact hash.
-const CHUNK: usize = 64;
-
-fn client_fields(out: &mut Pairs, c: &ClientInfo, ua: &[&'static str; 6], ip: &'static str) {
-    if let Some(mut rest) = c.user_agent() {
-        for (i, field) in ua.iter().enumerate() {
-            let mut end = rest.len().min(CHUNK);
-            if i == ua.len() - 1 {
-                end = rest.len();
-            }
-            while !rest.is_char_boundary(end) {
-                end -= 1;
-            }
-            put(out, field, &rest[..end]);
-            rest = &rest[end..];
-            if rest.is_empty() {
-                break;
-            }
+/// A client: the IP (a kind byte, 0, 4 or 6, then its bytes), then the user agent
+/// (0 for none, or 1 followed by its bytes up to the group's end).
+fn put_client(out: &mut Vec<u8>, c: &ClientInfo) {
+    match c.ip() {
+        None => out.push(0),
+        Some(IpAddr::V4(a)) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        Some(IpAddr::V6(a)) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
         }
     }
-    if let Some(addr) = c.ip() {
-        put(out, ip, addr.to_string());
+    match c.user_agent() {
+        None => out.push(0),
+        Some(ua) => {
+            out.push(1);
+            out.extend_from_slice(ua.as_bytes());
+        }
     }
+}
+
+/// The "displaced by" group, with its length: empty for `None`.
+pub(crate) fn displaced_group(client: Option<&ClientInfo>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + 18 + ClientInfo::MAX_USER_AGENT);
+    put_group(&mut out, |out| {
+        if let Some(c) = client {
+            put_client(out, c);
+        }
+    });
+    out
+}
+
+/// A session as one string:
+///
+/// | bytes | holds |
+/// |---|---|
+/// | 1 | format (1) |
+/// | 32 | verifier hash |
+/// | 8 each | epoch, created, last seen, idle deadline, absolute deadline, token issued, privileges |
+/// | 1 + 8 | revocation: 0 while live, else 1 + reason tag; its time |
+/// | 1 + n | the user id |
+/// | 2 + n | policy group: flags, then elevated until, replaced token (hash, valid until, reason), anti-CSRF basis, profile (1 + n), those the flags name |
+/// | 2 + n | displaced by: empty for none, else a client |
+/// | 2 + n | the client (empty for none known): IP kind (0, 4, 6) and bytes, then 0, or 1 and the user agent |
+///
+/// Numbers are big-endian. The fields a check reads come first, so one `GET`
+/// returns the state a validation needs; the scripts rewrite fixed-offset fields
+/// in place (`SETRANGE`) and whole groups by their length.
+pub(crate) fn encode_session(rec: &SessionRecord) -> Vec<u8> {
+    let s = &rec.state;
+    let mut out = Vec::with_capacity(160);
+    out.push(session::FORMAT);
+    out.extend_from_slice(s.verifier_hash.as_bytes());
+    out.extend_from_slice(&s.epoch.to_be_bytes());
+    debug_assert_eq!(out.len(), session::C);
+    for t in [
+        s.created_at,
+        s.last_seen_at,
+        s.idle_deadline,
+        s.absolute_deadline,
+        s.token_issued_at,
+    ] {
+        put_time(&mut out, t);
+    }
+    debug_assert_eq!((out.len(), session::TI + 8), (session::PG, session::PG));
+    out.extend_from_slice(&s.privileges.to_be_bytes());
+    match s.revoked {
+        Some(r) => out.extend_from_slice(&revocation_bytes(r)),
+        None => out.extend_from_slice(&[0; 9]),
+    }
+    debug_assert_eq!(out.len(), session::USER);
+    let user = s.user_id.as_str();
+    out.push(u8::try_from(user.len()).expect("a user id is at most 128 bytes"));
+    out.extend_from_slice(user.as_bytes());
+    put_policy(
+        &mut out,
+        s.elevated_until,
+        s.previous.as_ref(),
+        s.csrf_basis.as_ref(),
+        s.profile.as_ref(),
+    );
+    out.extend_from_slice(&displaced_group(s.displaced_by.as_deref()));
+    put_group(&mut out, |out| {
+        if rec.client != ClientInfo::default() {
+            put_client(out, &rec.client);
+        }
+    });
+    out
+}
+
+/// Reads a packed session record front to back.
+struct Reader<'a> {
+    id: TokenId,
+    raw: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn corrupt(&self, what: &str) -> StoreError {
+        StoreError::Corrupt(format!("session {}: {what}", self.id))
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> StoreResult<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.raw.len());
+        let Some(end) = end else {
+            return Err(self.corrupt(&format!("cut short in {what}")));
+        };
+        let out = &self.raw[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn byte(&mut self, what: &str) -> StoreResult<u8> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> StoreResult<[u8; N]> {
+        Ok(self
+            .take(N, what)?
+            .try_into()
+            .expect("take returns N bytes"))
+    }
+
+    fn u64(&mut self, what: &str) -> StoreResult<u64> {
+        Ok(u64::from_be_bytes(self.array(what)?))
+    }
+
+    fn time(&mut self, what: &str) -> StoreResult<Timestamp> {
+        Ok(Timestamp::from_millis(i64::from_be_bytes(
+            self.array(what)?,
+        )))
+    }
+
+    fn hash(&mut self, what: &str) -> StoreResult<VerifierHash> {
+        Ok(VerifierHash::from_bytes(self.array(what)?))
+    }
+
+    fn reason(&mut self, tag: u8, what: &str) -> StoreResult<Reason> {
+        Reason::from_tag(tag).ok_or_else(|| self.corrupt(&format!("unknown reason in {what}")))
+    }
+
+    fn text(&mut self, n: usize, what: &str) -> StoreResult<&'a str> {
+        let raw = self.take(n, what)?;
+        std::str::from_utf8(raw).map_err(|_| self.corrupt(&format!("{what} is not UTF-8")))
+    }
+
+    /// A group: a reader over its bytes only.
+    fn group(&mut self, what: &str) -> StoreResult<Reader<'a>> {
+        let len = u16::from_be_bytes(self.array(what)?);
+        let raw = self.take(usize::from(len), what)?;
+        Ok(Reader {
+            id: self.id,
+            raw,
+            at: 0,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.at == self.raw.len()
+    }
+
+    fn end(&self, what: &str) -> StoreResult<()> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(self.corrupt(&format!("trailing bytes in {what}")))
+        }
+    }
+
+    fn client(&mut self, what: &str) -> StoreResult<ClientInfo> {
+        let ip = match self.byte(what)? {
+            0 => None,
+            4 => Some(IpAddr::from(self.array::<4>(what)?)),
+            6 => Some(IpAddr::from(self.array::<16>(what)?)),
+            _ => return Err(self.corrupt(&format!("bad IP kind in {what}"))),
+        };
+        let ua = match self.byte(what)? {
+            0 => None,
+            1 => Some(self.text(self.raw.len() - self.at, what)?),
+            _ => return Err(self.corrupt(&format!("bad user agent flag in {what}"))),
+        };
+        self.end(what)?;
+        Ok(ClientInfo::new(ua, ip))
+    }
+}
+
+/// A session's state from its packed record; also returns the rest of `raw`
+/// after the state (the client group and anything after it) for the caller.
+fn decode_state(id: TokenId, raw: &[u8]) -> StoreResult<(SessionState, Reader<'_>)> {
+    let mut r = Reader { id, raw, at: 0 };
+    if r.byte("format")? != session::FORMAT {
+        return Err(r.corrupt("unknown record format"));
+    }
+    let verifier_hash = r.hash("verifier hash")?;
+    let epoch = r.u64("epoch")?;
+    let created_at = r.time("created")?;
+    let last_seen_at = r.time("last seen")?;
+    let idle_deadline = r.time("idle deadline")?;
+    let absolute_deadline = r.time("absolute deadline")?;
+    let token_issued_at = r.time("token issued")?;
+    let privileges = r.u64("privileges")?;
+    let revoked = match r.byte("revocation")? {
+        0 => {
+            r.take(8, "revocation")?;
+            None
+        }
+        tag => Some(Revocation {
+            reason: r.reason(tag - 1, "revocation")?,
+            at: r.time("revocation")?,
+        }),
+    };
+    let len = r.byte("user")?;
+    let user = r.text(usize::from(len), "user")?;
+    let user_id = UserId::new(user).map_err(|_| r.corrupt("malformed user id"))?;
+
+    let mut p = r.group("policy")?;
+    let flags = if p.is_empty() { 0 } else { p.byte("policy")? };
+    let elevated_until = (flags & HAS_ELEVATED != 0)
+        .then(|| p.time("elevated until"))
+        .transpose()?;
+    let previous = if flags & HAS_PREVIOUS != 0 {
+        let verifier_hash = p.hash("replaced token")?;
+        let valid_until = p.time("replaced token")?;
+        let tag = p.byte("replaced token")?;
+        Some(ReplacedToken {
+            verifier_hash,
+            valid_until,
+            reason: p.reason(tag, "replaced token")?,
+        })
+    } else {
+        None
+    };
+    let csrf_basis = (flags & HAS_CSRF != 0)
+        .then(|| p.hash("anti-CSRF basis"))
+        .transpose()?;
+    let profile = if flags & HAS_PROFILE != 0 {
+        let len = p.byte("profile")?;
+        let name = p.text(usize::from(len), "profile")?;
+        Some(ProfileName::new(name).map_err(|_| p.corrupt("malformed profile"))?)
+    } else {
+        None
+    };
+    p.end("policy")?;
+
+    let mut d = r.group("displaced by")?;
+    let displaced_by = if d.is_empty() {
+        None
+    } else {
+        Some(Box::new(d.client("displaced by")?))
+    };
+    let state = SessionState {
+        id,
+        verifier_hash,
+        user_id,
+        epoch,
+        created_at,
+        last_seen_at,
+        idle_deadline,
+        absolute_deadline,
+        revoked,
+        profile,
+        privileges,
+        token_issued_at,
+        elevated_until,
+        previous,
+        displaced_by,
+        csrf_basis,
+    };
+    Ok((state, r))
+}
+
+/// A whole session (its client included) from its packed record.
+pub(crate) fn decode_session(id: TokenId, raw: &[u8]) -> StoreResult<SessionRecord> {
+    let (state, mut r) = decode_state(id, raw)?;
+    let mut c = r.group("client")?;
+    let client = if c.is_empty() {
+        ClientInfo::default()
+    } else {
+        c.client("client")?
+    };
+    r.end("the record")?;
+    Ok(SessionRecord { state, client })
+}
+
+/// A session's state and the bytes after the record (the load script appends
+/// the user's epoch record there), without decoding the client.
+pub(crate) fn decode_state_and_rest(id: TokenId, raw: &[u8]) -> StoreResult<(SessionState, &[u8])> {
+    let (state, mut r) = decode_state(id, raw)?;
+    r.group("client")?;
+    Ok((state, &raw[r.at..]))
+}
+
+/// The owner and idle deadline of a packed session record, for the purge sweep;
+/// `None` if it does not read as one.
+pub(crate) fn session_owner_and_idle(raw: &[u8]) -> Option<(&str, Timestamp)> {
+    if raw.first() != Some(&session::FORMAT) {
+        return None;
+    }
+    let idle = raw.get(session::IDL..session::IDL + 8)?;
+    let len = usize::from(*raw.get(session::USER)?);
+    let user = raw.get(session::USER + 1..session::USER + 1 + len)?;
+    Some((
+        std::str::from_utf8(user).ok()?,
+        Timestamp::from_millis(i64::from_be_bytes(idle.try_into().ok()?)),
+    ))
 }
 
 /// A hash read back: its field-value pairs and what it is, for error messages.
@@ -210,69 +551,6 @@ impl Hash {
             .map(|s| TokenId::parse(s).map_err(|e| self.corrupt(field, e)))
             .transpose()
     }
-
-    fn client(&self, ua: &[&'static str; 6], ip: &str) -> StoreResult<ClientInfo> {
-        let addr = self
-            .text(ip)?
-            .map(|s| s.parse::<IpAddr>().map_err(|e| self.corrupt(ip, e)))
-            .transpose()?;
-        let agent = match self.get(ua[0]) {
-            None => None,
-            Some(first) => {
-                let mut bytes = first.to_vec();
-                for field in &ua[1..] {
-                    match self.get(field) {
-                        Some(more) => bytes.extend_from_slice(more),
-                        None => break,
-                    }
-                }
-                Some(String::from_utf8(bytes).map_err(|e| self.corrupt(ua[0], e))?)
-            }
-        };
-        Ok(ClientInfo::new(agent.as_deref(), addr))
-    }
-}
-
-/// A session read back from its hash.
-pub(crate) fn decode_session(id: TokenId, h: &Hash) -> StoreResult<SessionRecord> {
-    let previous = match h.hash32("pv")? {
-        Some(verifier_hash) => Some(ReplacedToken {
-            verifier_hash,
-            valid_until: h.required_time("pu")?,
-            reason: h.reason("pr")?.ok_or_else(|| h.corrupt("pr", "missing"))?,
-        }),
-        None => None,
-    };
-    let profile = h
-        .text("p")?
-        .map(|p| ProfileName::new(p).map_err(|e| h.corrupt("p", e)))
-        .transpose()?;
-    let displaced_by = match h.get("d") {
-        Some(_) => Some(Box::new(h.client(&DISPLACED_UA_FIELDS, "dip")?)),
-        None => None,
-    };
-    let state = SessionState {
-        id,
-        verifier_hash: h.hash32("vh")?.ok_or_else(|| h.corrupt("vh", "missing"))?,
-        user_id: h.user()?,
-        epoch: h.number("e")?.ok_or_else(|| h.corrupt("e", "missing"))?,
-        created_at: h.required_time("c")?,
-        last_seen_at: h.required_time("ls")?,
-        idle_deadline: h.required_time("idl")?,
-        absolute_deadline: h.required_time("abs")?,
-        revoked: h.revocation("rr", "ra")?,
-        profile,
-        privileges: h.number("pg")?.ok_or_else(|| h.corrupt("pg", "missing"))?,
-        token_issued_at: h.required_time("ti")?,
-        elevated_until: h.time("el")?,
-        previous,
-        displaced_by,
-        csrf_basis: h.hash32("cb")?,
-    };
-    Ok(SessionRecord {
-        state,
-        client: h.client(&UA_FIELDS, "ip")?,
-    })
 }
 
 /// The fields of a refresh token (its rotation, if any, included).
@@ -581,25 +859,70 @@ mod tests {
     }
 
     #[test]
-    fn sessions_round_trip_with_long_user_agents_in_small_pieces() {
+    fn sessions_round_trip_packed() {
         let user = UserId::new("alice").unwrap();
-        for ua in ["", "short", &"é".repeat(200), &"a€𝄞".repeat(40)] {
+        let bare = {
             let mut rec = sample_session(&user);
-            rec.client = ClientInfo::new(Some(ua), Some("192.0.2.1".parse().unwrap()));
-            rec.state.displaced_by = Some(Box::new(rec.client.clone()));
-            let fields = session_fields(&rec);
-            assert!(fields.iter().all(|(_, v)| v.len() <= CHUNK), "{ua}");
-            let pairs = fields
-                .into_iter()
-                .map(|(k, v)| (k.as_bytes().to_vec(), v))
-                .collect();
-            let back = decode_session(rec.state.id, &Hash::new("s".into(), pairs)).unwrap();
-            assert_eq!(back, rec);
+            rec.state.revoked = None;
+            rec.state.profile = None;
+            rec.state.elevated_until = None;
+            rec.state.previous = None;
+            rec.state.csrf_basis = None;
+            rec
+        };
+        let mut cases = vec![bare.clone(), sample_session(&user)];
+        for ua in ["", "short", &"é".repeat(128), &"a€𝄞".repeat(40)] {
+            for ip in ["192.0.2.1", "2001:db8::1"] {
+                let mut rec = sample_session(&user);
+                rec.client = ClientInfo::new(Some(ua), Some(ip.parse().unwrap()));
+                rec.state.displaced_by = Some(Box::new(rec.client.clone()));
+                cases.push(rec);
+            }
         }
+        let mut no_ua = bare.clone();
+        no_ua.state.displaced_by = Some(Box::new(ClientInfo::default()));
+        no_ua.client = ClientInfo::new(None, Some("192.0.2.9".parse().unwrap()));
+        cases.push(no_ua);
+        for rec in cases {
+            let raw = encode_session(&rec);
+            assert_eq!(raw[session::USER], 5);
+            assert_eq!(decode_session(rec.state.id, &raw).unwrap(), rec);
+            let mut with_epoch = raw.clone();
+            with_epoch.extend_from_slice(b"3|0||||||0");
+            let (state, rest) = decode_state_and_rest(rec.state.id, &with_epoch).unwrap();
+            assert_eq!(state, rec.state);
+            assert_eq!(rest, b"3|0||||||0");
+            assert_eq!(
+                session_owner_and_idle(&raw),
+                Some(("alice", rec.state.idle_deadline))
+            );
+            // Cut anywhere, or with bytes after it, it is refused, not misread.
+            for cut in 0..raw.len() {
+                assert!(decode_session(rec.state.id, &raw[..cut]).is_err(), "{cut}");
+            }
+            assert!(decode_session(rec.state.id, &with_epoch).is_err());
+        }
+        // The offsets the scripts use.
+        let rec = sample_session(&user);
+        let raw = encode_session(&rec);
+        let at = |off: usize| i64::from_be_bytes(raw[off..off + 8].try_into().unwrap());
+        assert_eq!(&raw[session::VH..session::VH + 32], &[1; 32]);
+        assert_eq!(at(session::E), 3);
+        assert_eq!(at(session::C), 1_000);
+        assert_eq!(at(session::LS), 1_001);
+        assert_eq!(at(session::IDL), 1_002);
+        assert_eq!(at(session::ABS), 1_003);
+        assert_eq!(at(session::TI), 1_004);
+        assert_eq!(at(session::PG), 4);
+        assert_eq!(
+            raw[session::RR..session::RR + 9],
+            revocation_bytes(rev(Reason::Displaced, 2))[..]
+        );
     }
 
     fn sample_session(user: &UserId) -> SessionRecord {
         let t = Timestamp::from_millis(1_000);
+        let t1 = |n: i64| Timestamp::from_millis(1_000 + n);
         SessionRecord {
             state: SessionState {
                 id: TokenId::random_in(user.shard()),
@@ -607,13 +930,13 @@ mod tests {
                 user_id: user.clone(),
                 epoch: 3,
                 created_at: t,
-                last_seen_at: t,
-                idle_deadline: t,
-                absolute_deadline: t,
+                last_seen_at: t1(1),
+                idle_deadline: t1(2),
+                absolute_deadline: t1(3),
                 revoked: Some(rev(Reason::Displaced, 2)),
                 profile: Some(ProfileName::new("admin").unwrap()),
                 privileges: 4,
-                token_issued_at: t,
+                token_issued_at: t1(4),
                 elevated_until: Some(t),
                 previous: Some(ReplacedToken {
                     verifier_hash: VerifierHash::from_bytes([2; 32]),

@@ -174,6 +174,26 @@ impl Conn {
         }
     }
 
+    /// Runs `lua` on `keys` without arguments, like [`Conn::eval`]; the command is
+    /// built in one buffer of the right size (the check's hot path).
+    pub(crate) async fn eval_keys(&self, lua: &Lua, keys: &[&str]) -> StoreResult<Value> {
+        let sha = lua.script.get_hash();
+        let size = sha.len() + 2 + keys.iter().map(|k| k.len()).sum::<usize>();
+        let mut cmd = Cmd::with_capacity(3 + keys.len(), 7 + size);
+        cmd.arg("EVALSHA").arg(sha).arg(keys.len());
+        for key in keys {
+            cmd.arg(*key);
+        }
+        match self.cmd(&cmd).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(lua.body.as_bytes()).arg(keys.len()).arg(keys);
+                self.cmd(&cmd).await.map_err(|e| script_failed(lua, e))
+            }
+            other => other.map_err(|e| script_failed(lua, e)),
+        }
+    }
+
     /// Runs `lua` and then `WAIT replicas timeout` on the same connection to the
     /// master that took the write, as one pipeline (one round trip); fails if
     /// fewer than `replicas` replicas acknowledged it.

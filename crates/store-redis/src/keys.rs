@@ -7,7 +7,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:{T}:s:<id>` | hash | one session (fields in `codec.rs`) |
+//! | `P:{T}:s:<id>` | string | one session, packed (`codec::encode_session`) |
 //! | `P:{T}:us:<user>` | set | the user's session ids |
 //! | `P:{T}:ua:<user>` | set | the user's API-token ids |
 //! | `P:{T}:epoch` | hash | user → encoded [`sessionguard_core::UserEpoch`] (`"n|…"`, starting with the epoch number) |
@@ -29,11 +29,38 @@ pub(crate) struct Keys {
     prefix: String,
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 impl Keys {
     pub(crate) fn new(prefix: &str) -> Self {
         Keys {
             prefix: prefix.to_owned(),
         }
+    }
+
+    /// `P:{T}:` written into `out`, without `format!`.
+    fn push_slot(&self, out: &mut String, shard: Shard) {
+        out.push_str(&self.prefix);
+        out.push_str(":{");
+        for shift in [12, 8, 4, 0] {
+            out.push(char::from(HEX[usize::from((shard.0 >> shift) & 0xf)]));
+        }
+        out.push_str("}:");
+    }
+
+    /// The session's key and its shard's epoch hash: what a check reads, built
+    /// with one allocation each (the hot path).
+    pub(crate) fn session_and_epochs(&self, id: &TokenId) -> (String, String) {
+        use std::fmt::Write as _;
+        let len = self.prefix.len() + 8;
+        let mut session = String::with_capacity(len + 2 + TokenId::TEXT_LEN);
+        self.push_slot(&mut session, id.shard());
+        let mut epochs = String::with_capacity(len + 5);
+        epochs.push_str(&session);
+        epochs.push_str("epoch");
+        session.push_str("s:");
+        write!(session, "{id}").expect("writing to a String cannot fail");
+        (session, epochs)
     }
 
     /// `P:{T}:` for a shard: the start of every key of its users.
@@ -182,6 +209,12 @@ mod tests {
             assert!(key.starts_with(&format!("sg:{tag}:")), "{key}");
         }
         assert_eq!(keys.session(&id), format!("sg:{tag}:s:{id}"));
+        for shard in [0, 0x0a0f, 0xffff] {
+            let id = TokenId::random_in(Shard(shard));
+            let (session, epochs) = keys.session_and_epochs(&id);
+            assert_eq!(session, keys.session(&id));
+            assert_eq!(epochs, keys.epochs(Shard(shard)));
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use sessionguard_core::{Purged, Shard, StoreError, StoreResult, Timestamp, TokenId, UserId};
 use tokio::task::JoinSet;
 
-use crate::codec::ms;
+use crate::codec::{self, ms};
 use crate::conn::{array, bytes, int, opt_bytes, unexpected};
 use crate::scripts::SCRIPTS;
 use crate::sessions::stored_id;
@@ -123,19 +123,15 @@ impl RedisStore {
             Kind::Session => {
                 // Only candidates pay for the script.
                 let reply = conn
-                    .cmd(redis::cmd("HMGET").arg(&key).arg("u").arg("idl"))
+                    .cmd(redis::cmd("GET").arg(&key))
                     .await
                     .map_err(StoreError::backend)?;
-                let mut fields = array(reply, "HMGET")?.into_iter();
-                let (Some(user), Some(idle)) = (fields.next(), fields.next()) else {
-                    return Err(unexpected("HMGET", "not two fields"));
+                let Some(raw) = opt_bytes(reply, "GET")? else {
+                    return Ok(false);
                 };
-                let ended = opt_bytes(idle, "HMGET")?
-                    .and_then(|idle| String::from_utf8(idle).ok()?.parse::<i64>().ok())
-                    .is_some_and(|idle| idle <= cutoff.as_millis());
-                let Some(user) = opt_bytes(user, "HMGET")?
-                    .and_then(user_of)
-                    .filter(|_| ended)
+                let Some(user) = codec::session_owner_and_idle(&raw)
+                    .filter(|(_, idle)| *idle <= cutoff)
+                    .and_then(|(user, _)| user_of(user.as_bytes().to_vec()))
                 else {
                     return Ok(false);
                 };

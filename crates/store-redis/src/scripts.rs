@@ -24,7 +24,17 @@ pub(crate) struct Lua {
 
 impl Lua {
     fn new(name: &'static str, body: &str) -> Lua {
-        let body = format!("{PRELUDE}\n{body}");
+        let body = format!("{PRELUDE}\n{}\n{body}", *SESSION_PRELUDE);
+        Lua {
+            name,
+            script: redis::Script::new(&body),
+            body,
+        }
+    }
+
+    /// A script without the helpers: defining them costs every call (the script
+    /// body runs whole each time), which only the check's path is worth saving.
+    fn bare(name: &'static str, body: String) -> Lua {
         Lua {
             name,
             script: redis::Script::new(&body),
@@ -54,9 +64,35 @@ local function rest(from)
 end
 "#;
 
+/// Helpers for packed session records (`codec::encode_session`), with the
+/// offsets of its fixed head as `codec` defines them.
+static SESSION_PRELUDE: LazyLock<String> = LazyLock::new(|| {
+    use crate::codec::session::{ABS, E, IDL, LS, RR, USER, VH};
+    format!(
+        r#"
+-- Offsets (from 0) in a session record; SETRANGE takes them as they are.
+local S_VH, S_E, S_LS, S_IDL, S_ABS, S_RR, S_USER = {VH}, {E}, {LS}, {IDL}, {ABS}, {RR}, {USER}
+-- The i64 at offset `off` of `s` (a number, as `tonumber` gives).
+local function s_time(s, off) return (struct.unpack('>i8', s, off + 1)) end
+local function s_live(s) return string.byte(s, S_RR + 1) == 0 end
+local function s_user(s)
+  return string.sub(s, S_USER + 2, S_USER + 1 + string.byte(s, S_USER + 1))
+end
+-- `s` with its group `i` (1 policy, 2 displaced by, 3 client) replaced by `g`
+-- (a group with its 2-byte length).
+local function s_with_group(s, i, g)
+  local at = S_USER + 2 + string.byte(s, S_USER + 1)
+  for _ = 2, i do at = at + 2 + struct.unpack('>I2', s, at) end
+  return string.sub(s, 1, at - 1) .. g .. string.sub(s, at + 2 + struct.unpack('>I2', s, at))
+end
+"#
+    )
+});
+
 /// Every script, built (and hashed) once.
 #[derive(Debug)]
 pub(crate) struct Scripts {
+    pub(crate) load_session: Lua,
     pub(crate) load_with_epoch: Lua,
     pub(crate) insert_snapshot: Lua,
     pub(crate) insert_session: Lua,
@@ -76,6 +112,7 @@ pub(crate) struct Scripts {
     pub(crate) touch_api_token: Lua,
     pub(crate) revoke_api_token: Lua,
     pub(crate) list_records: Lua,
+    pub(crate) list_sessions: Lua,
     pub(crate) set_access: Lua,
     pub(crate) append_event: Lua,
     pub(crate) list_events: Lua,
@@ -87,8 +124,9 @@ pub(crate) struct Scripts {
 }
 
 impl Scripts {
-    pub(crate) fn all(&self) -> [&Lua; 27] {
+    pub(crate) fn all(&self) -> [&Lua; 29] {
         [
+            &self.load_session,
             &self.load_with_epoch,
             &self.insert_snapshot,
             &self.insert_session,
@@ -108,6 +146,7 @@ impl Scripts {
             &self.touch_api_token,
             &self.revoke_api_token,
             &self.list_records,
+            &self.list_sessions,
             &self.set_access,
             &self.append_event,
             &self.list_events,
@@ -121,7 +160,25 @@ impl Scripts {
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    // KEYS: record (session or API token), the shard's epoch hash.
+    // KEYS: session, the shard's epoch hash.
+    // Returns false, or the session record followed by its user's epoch record
+    // (nothing if none): one string, the fewest bytes to send and parse.
+    load_session: Lua::bare("load_session", {
+        // 1-based: the user id's length byte, and its first byte.
+        let len = crate::codec::session::USER + 1;
+        let first = len + 1;
+        format!(
+            r#"
+local s = redis.call('GET', KEYS[1])
+if not s then return false end
+local e = redis.call('HGET', KEYS[2], string.sub(s, {first}, {len} + string.byte(s, {len})))
+if e then return s .. e end
+return s
+"#
+        )
+    }),
+
+    // KEYS: API token, the shard's epoch hash.
     // Returns false, or {record fields, the owner's epoch record or false}.
     load_with_epoch: Lua::new(
         "load_with_epoch",
@@ -149,8 +206,8 @@ local out = {
   redis.call('HGET', KEYS[3], ARGV[1]),
 }
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local s = redis.call('HGETALL', ARGV[2] .. id)
-  if #s > 0 then
+  local s = redis.call('GET', ARGV[2] .. id)
+  if s then
     out[#out + 1] = id
     out[#out + 1] = s
   end
@@ -161,8 +218,8 @@ return out
 
     // KEYS: new session, epochs, versions, user's session set, displaced sessions...
     // ARGV: user, expected epoch, expected version ('' = unchecked), new id,
-    //       session key prefix, session expiry, set expiry, k,
-    //       k displacement field/value pairs, then the new session's pairs.
+    //       session key prefix, session expiry, set expiry, the displaced
+    //       sessions' revocation and "displaced by" group, the new session.
     // Returns 0 stored, 1 the id exists, 2 the epoch moved, 3 the version moved.
     insert_session: Lua::new(
         "insert_session",
@@ -172,17 +229,14 @@ if epoch_of(redis.call('HGET', KEYS[2], ARGV[1])) ~= ARGV[2] then return 2 end
 if ARGV[3] ~= '' and (redis.call('HGET', KEYS[3], ARGV[1]) or '0') ~= ARGV[3] then
   return 3
 end
-local k = tonumber(ARGV[8])
-local displacement = {}
-for i = 9, 8 + 2 * k do displacement[#displacement + 1] = ARGV[i] end
 for i = 5, #KEYS do
-  local s = redis.call('HMGET', KEYS[i], 'u', 'rr')
-  if s[1] == ARGV[1] and not s[2] then
-    redis.call('HSET', KEYS[i], unpack(displacement))
+  local s = redis.call('GET', KEYS[i])
+  if s and s_user(s) == ARGV[1] and s_live(s) then
+    s = string.sub(s, 1, S_RR) .. ARGV[8] .. string.sub(s, S_RR + 10)
+    redis.call('SET', KEYS[i], s_with_group(s, 2, ARGV[9]), 'KEEPTTL')
   end
 end
-redis.call('HSET', KEYS[1], unpack(rest(9 + 2 * k)))
-redis.call('PEXPIREAT', KEYS[1], ARGV[6])
+redis.call('SET', KEYS[1], ARGV[10], 'PXAT', ARGV[6])
 redis.call('SADD', KEYS[4], ARGV[4])
 extend(KEYS[4], tonumber(ARGV[7]))
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
@@ -195,63 +249,57 @@ return 0
     ),
 
     // KEYS: session, versions.
-    // ARGV: expected verifier hash, issued at, expiry, n, n fields to delete,
-    //       then field/value pairs to set.
+    // ARGV: expected verifier hash, issued at (8 bytes), expiry, new verifier
+    //       hash, idle deadline + absolute deadline + issued at + privileges
+    //       (32 bytes), the policy group.
     // Returns 1 rotated, 0 not (unknown, revoked, or another verifier).
     rotate_session: Lua::new(
         "rotate_session",
         r#"
-local s = redis.call('HMGET', KEYS[1], 'vh', 'rr', 'u', 'ls')
-if not s[1] or s[2] or s[1] ~= ARGV[1] then return 0 end
-local ls = s[4]
-if tonumber(ARGV[2]) > tonumber(ls) then ls = ARGV[2] end
-local n = tonumber(ARGV[4])
-local set = rest(5 + n)
-set[#set + 1] = 'ls'
-set[#set + 1] = ls
-redis.call('HSET', KEYS[1], unpack(set))
-if n > 0 then
-  local del = {}
-  for i = 5, 4 + n do del[#del + 1] = ARGV[i] end
-  redis.call('HDEL', KEYS[1], unpack(del))
-end
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-redis.call('HINCRBY', KEYS[2], s[3], 1)
+local s = redis.call('GET', KEYS[1])
+if not s or not s_live(s) or string.sub(s, S_VH + 1, S_VH + 32) ~= ARGV[1] then return 0 end
+local ls = string.sub(s, S_LS + 1, S_LS + 8)
+if s_time(ARGV[2], 0) > s_time(s, S_LS) then ls = ARGV[2] end
+s = string.sub(s, 1, S_VH) .. ARGV[4] .. string.sub(s, S_E + 1, S_LS) .. ls .. ARGV[5]
+  .. string.sub(s, S_RR + 1)
+redis.call('SET', KEYS[1], s_with_group(s, 1, ARGV[6]), 'PXAT', ARGV[3])
+redis.call('HINCRBY', KEYS[2], s_user(s), 1)
 return 1
 "#,
     ),
 
-    // KEYS: session. ARGV: seen at, idle deadline, expiry.
+    // KEYS: session. ARGV: seen at, idle deadline (8 bytes each), expiry.
     touch_session: Lua::new(
         "touch_session",
         r#"
-local s = redis.call('HMGET', KEYS[1], 'idl', 'rr', 'ls')
-if not s[1] or s[2] then return 0 end
-if tonumber(ARGV[2]) <= tonumber(s[1]) then return 0 end
-local ls = s[3]
-if tonumber(ARGV[1]) > tonumber(ls) then ls = ARGV[1] end
-redis.call('HSET', KEYS[1], 'idl', ARGV[2], 'ls', ls)
+local s = redis.call('GET', KEYS[1])
+if not s or not s_live(s) then return 0 end
+if s_time(ARGV[2], 0) <= s_time(s, S_IDL) then return 0 end
+local ls = string.sub(s, S_LS + 1, S_LS + 8)
+if s_time(ARGV[1], 0) > s_time(s, S_LS) then ls = ARGV[1] end
+redis.call('SETRANGE', KEYS[1], S_LS, ls .. ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1
 "#,
     ),
 
-    // KEYS: session, versions. ARGV: reason tag, at.
+    // KEYS: session, versions. ARGV: the revocation (9 bytes).
     // Returns 1 if this call revoked it. The key's expiry is left alone: the
     // idle deadline is frozen, and so is the tombstone's end.
     revoke_session: Lua::new(
         "revoke_session",
         r#"
-local s = redis.call('HMGET', KEYS[1], 'u', 'rr')
-if not s[1] or s[2] then return 0 end
-redis.call('HSET', KEYS[1], 'rr', ARGV[1], 'ra', ARGV[2])
-redis.call('HINCRBY', KEYS[2], s[1], 1)
+local s = redis.call('GET', KEYS[1])
+if not s or not s_live(s) then return 0 end
+redis.call('SETRANGE', KEYS[1], S_RR, ARGV[1])
+redis.call('HINCRBY', KEYS[2], s_user(s), 1)
 return 1
 "#,
     ),
 
     // KEYS: epochs, versions[, session to keep].
-    // ARGV: user, expected epoch record ('' = none), new record, old epoch, new epoch.
+    // ARGV: user, expected epoch record ('' = none), new record, old epoch, new
+    //       epoch (8 bytes each, as the session holds them).
     // Returns 1 bumped, 0 the record changed since it was read (retry).
     bump_epoch: Lua::new(
         "bump_epoch",
@@ -260,9 +308,9 @@ if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 if KEYS[3] then
-  local s = redis.call('HMGET', KEYS[3], 'u', 'rr', 'e')
-  if s[1] == ARGV[1] and not s[2] and s[3] == ARGV[4] then
-    redis.call('HSET', KEYS[3], 'e', ARGV[5])
+  local s = redis.call('GET', KEYS[3])
+  if s and s_user(s) == ARGV[1] and s_live(s) and string.sub(s, S_E + 1, S_E + 8) == ARGV[4] then
+    redis.call('SETRANGE', KEYS[3], S_E, ARGV[5])
   end
 end
 return 1
@@ -339,9 +387,9 @@ return 0
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
 redis.call('HSET', KEYS[1], unpack(rest(4)))
-local abs = redis.call('HGET', KEYS[2], 'abs')
+local s = redis.call('GET', KEYS[2])
 local at = tonumber(ARGV[1])
-if abs then at = tonumber(abs) + tonumber(ARGV[2]) end
+if s then at = s_time(s, S_ABS) + tonumber(ARGV[2]) end
 if at < tonumber(ARGV[3]) then at = tonumber(ARGV[3]) end
 redis.call('PEXPIREAT', KEYS[1], int(at))
 return 0
@@ -362,9 +410,9 @@ if not cur[1] then return {2} end
 if cur[2] then return {3, cur[2], cur[3], cur[4]} end
 redis.call('HSET', KEYS[1], 'rt', ARGV[1], 'rs', ARGV[2], 'rx', ARGV[3])
 redis.call('HSET', KEYS[2], unpack(rest(7)))
-local abs = redis.call('HGET', KEYS[3], 'abs')
+local s = redis.call('GET', KEYS[3])
 local at = tonumber(ARGV[4])
-if abs then at = tonumber(abs) + tonumber(ARGV[5]) end
+if s then at = s_time(s, S_ABS) + tonumber(ARGV[5]) end
 if at < tonumber(ARGV[6]) then at = tonumber(ARGV[6]) end
 redis.call('PEXPIREAT', KEYS[2], int(at))
 return {0}
@@ -410,7 +458,7 @@ return 1
 "#,
     ),
 
-    // KEYS: a user's set of ids. ARGV: the records' key prefix.
+    // KEYS: a user's set of API-token ids. ARGV: the records' key prefix.
     // Returns {id, fields, id, fields...} for the records that still exist.
     list_records: Lua::new(
         "list_records",
@@ -421,6 +469,23 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if #r > 0 then
     out[#out + 1] = id
     out[#out + 1] = r
+  end
+end
+return out
+"#,
+    ),
+
+    // KEYS: a user's set of session ids. ARGV: the sessions' key prefix.
+    // Returns {id, record, id, record...} for the sessions that still exist.
+    list_sessions: Lua::new(
+        "list_sessions",
+        r#"
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local s = redis.call('GET', ARGV[1] .. id)
+  if s then
+    out[#out + 1] = id
+    out[#out + 1] = s
   end
 end
 return out
@@ -528,8 +593,8 @@ return #ids
     purge_session: Lua::new(
         "purge_session",
         r#"
-local s = redis.call('HMGET', KEYS[1], 'u', 'idl')
-if s[1] ~= ARGV[2] or tonumber(s[2]) > tonumber(ARGV[1]) then return 0 end
+local s = redis.call('GET', KEYS[1])
+if not s or s_user(s) ~= ARGV[2] or s_time(s, S_IDL) > tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[3])
 return 1
@@ -542,8 +607,8 @@ return 1
         "purge_refresh",
         r#"
 if redis.call('HGET', KEYS[1], 's') ~= ARGV[2] then return 0 end
-local idl = redis.call('HGET', KEYS[2], 'idl')
-if idl and tonumber(idl) > tonumber(ARGV[1]) then return 0 end
+local s = redis.call('GET', KEYS[2])
+if s and s_time(s, S_IDL) > tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 "#,

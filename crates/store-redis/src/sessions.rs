@@ -7,7 +7,7 @@ use sessionguard_core::{
     SessionState, StoreError, StoreResult, Timestamp, TokenId, TokenRotation, UserEpoch, UserId,
 };
 
-use crate::codec::{self, Hash, ms};
+use crate::codec;
 use crate::conn::{array, bytes, int, opt_bytes, pairs, unexpected};
 use crate::scripts::SCRIPTS;
 use crate::{Args, BackendError, MAX_ATTEMPTS, RedisStore, backoff, same_shard};
@@ -42,15 +42,12 @@ impl RedisStore {
             keys.versions(shard),
             keys.user_sessions(&s.user_id),
         ];
-        let fields = codec::session_fields(&record);
-        let displacement = {
-            let mut d = vec![
-                ("rr", Reason::Displaced.tag().to_string().into_bytes()),
-                ("ra", ms(s.created_at).into_bytes()),
-            ];
-            d.extend(codec::displaced_by_fields(&record.client));
-            d
-        };
+        let packed = codec::encode_session(&record);
+        let displaced_revocation = codec::revocation_bytes(Revocation {
+            reason: Reason::Displaced,
+            at: s.created_at,
+        });
+        let displaced_by = codec::displaced_group(Some(&record.client));
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 backoff(attempt).await;
@@ -85,9 +82,9 @@ impl RedisStore {
                 .push(keys.sessions_in(shard))
                 .num(self.expiry(s.idle_deadline))
                 .num(self.expiry(s.absolute_deadline))
-                .num(displacement.len())
-                .pairs(displacement.clone())
-                .pairs(fields.clone());
+                .push(displaced_revocation.clone())
+                .push(displaced_by.clone())
+                .push(packed.clone());
             let reply = self
                 .durable(&SCRIPTS.insert_session, &all_keys, &args.0)
                 .await?;
@@ -138,11 +135,10 @@ impl RedisStore {
         })
     }
 
-    /// One `id, fields` entry of a script's list of sessions.
-    fn decode_session_entry(&self, id: Value, fields: Value) -> StoreResult<SessionRecord> {
+    /// One `id, record` entry of a script's list of sessions.
+    fn decode_session_entry(&self, id: Value, record: Value) -> StoreResult<SessionRecord> {
         let id = stored_id(&bytes(id, "session list")?)?;
-        let h = Hash::new(format!("session {id}"), pairs(fields, "session list")?);
-        codec::decode_session(id, &h)
+        codec::decode_session(id, &bytes(record, "session list")?)
     }
 
     pub(crate) async fn rotate_session_token_impl(
@@ -152,38 +148,22 @@ impl RedisStore {
         rotation: TokenRotation,
     ) -> StoreResult<bool> {
         let keys = [self.keys().session(id), self.keys().versions(id.shard())];
-        let mut set: codec::Pairs = vec![
-            ("vh", rotation.verifier_hash.as_bytes().to_vec()),
-            ("ti", ms(rotation.issued_at).into_bytes()),
-            ("pv", rotation.previous.verifier_hash.as_bytes().to_vec()),
-            ("pu", ms(rotation.previous.valid_until).into_bytes()),
-            (
-                "pr",
-                rotation.previous.reason.tag().to_string().into_bytes(),
-            ),
-            ("idl", ms(rotation.idle_deadline).into_bytes()),
-            ("abs", ms(rotation.absolute_deadline).into_bytes()),
-            ("cb", rotation.csrf_basis.as_bytes().to_vec()),
-            ("pg", rotation.privileges.to_string().into_bytes()),
-        ];
-        let mut delete: Vec<&str> = Vec::new();
-        match rotation.elevated_until {
-            Some(t) => set.push(("el", ms(t).into_bytes())),
-            None => delete.push("el"),
+        let mut fixed = Vec::with_capacity(32);
+        for t in [
+            rotation.idle_deadline,
+            rotation.absolute_deadline,
+            rotation.issued_at,
+        ] {
+            fixed.extend_from_slice(&codec::time_bytes(t));
         }
-        match &rotation.profile {
-            Some(p) => set.push(("p", p.as_str().as_bytes().to_vec())),
-            None => delete.push("p"),
-        }
+        fixed.extend_from_slice(&rotation.privileges.to_be_bytes());
         let mut args = Args::new();
-        args.push(expected.as_bytes().to_vec())
-            .push(ms(rotation.issued_at))
+        args.push(expected.as_bytes().as_slice())
+            .push(codec::time_bytes(rotation.issued_at).as_slice())
             .num(self.expiry(rotation.idle_deadline))
-            .num(delete.len());
-        for d in delete {
-            args.push(d);
-        }
-        args.pairs(set);
+            .push(rotation.verifier_hash.as_bytes().as_slice())
+            .push(fixed)
+            .push(codec::policy_group(&rotation));
         let reply = self
             .durable(&SCRIPTS.rotate_session, &keys, &args.0)
             .await?;
@@ -194,14 +174,22 @@ impl RedisStore {
         &self,
         id: &SessionId,
     ) -> StoreResult<Option<(SessionState, UserEpoch)>> {
-        let keys = [self.keys().session(id), self.keys().epochs(id.shard())];
-        let reply = self.read(&SCRIPTS.load_with_epoch, &keys, &[]).await?;
-        let Some((fields, epoch)) = record_with_epoch(reply)? else {
-            return Ok(None);
+        let (session, epochs) = self.keys().session_and_epochs(id);
+        let reply = self
+            .inner
+            .reader
+            .eval_keys(&SCRIPTS.load_session, &[&session, &epochs])
+            .await?;
+        // One string: the session record, then its user's epoch record (if any).
+        let raw = match reply {
+            // Lua's `false`: nil in RESP2, a boolean in RESP3.
+            Value::Nil | Value::Boolean(false) => return Ok(None),
+            Value::BulkString(raw) => raw,
+            other => return Err(unexpected("load_session", &format!("{other:?}"))),
         };
-        let rec = codec::decode_session(*id, &Hash::new(format!("session {id}"), fields))?;
-        let epoch = codec::decode_epoch(&rec.state.user_id, epoch.as_deref())?;
-        Ok(Some((rec.state, epoch)))
+        let (state, epoch) = codec::decode_state_and_rest(*id, &raw)?;
+        let epoch = codec::decode_epoch(&state.user_id, (!epoch.is_empty()).then_some(epoch))?;
+        Ok(Some((state, epoch)))
     }
 
     pub(crate) async fn touch_session_impl(
@@ -212,8 +200,8 @@ impl RedisStore {
     ) -> StoreResult<()> {
         let keys = [self.keys().session(id)];
         let mut args = Args::new();
-        args.push(ms(seen_at))
-            .push(ms(idle_deadline))
+        args.push(codec::time_bytes(seen_at).as_slice())
+            .push(codec::time_bytes(idle_deadline).as_slice())
             .num(self.expiry(idle_deadline));
         // Not waited for: losing a touch only ends a session earlier.
         self.read(&SCRIPTS.touch_session, &keys, &args.0).await?;
@@ -227,7 +215,7 @@ impl RedisStore {
     ) -> StoreResult<bool> {
         let keys = [self.keys().session(id), self.keys().versions(id.shard())];
         let mut args = Args::new();
-        args.num(revocation.reason.tag()).push(ms(revocation.at));
+        args.push(codec::revocation_bytes(revocation));
         let reply = self
             .durable(&SCRIPTS.revoke_session, &keys, &args.0)
             .await?;
@@ -256,8 +244,8 @@ impl RedisStore {
             args.push(user.as_str())
                 .push(raw)
                 .push(codec::encode_epoch(&new))
-                .num(old.epoch)
-                .num(new.epoch);
+                .push(codec::epoch_bytes(old.epoch).as_slice())
+                .push(codec::epoch_bytes(new.epoch).as_slice());
             let reply = self.durable(&SCRIPTS.bump_epoch, &keys, &args.0).await?;
             if int(&reply, "bump_epoch")? == 1 {
                 return Ok(new);
@@ -293,8 +281,8 @@ impl RedisStore {
     ) -> StoreResult<Vec<SessionRecord>> {
         let keys = [self.keys().user_sessions(user)];
         let args = [self.keys().sessions_in(user.shard()).into_bytes()];
-        let reply = self.read(&SCRIPTS.list_records, &keys, &args).await?;
-        let mut items = array(reply, "list_records")?.into_iter();
+        let reply = self.read(&SCRIPTS.list_sessions, &keys, &args).await?;
+        let mut items = array(reply, "list_sessions")?.into_iter();
         let mut out = Vec::new();
         while let (Some(id), Some(fields)) = (items.next(), items.next()) {
             out.push(self.decode_session_entry(id, fields)?);
