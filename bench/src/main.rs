@@ -8,6 +8,7 @@
 //! | `seed-refresh --url URL --chains N --out FILE --login-out FILE` | a user with a password, then N `grant_type=password` grants; writes the refresh tokens and `username\tpassword` |
 //! | `hash-time [--rounds R]` | median seconds of one argon2id hash with `PasswordHasher::owasp()` |
 //! | `mem --variant V --n N` | bytes per live session of an in-process store filled with N records (RSS delta ÷ N) |
+//! | `revoke --store sqlite --dir DIR \| --store redis --redis URL [--prefix P] [--sessions N --reps-one R --reps-many R --reason CODE]` | revoke-all through the engine on the real store (a SQLite data dir on disk, or a loopback Redis): median and max wall time of `Engine::revoke_user` for a user with 1 and with N sessions (default 10 000), then checks that they are refused: `store\tsessions\treps\tmedian_ms\tmax_ms\tchecked` |
 //! | `redis-mem --redis URL (--keys FILE \| --prefix P)` | exact `MEMORY USAGE` of the listed keys, or of the sessionguard keys under prefix P grouped by kind: `class\tdescription\tkeys\tbytes` |
 //! | `table --results FILE` | the markdown results table from the script's results file |
 //!
@@ -38,6 +39,7 @@ fn main() -> Result<()> {
         "hash-time" => hash_time(&opts),
         "mem" => mem(&opts),
         "redis-mem" => runtime()?.block_on(redis_mem(&opts)),
+        "revoke" => runtime()?.block_on(revoke(&opts)),
         "table" => table(&opts),
         other => bail!("unknown subcommand {other}"),
     }
@@ -504,6 +506,195 @@ fn mint(opts: &Opts) -> Result<()> {
         ttl.as_secs()
     ));
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Revoke-all
+// ---------------------------------------------------------------------------
+
+/// Times `Engine::revoke_user` (what `POST /v1/admin/users/{id}/revoke` calls) on a
+/// real durable store: for a user with 1 session and for a user with `--sessions`
+/// (default 10 000), each repetition on a fresh user whose sessions are created
+/// first through `Engine::create_session` (what `POST /v1/admin/sessions` calls),
+/// after one untimed revoke-all of another user (a warm-up). Only the revoke-all
+/// call is timed. After each one, outside the timing, a sample of the user's
+/// sessions (all of them for 1; 100 random ones plus the first and the last
+/// otherwise) must be refused with the reason given, and a session of another
+/// user must still be valid. Prints one line per user size:
+/// `store\tsessions\treps\tmedian_ms\tmax_ms\tchecked` (checked: the user's
+/// sessions checked after each revoke-all).
+async fn revoke(opts: &Opts) -> Result<()> {
+    use sessionguard_core::{Engine, Policy, Reason};
+
+    let reason_code = opts
+        .0
+        .get("reason")
+        .map_or("revoked_by_admin", String::as_str);
+    let reason = Reason::from_code(reason_code)
+        .filter(|r| {
+            [
+                Reason::RevokedByAdmin,
+                Reason::SignedOutEverywhere,
+                Reason::PasswordChanged,
+            ]
+            .contains(r)
+        })
+        .ok_or_else(|| {
+            anyhow!("--reason: one of revoked_by_admin, signed_out_everywhere, password_changed")
+        })?;
+    let many = opts.num("sessions", 10_000)?;
+    let plan = [
+        (1, opts.num("reps-one", 5)?),
+        (many, opts.num("reps-many", 3)?),
+    ];
+    // Users of this run only, so that runs can share a data dir or a Redis.
+    let run = format!(
+        "revoke-{}-{}",
+        std::process::id(),
+        sessionguard_core::TokenId::random()
+    );
+    match opts.get("store")? {
+        "sqlite" => {
+            use sessionguard_store_sqlite::SqliteStore;
+            let path = std::path::Path::new(opts.get("dir")?).join("sessionguard.db");
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(path)).await??;
+            let engine = Engine::new(store, Policy::default())?;
+            revoke_runs(&engine, "sqlite", &run, &plan, reason).await?;
+        }
+        "redis" => {
+            use sessionguard_store_redis::{RedisConfig, RedisStore};
+            let url = opts.get("redis")?;
+            if !url.starts_with("redis://127.") {
+                bail!("revoke talks to a loopback Redis only");
+            }
+            let mut config = RedisConfig::new([url]);
+            config.prefix = opts
+                .0
+                .get("prefix")
+                .cloned()
+                .unwrap_or_else(|| "sgbench-revoke".into());
+            let engine = Engine::new(RedisStore::connect(config).await?, Policy::default())?;
+            revoke_runs(&engine, "redis", &run, &plan, reason).await?;
+        }
+        other => bail!("--store: sqlite or redis, not {other}"),
+    }
+    Ok(())
+}
+
+async fn revoke_runs<S: sessionguard_core::Store>(
+    engine: &sessionguard_core::Engine<S>,
+    store: &str,
+    run: &str,
+    plan: &[(usize, usize)],
+    reason: sessionguard_core::Reason,
+) -> Result<()> {
+    use sessionguard_core::UserId;
+
+    // Another user's session, which no revoke-all of this run may end.
+    let bystander = UserId::new(&format!("{run}-bystander"))?;
+    let bystander_token = create_sessions(engine, &bystander, 1).await?.remove(0);
+    // One untimed revoke-all first, so that one-time costs (SQLite preparing its
+    // statements, the first write to a fresh file) land in no repetition.
+    let warm_up = UserId::new(&format!("{run}-warm-up"))?;
+    create_sessions(engine, &warm_up, 1).await?;
+    engine.revoke_user(&warm_up, reason).await?;
+    for &(n, reps) in plan {
+        let mut times = Vec::with_capacity(reps);
+        let mut checked = 0;
+        for rep in 0..reps {
+            let user = UserId::new(&format!("{run}-{n}-{rep}"))?;
+            let started = Instant::now();
+            let tokens = create_sessions(engine, &user, n).await?;
+            let created = started.elapsed().as_secs_f64();
+            let sample = revoke_sample(&tokens, rep);
+            // Genuinely live before: otherwise "refused after" would prove nothing.
+            for &i in &sample {
+                engine
+                    .status(&tokens[i])
+                    .await
+                    .with_context(|| format!("session {i} of {n} before revoke-all"))?;
+            }
+
+            let t = Instant::now();
+            engine.revoke_user(&user, reason).await?;
+            let took = t.elapsed();
+
+            for &i in &sample {
+                match engine.status(&tokens[i]).await {
+                    Err(sessionguard_core::Error::Rejected(r)) if r.reason == reason => {}
+                    other => bail!(
+                        "session {i} of {n} after revoke-all: expected {reason}, got {other:?}"
+                    ),
+                }
+            }
+            engine
+                .status(&bystander_token)
+                .await
+                .context("another user's session after revoke-all")?;
+            checked = sample.len();
+            eprintln!(
+                "revoke {store}: {n} session(s), rep {}: created in {created:.2} s ({:.0}/s), revoke-all {:.3} ms, {checked} checked",
+                rep + 1,
+                n as f64 / created,
+                took.as_secs_f64() * 1e3
+            );
+            times.push(took.as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = if times.len() % 2 == 1 {
+            times[times.len() / 2]
+        } else {
+            (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+        };
+        let max = times.last().copied().unwrap_or(f64::NAN);
+        say(&format!(
+            "{store}\t{n}\t{reps}\t{median:.3}\t{max:.3}\t{checked}"
+        ));
+    }
+    Ok(())
+}
+
+/// `n` sidecar sessions of `user`, as `POST /v1/admin/sessions` makes them (the
+/// user's current epoch, no client metadata), 32 at a time. Their tokens.
+async fn create_sessions<S: sessionguard_core::Store>(
+    engine: &sessionguard_core::Engine<S>,
+    user: &sessionguard_core::UserId,
+    n: usize,
+) -> Result<Vec<String>> {
+    use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
+    use sessionguard_core::ClientInfo;
+
+    let epoch = engine.store().user_epoch(user).await?.epoch;
+    stream::iter(0..n)
+        .map(|_| async move {
+            let issued = engine
+                .create_session(user, epoch, ClientInfo::default())
+                .await?;
+            Ok::<_, anyhow::Error>(issued.token.reveal().to_string())
+        })
+        .buffered(32)
+        .try_collect()
+        .await
+}
+
+/// Which sessions to check after a revoke-all: all of them up to 102, else the
+/// first, the last and 100 picked at random (a different draw per repetition).
+fn revoke_sample(tokens: &[String], rep: usize) -> Vec<usize> {
+    let n = tokens.len();
+    if n <= 102 {
+        return (0..n).collect();
+    }
+    let mut state =
+        0x9E37_79B9_7F4A_7C15_u64 ^ (rep as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut sample = vec![0, n - 1];
+    sample.extend((0..100).map(|_| {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+    }));
+    sample
 }
 
 // ---------------------------------------------------------------------------
