@@ -8,6 +8,7 @@
 //! | `seed-refresh --url URL --chains N --out FILE --login-out FILE` | a user with a password, then N `grant_type=password` grants; writes the refresh tokens and `username\tpassword` |
 //! | `hash-time [--rounds R]` | median seconds of one argon2id hash with `PasswordHasher::owasp()` |
 //! | `mem --variant V --n N` | bytes per live session of an in-process store filled with N records (RSS delta ÷ N) |
+//! | `revoke --store sqlite --dir DIR \| --store redis --redis URL [--prefix P] [--sessions N --reps-one R --reps-many R --reason CODE]` | revoke-all through the engine on the real store (a SQLite data dir on disk, or a loopback Redis): median and max wall time of `Engine::revoke_user` for a user with 1 and with N sessions (default 10 000), then checks that they are refused: `store\tsessions\treps\tmedian_ms\tmax_ms\tchecked` |
 //! | `redis-mem --redis URL (--keys FILE \| --prefix P)` | exact `MEMORY USAGE` of the listed keys, or of the sessionguard keys under prefix P grouped by kind: `class\tdescription\tkeys\tbytes` |
 //! | `table --results FILE` | the markdown results table from the script's results file |
 //!
@@ -26,7 +27,9 @@ use anyhow::{Context, Result, anyhow, bail};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let cmd = args.next().ok_or_else(|| anyhow!("usage: sgbench <subcommand> [--key value]..."))?;
+    let cmd = args
+        .next()
+        .ok_or_else(|| anyhow!("usage: sgbench <subcommand> [--key value]..."))?;
     let opts = Opts::parse(args)?;
     match cmd.as_str() {
         "peer" => runtime()?.block_on(peer(&opts)),
@@ -36,6 +39,7 @@ fn main() -> Result<()> {
         "hash-time" => hash_time(&opts),
         "mem" => mem(&opts),
         "redis-mem" => runtime()?.block_on(redis_mem(&opts)),
+        "revoke" => runtime()?.block_on(revoke(&opts)),
         "table" => table(&opts),
         other => bail!("unknown subcommand {other}"),
     }
@@ -44,7 +48,9 @@ fn main() -> Result<()> {
 fn runtime() -> Result<tokio::runtime::Runtime> {
     // Like the product: a multi-thread runtime with one worker per available core
     // (the script pins processes with taskset, which this respects).
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// `--key value` pairs.
@@ -54,22 +60,33 @@ impl Opts {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Self> {
         let mut map = HashMap::new();
         while let Some(k) = args.next() {
-            let key = k.strip_prefix("--").ok_or_else(|| anyhow!("expected --key, got {k}"))?;
-            let v = args.next().ok_or_else(|| anyhow!("--{key} needs a value"))?;
+            let key = k
+                .strip_prefix("--")
+                .ok_or_else(|| anyhow!("expected --key, got {k}"))?;
+            let v = args
+                .next()
+                .ok_or_else(|| anyhow!("--{key} needs a value"))?;
             map.insert(key.to_owned(), v);
         }
         Ok(Opts(map))
     }
     fn get(&self, key: &str) -> Result<&str> {
-        self.0.get(key).map(String::as_str).ok_or_else(|| anyhow!("missing --{key}"))
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("missing --{key}"))
     }
     fn num(&self, key: &str, default: usize) -> Result<usize> {
-        self.0.get(key).map_or(Ok(default), |v| v.parse().with_context(|| format!("--{key}")))
+        self.0.get(key).map_or(Ok(default), |v| {
+            v.parse().with_context(|| format!("--{key}"))
+        })
     }
 }
 
 fn create_file(path: &str) -> Result<BufWriter<std::fs::File>> {
-    Ok(BufWriter::new(std::fs::File::create(path).with_context(|| format!("create {path}"))?))
+    Ok(BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("create {path}"))?,
+    ))
 }
 
 fn say(line: &str) {
@@ -101,9 +118,19 @@ async fn peer(opts: &Opts) -> Result<()> {
             let expiry = time::OffsetDateTime::now_utc() + time::Duration::days(1);
             for i in 0..n {
                 let mut data = HashMap::new();
-                data.insert("user_id".to_owned(), serde_json::json!(format!("app-user-{i:06}")));
-                let mut record = Record { id: Id::default(), data, expiry_date: expiry };
-                store.create(&mut record).await.map_err(|e| anyhow!("{e}"))?;
+                data.insert(
+                    "user_id".to_owned(),
+                    serde_json::json!(format!("app-user-{i:06}")),
+                );
+                let mut record = Record {
+                    id: Id::default(),
+                    data,
+                    expiry_date: expiry,
+                };
+                store
+                    .create(&mut record)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
                 writeln!(out, "{}", record.id)?;
             }
             out.flush()?;
@@ -114,7 +141,9 @@ async fn peer(opts: &Opts) -> Result<()> {
         "tower-sessions-redis" => {
             // tower-sessions 0.14 with its published Redis store (see Cargo.toml for
             // why 0.14), over fred; set up as the store's documentation shows.
-            use tower_sessions_014::{SessionManagerLayer, SessionStore, session::Id, session::Record};
+            use tower_sessions_014::{
+                SessionManagerLayer, SessionStore, session::Id, session::Record,
+            };
             use tower_sessions_redis_store::RedisStore;
             use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, Pool};
 
@@ -123,7 +152,13 @@ async fn peer(opts: &Opts) -> Result<()> {
             if !url.starts_with("redis://127.") {
                 bail!("the benchmark peers talk to a loopback Redis only");
             }
-            let pool = Pool::new(Config::from_url(url)?, None, None, None, opts.num("pool", 1)?)?;
+            let pool = Pool::new(
+                Config::from_url(url)?,
+                None,
+                None,
+                None,
+                opts.num("pool", 1)?,
+            )?;
             pool.init().await?;
             let store = RedisStore::new(pool);
             let expiry = time::OffsetDateTime::now_utc() + time::Duration::days(1);
@@ -135,9 +170,19 @@ async fn peer(opts: &Opts) -> Result<()> {
                         let store = store.clone();
                         async move {
                             let mut data = HashMap::new();
-                            data.insert("user_id".to_owned(), serde_json::json!(format!("app-user-{i:06}")));
-                            let mut record = Record { id: Id::default(), data, expiry_date: expiry };
-                            store.create(&mut record).await.map_err(|e| anyhow!("{e}"))?;
+                            data.insert(
+                                "user_id".to_owned(),
+                                serde_json::json!(format!("app-user-{i:06}")),
+                            );
+                            let mut record = Record {
+                                id: Id::default(),
+                                data,
+                                expiry_date: expiry,
+                            };
+                            store
+                                .create(&mut record)
+                                .await
+                                .map_err(|e| anyhow!("{e}"))?;
                             Ok::<_, anyhow::Error>(record.id.to_string())
                         }
                     })
@@ -156,11 +201,15 @@ async fn peer(opts: &Opts) -> Result<()> {
         other => bail!("unknown peer mode {other}"),
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    say(&format!("peer listening on http://{}", listener.local_addr()?));
+    say(&format!(
+        "peer listening on http://{}",
+        listener.local_addr()?
+    ));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
         })
         .await?;
@@ -178,7 +227,9 @@ async fn ts_read(session: tower_sessions::Session) -> Result<String, axum::http:
 }
 
 /// The same handler for scenario 7a (tower-sessions 0.14, the Redis store's release).
-async fn ts_redis_read(session: tower_sessions_014::Session) -> Result<String, axum::http::StatusCode> {
+async fn ts_redis_read(
+    session: tower_sessions_014::Session,
+) -> Result<String, axum::http::StatusCode> {
     use axum::http::StatusCode;
     match session.get::<String>("user_id").await {
         Ok(Some(user)) => Ok(user),
@@ -196,7 +247,9 @@ async fn ts_redis_read(session: tower_sessions_014::Session) -> Result<String, a
 /// grouped by what the key holds. Prints `class\tdescription\tkeys\tbytes` lines.
 async fn redis_mem(opts: &Opts) -> Result<()> {
     use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
-    use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, Client, MemoryInterface as _};
+    use tower_sessions_redis_store::fred::prelude::{
+        Client, ClientLike as _, Config, MemoryInterface as _,
+    };
 
     let url = opts.get("redis")?;
     if !url.starts_with("redis://127.") {
@@ -206,12 +259,21 @@ async fn redis_mem(opts: &Opts) -> Result<()> {
     client.init().await?;
     let keys: Vec<String> = if let Ok(file) = opts.get("keys") {
         let text = std::fs::read_to_string(file)?;
-        text.lines().filter_map(|l| l.split('\t').next()).filter(|k| !k.is_empty()).map(str::to_owned).collect()
+        text.lines()
+            .filter_map(|l| l.split('\t').next())
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect()
     } else {
         let prefix = opts.get("prefix")?;
-        let found: Vec<tower_sessions_redis_store::fred::types::Key> =
-            client.scan_buffered(format!("{prefix}:*"), Some(1000), None).try_collect().await?;
-        found.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect()
+        let found: Vec<tower_sessions_redis_store::fred::types::Key> = client
+            .scan_buffered(format!("{prefix}:*"), Some(1000), None)
+            .try_collect()
+            .await?;
+        found
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect()
     };
     let sizes: Vec<(String, u64)> = stream::iter(keys)
         .map(|k| {
@@ -226,13 +288,20 @@ async fn redis_mem(opts: &Opts) -> Result<()> {
         .await?;
     let mut groups: std::collections::BTreeMap<&'static str, (u64, u64)> = Default::default();
     for (k, bytes) in &sizes {
-        let class = if opts.get("keys").is_ok() { "listed" } else { key_class(k) };
+        let class = if opts.get("keys").is_ok() {
+            "listed"
+        } else {
+            key_class(k)
+        };
         let g = groups.entry(class).or_default();
         g.0 += 1;
         g.1 += bytes;
     }
     for (class, (count, bytes)) in groups {
-        say(&format!("{class}\t{}\t{count}\t{bytes}", class_description(class)));
+        say(&format!(
+            "{class}\t{}\t{count}\t{bytes}",
+            class_description(class)
+        ));
     }
     client.quit().await?;
     Ok(())
@@ -241,14 +310,18 @@ async fn redis_mem(opts: &Opts) -> Result<()> {
 /// What a sessionguard Redis key holds, from its layout (`P:{T}:s:<id>`, …; see
 /// crates/store-redis/src/keys.rs).
 fn key_class(key: &str) -> &'static str {
-    let Some((_, rest)) = key.split_once(':') else { return "other" };
+    let Some((_, rest)) = key.split_once(':') else {
+        return "other";
+    };
     if rest.starts_with("{events}") {
         return "events";
     }
     if rest.starts_with("{keys}") {
         return "keys";
     }
-    let Some((_, rest)) = rest.split_once("}:") else { return "other" };
+    let Some((_, rest)) = rest.split_once("}:") else {
+        return "other";
+    };
     match rest.split(':').next().unwrap_or("") {
         "s" => "s",
         "us" => "us",
@@ -292,7 +365,10 @@ fn admin_token() -> Result<String> {
 }
 
 fn client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build()?)
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()?)
 }
 
 async fn seed_sessions(opts: &Opts) -> Result<()> {
@@ -325,8 +401,18 @@ async fn seed_sessions(opts: &Opts) -> Result<()> {
                 if status.as_u16() != 201 {
                     bail!("POST /v1/admin/sessions answered {status}: {body}");
                 }
-                let field = |k: &str| body[k].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no {k}"));
-                got.push(format!("{}\t{}\t{}", field("session_token")?, field("session_id")?, field("user_id")?));
+                let field = |k: &str| {
+                    body[k]
+                        .as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| anyhow!("no {k}"))
+                };
+                got.push(format!(
+                    "{}\t{}\t{}",
+                    field("session_token")?,
+                    field("session_id")?,
+                    field("user_id")?
+                ));
             }
         }));
     }
@@ -338,7 +424,10 @@ async fn seed_sessions(opts: &Opts) -> Result<()> {
     }
     out.flush()?;
     let secs = started.elapsed().as_secs_f64();
-    say(&format!("seeded {n} sidecar sessions in {secs:.1} s ({:.0}/s)", n as f64 / secs));
+    say(&format!(
+        "seeded {n} sidecar sessions in {secs:.1} s ({:.0}/s)",
+        n as f64 / secs
+    ));
     Ok(())
 }
 
@@ -355,19 +444,29 @@ async fn seed_refresh(opts: &Opts) -> Result<()> {
         .send()
         .await?;
     if res.status().as_u16() != 201 {
-        bail!("POST /v1/admin/users answered {}: {}", res.status(), res.text().await?);
+        bail!(
+            "POST /v1/admin/users answered {}: {}",
+            res.status(),
+            res.text().await?
+        );
     }
     let mut out = create_file(opts.get("out")?)?;
     // Sequential: the server hashes one password at a time per core anyway.
     for _ in 0..chains {
         let res = http
             .post(format!("{url}/v1/token"))
-            .form(&[("grant_type", "password"), ("username", &username), ("password", &password)])
+            .form(&[
+                ("grant_type", "password"),
+                ("username", &username),
+                ("password", &password),
+            ])
             .send()
             .await?;
         let status = res.status();
         let body: serde_json::Value = res.json().await?;
-        let refresh = body["refresh_token"].as_str().ok_or_else(|| anyhow!("grant answered {status}: {body}"))?;
+        let refresh = body["refresh_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("grant answered {status}: {body}"))?;
         writeln!(out, "{refresh}")?;
     }
     out.flush()?;
@@ -393,15 +492,209 @@ fn mint(opts: &Opts) -> Result<()> {
         let line = line?;
         let mut f = line.split('\t');
         let (_, sid, sub) = (f.next(), f.next(), f.next());
-        let (Some(sid), Some(sub)) = (sid, sub) else { bail!("bad sessions line") };
+        let (Some(sid), Some(sub)) = (sid, sub) else {
+            bail!("bad sessions line")
+        };
         let sid = SessionId::parse(sid).map_err(|e| anyhow!("bad session id: {e:?}"))?;
         let claims = AccessClaims::new(iss, sub, aud, sid, now, ttl);
         writeln!(out, "{}", keys.sign(&claims)?)?;
         n += 1;
     }
     out.flush()?;
-    say(&format!("minted {n} access tokens (EdDSA, ttl {} s)", ttl.as_secs()));
+    say(&format!(
+        "minted {n} access tokens (EdDSA, ttl {} s)",
+        ttl.as_secs()
+    ));
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Revoke-all
+// ---------------------------------------------------------------------------
+
+/// Times `Engine::revoke_user` (what `POST /v1/admin/users/{id}/revoke` calls) on a
+/// real durable store: for a user with 1 session and for a user with `--sessions`
+/// (default 10 000), each repetition on a fresh user whose sessions are created
+/// first through `Engine::create_session` (what `POST /v1/admin/sessions` calls),
+/// after one untimed revoke-all of another user (a warm-up). Only the revoke-all
+/// call is timed. After each one, outside the timing, a sample of the user's
+/// sessions (all of them for 1; 100 random ones plus the first and the last
+/// otherwise) must be refused with the reason given, and a session of another
+/// user must still be valid. Prints one line per user size:
+/// `store\tsessions\treps\tmedian_ms\tmax_ms\tchecked` (checked: the user's
+/// sessions checked after each revoke-all).
+async fn revoke(opts: &Opts) -> Result<()> {
+    use sessionguard_core::{Engine, Policy, Reason};
+
+    let reason_code = opts
+        .0
+        .get("reason")
+        .map_or("revoked_by_admin", String::as_str);
+    let reason = Reason::from_code(reason_code)
+        .filter(|r| {
+            [
+                Reason::RevokedByAdmin,
+                Reason::SignedOutEverywhere,
+                Reason::PasswordChanged,
+            ]
+            .contains(r)
+        })
+        .ok_or_else(|| {
+            anyhow!("--reason: one of revoked_by_admin, signed_out_everywhere, password_changed")
+        })?;
+    let many = opts.num("sessions", 10_000)?;
+    let plan = [
+        (1, opts.num("reps-one", 5)?),
+        (many, opts.num("reps-many", 3)?),
+    ];
+    // Users of this run only, so that runs can share a data dir or a Redis.
+    let run = format!(
+        "revoke-{}-{}",
+        std::process::id(),
+        sessionguard_core::TokenId::random()
+    );
+    match opts.get("store")? {
+        "sqlite" => {
+            use sessionguard_store_sqlite::SqliteStore;
+            let path = std::path::Path::new(opts.get("dir")?).join("sessionguard.db");
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(path)).await??;
+            let engine = Engine::new(store, Policy::default())?;
+            revoke_runs(&engine, "sqlite", &run, &plan, reason).await?;
+        }
+        "redis" => {
+            use sessionguard_store_redis::{RedisConfig, RedisStore};
+            let url = opts.get("redis")?;
+            if !url.starts_with("redis://127.") {
+                bail!("revoke talks to a loopback Redis only");
+            }
+            let mut config = RedisConfig::new([url]);
+            config.prefix = opts
+                .0
+                .get("prefix")
+                .cloned()
+                .unwrap_or_else(|| "sgbench-revoke".into());
+            let engine = Engine::new(RedisStore::connect(config).await?, Policy::default())?;
+            revoke_runs(&engine, "redis", &run, &plan, reason).await?;
+        }
+        other => bail!("--store: sqlite or redis, not {other}"),
+    }
+    Ok(())
+}
+
+async fn revoke_runs<S: sessionguard_core::Store>(
+    engine: &sessionguard_core::Engine<S>,
+    store: &str,
+    run: &str,
+    plan: &[(usize, usize)],
+    reason: sessionguard_core::Reason,
+) -> Result<()> {
+    use sessionguard_core::UserId;
+
+    // Another user's session, which no revoke-all of this run may end.
+    let bystander = UserId::new(&format!("{run}-bystander"))?;
+    let bystander_token = create_sessions(engine, &bystander, 1).await?.remove(0);
+    // One untimed revoke-all first, so that one-time costs (SQLite preparing its
+    // statements, the first write to a fresh file) land in no repetition.
+    let warm_up = UserId::new(&format!("{run}-warm-up"))?;
+    create_sessions(engine, &warm_up, 1).await?;
+    engine.revoke_user(&warm_up, reason).await?;
+    for &(n, reps) in plan {
+        let mut times = Vec::with_capacity(reps);
+        let mut checked = 0;
+        for rep in 0..reps {
+            let user = UserId::new(&format!("{run}-{n}-{rep}"))?;
+            let started = Instant::now();
+            let tokens = create_sessions(engine, &user, n).await?;
+            let created = started.elapsed().as_secs_f64();
+            let sample = revoke_sample(&tokens, rep);
+            // Genuinely live before: otherwise "refused after" would prove nothing.
+            for &i in &sample {
+                engine
+                    .status(&tokens[i])
+                    .await
+                    .with_context(|| format!("session {i} of {n} before revoke-all"))?;
+            }
+
+            let t = Instant::now();
+            engine.revoke_user(&user, reason).await?;
+            let took = t.elapsed();
+
+            for &i in &sample {
+                match engine.status(&tokens[i]).await {
+                    Err(sessionguard_core::Error::Rejected(r)) if r.reason == reason => {}
+                    other => bail!(
+                        "session {i} of {n} after revoke-all: expected {reason}, got {other:?}"
+                    ),
+                }
+            }
+            engine
+                .status(&bystander_token)
+                .await
+                .context("another user's session after revoke-all")?;
+            checked = sample.len();
+            eprintln!(
+                "revoke {store}: {n} session(s), rep {}: created in {created:.2} s ({:.0}/s), revoke-all {:.3} ms, {checked} checked",
+                rep + 1,
+                n as f64 / created,
+                took.as_secs_f64() * 1e3
+            );
+            times.push(took.as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = if times.len() % 2 == 1 {
+            times[times.len() / 2]
+        } else {
+            (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+        };
+        let max = times.last().copied().unwrap_or(f64::NAN);
+        say(&format!(
+            "{store}\t{n}\t{reps}\t{median:.3}\t{max:.3}\t{checked}"
+        ));
+    }
+    Ok(())
+}
+
+/// `n` sidecar sessions of `user`, as `POST /v1/admin/sessions` makes them (the
+/// user's current epoch, no client metadata), 32 at a time. Their tokens.
+async fn create_sessions<S: sessionguard_core::Store>(
+    engine: &sessionguard_core::Engine<S>,
+    user: &sessionguard_core::UserId,
+    n: usize,
+) -> Result<Vec<String>> {
+    use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
+    use sessionguard_core::ClientInfo;
+
+    let epoch = engine.store().user_epoch(user).await?.epoch;
+    stream::iter(0..n)
+        .map(|_| async move {
+            let issued = engine
+                .create_session(user, epoch, ClientInfo::default())
+                .await?;
+            Ok::<_, anyhow::Error>(issued.token.reveal().to_string())
+        })
+        .buffered(32)
+        .try_collect()
+        .await
+}
+
+/// Which sessions to check after a revoke-all: all of them up to 102, else the
+/// first, the last and 100 picked at random (a different draw per repetition).
+fn revoke_sample(tokens: &[String], rep: usize) -> Vec<usize> {
+    let n = tokens.len();
+    if n <= 102 {
+        return (0..n).collect();
+    }
+    let mut state =
+        0x9E37_79B9_7F4A_7C15_u64 ^ (rep as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut sample = vec![0, n - 1];
+    sample.extend((0..100).map(|_| {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+    }));
+    sample
 }
 
 // ---------------------------------------------------------------------------
@@ -412,7 +705,8 @@ fn hash_time(opts: &Opts) -> Result<()> {
     use sessionguard_core::{Password, PasswordHasher};
     let rounds = opts.num("rounds", 7)?;
     let hasher = PasswordHasher::owasp(); // hashes its dummy once: a warm-up
-    let pw = Password::new_for_setting("correct horse battery staple".into()).map_err(|e| anyhow!("{e}"))?;
+    let pw = Password::new_for_setting("correct horse battery staple".into())
+        .map_err(|e| anyhow!("{e}"))?;
     let mut times: Vec<f64> = (0..rounds)
         .map(|_| {
             let t = Instant::now();
@@ -431,8 +725,15 @@ fn hash_time(opts: &Opts) -> Result<()> {
 
 fn rss_bytes() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| anyhow!("no VmRSS"))?;
-    let kb: u64 = line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad VmRSS"))?.parse()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow!("no VmRSS"))?;
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow!("bad VmRSS"))?
+        .parse()?;
     Ok(kb * 1024)
 }
 
@@ -455,7 +756,9 @@ fn mem(opts: &Opts) -> Result<()> {
         "sg-sidecar" | "sg-login" | "sg-shared" => {
             let per_user = if variant == "sg-shared" { 10 } else { 1 };
             let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
-            let users: Vec<UserId> = (0..n.div_ceil(per_user)).map(|_| UserId::random()).collect();
+            let users: Vec<UserId> = (0..n.div_ceil(per_user))
+                .map(|_| UserId::random())
+                .collect();
             let records: Vec<SessionRecord> = (0..n)
                 .map(|i| {
                     let user = users[i / per_user].clone();
@@ -495,7 +798,9 @@ fn mem(opts: &Opts) -> Result<()> {
             drop(users);
             let index = MemoryIndex::new();
             for r in records {
-                index.insert_session(r, SessionLimit::NONE).map_err(|e| anyhow!("{e}"))?;
+                index
+                    .insert_session(r, SessionLimit::NONE)
+                    .map_err(|e| anyhow!("{e}"))?;
             }
             after = rss_bytes()?;
             assert_eq!(index.session_count(), n);
@@ -511,8 +816,15 @@ fn mem(opts: &Opts) -> Result<()> {
                 for u in users {
                     let mut data = HashMap::new();
                     data.insert("user_id".to_owned(), serde_json::Value::String(u));
-                    let mut record = Record { id: Id::default(), data, expiry_date: expiry };
-                    store.create(&mut record).await.map_err(|e| anyhow!("{e}"))?;
+                    let mut record = Record {
+                        id: Id::default(),
+                        data,
+                        expiry_date: expiry,
+                    };
+                    store
+                        .create(&mut record)
+                        .await
+                        .map_err(|e| anyhow!("{e}"))?;
                 }
                 Ok::<_, anyhow::Error>(())
             })?;
@@ -520,8 +832,8 @@ fn mem(opts: &Opts) -> Result<()> {
             std::hint::black_box(&store);
         }
         "sizes" => {
-            use std::mem::size_of;
             use sessionguard_core::token::VerifierHash;
+            use std::mem::size_of;
             let lines = [
                 ("SessionRecord (map value)", size_of::<SessionRecord>()),
                 ("  SessionState", size_of::<SessionState>()),
@@ -530,14 +842,32 @@ fn mem(opts: &Opts) -> Result<()> {
                 ("    UserId (Arc<str> fat pointer)", size_of::<UserId>()),
                 ("    epoch u64", 8),
                 ("    privileges u64", 8),
-                ("    5 x Timestamp (created, last seen, idle, absolute, token issued)", 5 * size_of::<Timestamp>()),
-                ("    Option<Timestamp> (elevated_until)", size_of::<Option<Timestamp>>()),
+                (
+                    "    5 x Timestamp (created, last seen, idle, absolute, token issued)",
+                    5 * size_of::<Timestamp>(),
+                ),
+                (
+                    "    Option<Timestamp> (elevated_until)",
+                    size_of::<Option<Timestamp>>(),
+                ),
                 ("    Option<Revocation>", size_of::<Option<Revocation>>()),
                 ("    Option<ProfileName>", size_of::<Option<ProfileName>>()),
-                ("    Option<ReplacedToken> (previous)", size_of::<Option<ReplacedToken>>()),
-                ("    Option<Box<ClientInfo>> (displaced_by)", size_of::<Option<Box<ClientInfo>>>()),
-                ("    Option<VerifierHash> (csrf_basis)", size_of::<Option<VerifierHash>>()),
-                ("  ClientInfo (Option<Box<str>> + Option<IpAddr>)", size_of::<ClientInfo>()),
+                (
+                    "    Option<ReplacedToken> (previous)",
+                    size_of::<Option<ReplacedToken>>(),
+                ),
+                (
+                    "    Option<Box<ClientInfo>> (displaced_by)",
+                    size_of::<Option<Box<ClientInfo>>>(),
+                ),
+                (
+                    "    Option<VerifierHash> (csrf_basis)",
+                    size_of::<Option<VerifierHash>>(),
+                ),
+                (
+                    "  ClientInfo (Option<Box<str>> + Option<IpAddr>)",
+                    size_of::<ClientInfo>(),
+                ),
                 ("SessionId (map key)", size_of::<SessionId>()),
                 ("UserEpoch (per user)", size_of::<UserEpoch>()),
             ];
@@ -549,7 +879,10 @@ fn mem(opts: &Opts) -> Result<()> {
         other => bail!("unknown variant {other}"),
     }
     let delta = after.saturating_sub(before);
-    say(&format!("{variant}\t{n}\t{:.0}\t{delta}", delta as f64 / n as f64));
+    say(&format!(
+        "{variant}\t{n}\t{:.0}\t{delta}",
+        delta as f64 / n as f64
+    ));
     Ok(())
 }
 
@@ -604,14 +937,20 @@ fn table(opts: &Opts) -> Result<()> {
         _ => None,
     };
     let verdict = |r: Option<f64>, target: f64| match r {
-        Some(r) => format!("{r:.2}× (target ≥ {target}×: {})", if r >= target { "met" } else { "**missed**" }),
+        Some(r) => format!(
+            "{r:.2}× (target ≥ {target}×: {})",
+            if r >= target { "met" } else { "**missed**" }
+        ),
         None => "n/a".into(),
     };
     let plain = |r: Option<f64>| r.map_or("n/a".into(), |r| format!("{r:.2}×"));
     let ms = |us: f64| format!("{:.2}", us / 1000.0);
 
     let mut out = String::new();
-    let _ = writeln!(out, "| # | scenario | req/s | p50 ms | p99 ms | requests | non-2xx/errors | server process CPU (core 0 busy) | core 1 busy (load generator) | machine busy before / others during | ratios and targets |");
+    let _ = writeln!(
+        out,
+        "| # | scenario | req/s | p50 ms | p99 ms | requests | non-2xx/errors | server process CPU (core 0 busy) | core 1 busy (load generator) | machine busy before / others during | ratios and targets |"
+    );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in &rows {
         let ratios = match r.id.as_str() {
@@ -626,11 +965,20 @@ fn table(opts: &Opts) -> Result<()> {
                 verdict(ratio("3b", "1"), 0.95)
             ),
             "4a" => format!("vs cookie status (3a): {}", verdict(ratio("4a", "3a"), 0.8)),
-            "4b" => format!("vs cookie session (3b): {}", verdict(ratio("4b", "3b"), 0.8)),
+            "4b" => format!(
+                "vs cookie session (3b): {}",
+                verdict(ratio("4b", "3b"), 0.8)
+            ),
             "2" => format!("vs bare axum (1): {}", plain(ratio("2", "1"))),
             "6v" => format!("vs cookie status alone (3a): {}", plain(ratio("6v", "3a"))),
-            "3c" => format!("vs 3a (info level, the default): {}", plain(ratio("3c", "3a"))),
-            "7a" => format!("vs tower-sessions MemoryStore (2): {}", plain(ratio("7a", "2"))),
+            "3c" => format!(
+                "vs 3a (info level, the default): {}",
+                plain(ratio("3c", "3a"))
+            ),
+            "7a" => format!(
+                "vs tower-sessions MemoryStore (2): {}",
+                plain(ratio("7a", "2"))
+            ),
             "7b" => format!(
                 "vs tower-sessions Redis (7a): {}; vs sessionguard embedded (3a): {}",
                 verdict(ratio("7b", "7a"), 2.0),
@@ -639,17 +987,34 @@ fn table(opts: &Opts) -> Result<()> {
             "6l" => match (rps("6l"), kv.get("argon2_bound_server")) {
                 (Some(l), Some(b)) => {
                     let b: f64 = b.parse().unwrap_or(f64::NAN);
-                    format!("argon2 bound on the server's 1 core: {b:.1}/s → {:.0}% of it", 100.0 * l / b)
+                    format!(
+                        "argon2 bound on the server's 1 core: {b:.1}/s → {:.0}% of it",
+                        100.0 * l / b
+                    )
                 }
                 _ => String::new(),
             },
             _ => String::new(),
         };
-        let bad = if r.bad > 0 { format!("**{}**", r.bad) } else { "0".into() };
+        let bad = if r.bad > 0 {
+            format!("**{}**", r.bad)
+        } else {
+            "0".into()
+        };
         let _ = writeln!(
             out,
             "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.id, r.label, r.rps, ms(r.p50_us), ms(r.p99_us), r.requests, bad, r.server_cpu, r.core1, r.before, ratios
+            r.id,
+            r.label,
+            r.rps,
+            ms(r.p50_us),
+            ms(r.p99_us),
+            r.requests,
+            bad,
+            r.server_cpu,
+            r.core1,
+            r.before,
+            ratios
         );
     }
     print!("{out}");
