@@ -835,7 +835,10 @@ fn mem(opts: &Opts) -> Result<()> {
             use sessionguard_core::token::VerifierHash;
             use std::mem::size_of;
             let lines = [
-                ("SessionRecord (map value)", size_of::<SessionRecord>()),
+                (
+                    "SessionRecord (as loaded; the index keeps a compact slot of at most 136 B, rare fields boxed)",
+                    size_of::<SessionRecord>(),
+                ),
                 ("  SessionState", size_of::<SessionState>()),
                 ("    SessionId (16-byte selector)", size_of::<SessionId>()),
                 ("    VerifierHash (SHA-256)", size_of::<VerifierHash>()),
@@ -869,7 +872,10 @@ fn mem(opts: &Opts) -> Result<()> {
                     size_of::<ClientInfo>(),
                 ),
                 ("SessionId (map key)", size_of::<SessionId>()),
-                ("UserEpoch (per user)", size_of::<UserEpoch>()),
+                (
+                    "UserEpoch (per user; boxed in the index only once bumped)",
+                    size_of::<UserEpoch>(),
+                ),
             ];
             for (k, v) in lines {
                 say(&format!("{k}\t{v}"));
@@ -968,6 +974,11 @@ fn table(opts: &Opts) -> Result<()> {
             "4b" => format!(
                 "vs cookie session (3b): {}",
                 verdict(ratio("4b", "3b"), 0.8)
+            ),
+            "4c" => format!(
+                "vs cookie status (3a): {}; vs 4a: {}",
+                plain(ratio("4c", "3a")),
+                plain(ratio("4c", "4a"))
             ),
             "2" => format!("vs bare axum (1): {}", plain(ratio("2", "1"))),
             "6v" => format!("vs cookie status alone (3a): {}", plain(ratio("6v", "3a"))),
