@@ -289,12 +289,17 @@ mod tests {
     }
 
     fn claims() -> AccessClaims {
+        claims_at(T0)
+    }
+
+    /// Claims issued at `secs`, living `TTL`.
+    fn claims_at(secs: i64) -> AccessClaims {
         AccessClaims::new(
             ISS,
             "u_alice",
             AUD,
             SessionId::random(),
-            at(T0),
+            at(secs),
             Duration::from_secs(TTL),
         )
     }
@@ -370,6 +375,15 @@ mod tests {
         {
             assert_eq!(got, want);
         }
+    }
+
+    /// A foreign key set whose (different) key has the kid of `keys`' active key.
+    fn impostor_of(keys: &KeySet) -> KeySet {
+        let alg = keys.active().alg();
+        let other = KeySet::generate(alg, at(T0));
+        let mut doc: Value = serde_json::from_str(&other.to_json_secret()).unwrap();
+        doc["keys"][0]["kid"] = json!(keys.active().kid().as_str());
+        KeySet::from_json_secret(&doc.to_string()).unwrap()
     }
 
     fn both() -> [KeySet; 2] {
@@ -583,11 +597,7 @@ mod tests {
     fn signature_by_another_key_with_the_same_kid_is_rejected() {
         for alg in [Algorithm::EdDSA, Algorithm::ES256] {
             let keys = KeySet::generate(alg, at(T0));
-            // A foreign key set whose key has our kid.
-            let other = KeySet::generate(alg, at(T0));
-            let mut doc: Value = serde_json::from_str(&other.to_json_secret()).unwrap();
-            doc["keys"][0]["kid"] = json!(keys.active().kid().as_str());
-            let impostor = KeySet::from_json_secret(&doc.to_string()).unwrap();
+            let impostor = impostor_of(&keys);
             assert_eq!(impostor.active().kid(), keys.active().kid());
             let token = impostor.sign(&claims()).unwrap();
             assert_rejected(&keys, &token, at(T0), JwtError::BadSignature);
@@ -1007,17 +1017,6 @@ mod tests {
 
     // --- the signature memo ----------------------------------------------------
 
-    fn claims_at(secs: i64) -> AccessClaims {
-        AccessClaims::new(
-            ISS,
-            "u_alice",
-            AUD,
-            SessionId::random(),
-            at(secs),
-            Duration::from_secs(TTL),
-        )
-    }
-
     /// `token` with its payload replaced, keeping the original signature.
     fn with_forged_sub(token: &str) -> String {
         let parts: Vec<&str> = token.split('.').collect();
@@ -1153,10 +1152,7 @@ mod tests {
     fn another_key_under_the_same_kid_does_not_inherit_remembered_signatures() {
         for alg in [Algorithm::EdDSA, Algorithm::ES256] {
             let keys = KeySet::generate(alg, at(T0));
-            let other = KeySet::generate(alg, at(T0));
-            let mut doc: Value = serde_json::from_str(&other.to_json_secret()).unwrap();
-            doc["keys"][0]["kid"] = json!(keys.active().kid().as_str());
-            let impostor = KeySet::from_json_secret(&doc.to_string()).unwrap();
+            let impostor = impostor_of(&keys);
             let memo = SignatureMemo::new(10);
             let token = impostor.sign(&claims()).unwrap();
             verifier()
