@@ -62,6 +62,18 @@ local function rest(from)
   for i = from, #ARGV do t[#t + 1] = ARGV[i] end
   return t
 end
+-- Appends id, record to `out` for each member of the set `set` whose record
+-- (string key `prefix .. id`) still exists.
+local function append_records(out, set, prefix)
+  for _, id in ipairs(redis.call('SMEMBERS', set)) do
+    local s = redis.call('GET', prefix .. id)
+    if s then
+      out[#out + 1] = id
+      out[#out + 1] = s
+    end
+  end
+  return out
+end
 "#;
 
 /// Helpers for packed session records (`codec::encode_session`), with the
@@ -205,14 +217,7 @@ local out = {
   redis.call('HGET', KEYS[2], ARGV[1]),
   redis.call('HGET', KEYS[3], ARGV[1]),
 }
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local s = redis.call('GET', ARGV[2] .. id)
-  if s then
-    out[#out + 1] = id
-    out[#out + 1] = s
-  end
-end
-return out
+return append_records(out, KEYS[4], ARGV[2])
 "#,
     ),
 
@@ -480,15 +485,7 @@ return out
     list_sessions: Lua::new(
         "list_sessions",
         r#"
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local s = redis.call('GET', ARGV[1] .. id)
-  if s then
-    out[#out + 1] = id
-    out[#out + 1] = s
-  end
-end
-return out
+return append_records({}, KEYS[1], ARGV[1])
 "#,
     ),
 
