@@ -36,7 +36,7 @@ pub use audit::{AuditEvent, EventKind, EventQuery};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use engine::{
     AuditMirror, Engine, Error, Issued, Refreshed, Rejection, ValidApiToken, ValidSession,
-    Validated, api_token_verdict, verdict,
+    Validated, access_token_verdict, api_token_verdict, verdict,
 };
 pub use memory::{MemoryIndex, MemoryStore, Purgeable};
 pub use model::{

@@ -36,10 +36,12 @@ use crate::store::{Purged, Store, StoreError};
 use crate::token::{Token, TokenKind, VerifierHash};
 
 mod access;
+mod access_token;
 mod api_token;
 mod refresh;
 
 pub use access::Validated;
+pub use access_token::access_token_verdict;
 pub use api_token::{ValidApiToken, api_token_verdict};
 pub use refresh::Refreshed;
 
