@@ -1,0 +1,43 @@
+//! # sessionguard-http
+//!
+//! The HTTP rules that every front door of sessionguard applies the same way:
+//! the `sessionguard` server (`sessionguard-server`) and the middleware that
+//! runs inside a Rust app (`sessionguard-axum`) both call these, so a session
+//! cookie, a credential or a cross-site request is treated alike wherever it
+//! arrives.
+//!
+//! - [`cookie`]: the session cookie — its name, attributes, parsing, the
+//!   `Set-Cookie` values that set and clear it — and the header limits;
+//! - [`credential`]: finding the session credential of a request (bearer
+//!   token or cookie) and telling the kinds of token apart by their form;
+//! - [`csrf`]: the cross-site rule (Fetch Metadata, `Origin`) and the
+//!   session's anti-CSRF token;
+//! - [`problem`]: the RFC 9457 problem document and the RFC 6750 challenge
+//!   every refusal is answered with.
+//!
+//! Rules without HTTP live below this crate: what makes a session valid in
+//! `sessionguard-core` ([`sessionguard_core::verdict`]), and what makes an
+//! access token's session acceptable there too
+//! ([`sessionguard_core::access_token_verdict`]). This crate has no server, no
+//! async and no framework: it speaks the [`http`] crate's types only.
+//!
+//! ```
+//! use http::{HeaderMap, HeaderValue, header};
+//! use sessionguard_http::credential::{Credential, CredentialSource};
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert(header::COOKIE, HeaderValue::from_static("theme=dark; __Host-sg_session=sgs_x"));
+//! let credential = Credential::from_headers(&headers).unwrap().unwrap();
+//! assert_eq!(credential.source(), CredentialSource::Cookie);
+//! assert_eq!(credential.token(), "sgs_x");
+//! ```
+
+// Library code states its invariants with `expect`; tests may unwrap.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod cookie;
+pub mod credential;
+pub mod csrf;
+pub mod problem;
+
+pub use credential::{Credential, CredentialSource, TokenForm, Unreadable};
