@@ -62,6 +62,9 @@
 
 pub mod access;
 pub mod audit_log;
+/// The session cookie: name, attributes, parsing, building, clearing, header
+/// limits (shared with the middleware: [`sessionguard_http::cookie`]).
+pub use sessionguard_http::cookie;
 pub mod config;
 pub mod context;
 pub mod csrf;
