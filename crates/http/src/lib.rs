@@ -12,6 +12,8 @@
 //!   token or cookie) and telling the kinds of token apart by their form;
 //! - [`csrf`]: the cross-site rule (Fetch Metadata, `Origin`) and the
 //!   session's anti-CSRF token;
+//! - [`forward`]: the headers of forward authentication (`GET /v1/auth`),
+//!   written by the server and read by proxies and the middleware's remote mode;
 //! - [`problem`]: the RFC 9457 problem document and the RFC 6750 challenge
 //!   every refusal is answered with.
 //!
@@ -38,6 +40,7 @@
 pub mod cookie;
 pub mod credential;
 pub mod csrf;
+pub mod forward;
 pub mod problem;
 
 pub use credential::{Credential, CredentialSource, TokenForm, Unreadable};
