@@ -11,7 +11,8 @@
 //!
 //! **The answer.** `200` with the identity headers ([`X_AUTH_USER_ID`],
 //! [`X_AUTH_USERNAME`] when the user has one, [`X_AUTH_SESSION_ID`] for a
-//! session, [`X_AUTH_ROLES`] comma-separated, [`X_AUTH_STEP_UP_UNTIL`]) and a
+//! session, [`X_AUTH_ROLES`] comma-separated, [`X_AUTH_STEP_UP_UNTIL`] and
+//! [`X_AUTH_CSRF_TOKEN`] for a session) and a
 //! renewed session cookie in `Set-Cookie` when one is due; or `401` with
 //! [`X_AUTH_REASON`] (a reason code, or [`MISSING_CREDENTIALS`]) and
 //! `WWW-Authenticate`; or `403` with `X-Auth-Reason: cross_origin_request`
@@ -35,6 +36,10 @@ pub const X_AUTH_ROLES: HeaderName = HeaderName::from_static("x-auth-roles");
 /// Until when the session counts as recently authenticated (RFC 3339); absent
 /// for a personal API token.
 pub const X_AUTH_STEP_UP_UNTIL: HeaderName = HeaderName::from_static("x-auth-step-up-until");
+/// The session's anti-CSRF token, for a front door that checks it on the
+/// app's behalf (the middleware's remote mode). A proxy that passes it to an
+/// app must overwrite it like the identity headers.
+pub const X_AUTH_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-auth-csrf-token");
 /// Why a request was refused: a reason code, `missing_credentials` or
 /// `cross_origin_request`.
 pub const X_AUTH_REASON: HeaderName = HeaderName::from_static("x-auth-reason");
@@ -60,12 +65,13 @@ pub const LOGIN_PATH: &str = "/login";
 
 /// The identity headers, in the order they are written. What a proxy must
 /// overwrite (or remove) on every request it passes on.
-pub const IDENTITY_HEADERS: [HeaderName; 5] = [
+pub const IDENTITY_HEADERS: [HeaderName; 6] = [
     X_AUTH_USER_ID,
     X_AUTH_USERNAME,
     X_AUTH_SESSION_ID,
     X_AUTH_ROLES,
     X_AUTH_STEP_UP_UNTIL,
+    X_AUTH_CSRF_TOKEN,
 ];
 
 /// The original request's method: `X-Forwarded-Method`, else

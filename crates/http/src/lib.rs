@@ -6,6 +6,9 @@
 //! cookie, a credential or a cross-site request is treated alike wherever it
 //! arrives.
 //!
+//! - [`check`]: the session check of a request (credential, cross-site rule,
+//!   engine, identity), as forward-auth and the middleware's in-process mode do
+//!   it;
 //! - [`cookie`]: the session cookie — its name, attributes, parsing, the
 //!   `Set-Cookie` values that set and clear it — and the header limits;
 //! - [`credential`]: finding the session credential of a request (bearer
@@ -20,8 +23,9 @@
 //! Rules without HTTP live below this crate: what makes a session valid in
 //! `sessionguard-core` ([`sessionguard_core::verdict`]), and what makes an
 //! access token's session acceptable there too
-//! ([`sessionguard_core::access_token_verdict`]). This crate has no server, no
-//! async and no framework: it speaks the [`http`] crate's types only.
+//! ([`sessionguard_core::access_token_verdict`]). This crate has no server and
+//! no framework: it speaks the [`http`] crate's types, and [`check`] awaits the
+//! engine.
 //!
 //! ```
 //! use http::{HeaderMap, HeaderValue, header};
@@ -37,6 +41,7 @@
 // Library code states its invariants with `expect`; tests may unwrap.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod check;
 pub mod cookie;
 pub mod credential;
 pub mod csrf;

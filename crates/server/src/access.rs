@@ -21,6 +21,7 @@ use std::fmt;
 
 use serde::Serialize;
 use sessionguard_core::{Clock, Store, Token, ValidSession};
+use sessionguard_http::check::AccessTokens;
 pub use sessionguard_jwt::looks_like_jwt;
 use sessionguard_jwt::{AccessClaims, JwtError};
 use zeroize::Zeroizing;
@@ -159,6 +160,13 @@ impl<S: Store, C: Clock> AppState<S, C> {
     /// after reloading the shared key set, if keys are shared: another node may
     /// just have rotated in a new key.
     pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        self.verify_jwt(token)
+            .await
+            .map_err(ApiError::InvalidAccessToken)
+    }
+
+    /// [`AppState::verify_access_token`], with the rule that failed.
+    async fn verify_jwt(&self, token: &str) -> Result<AccessClaims, JwtError> {
         let now = self.engine().clock().now();
         let memo = self.signature_memo();
         match self
@@ -167,9 +175,8 @@ impl<S: Store, C: Clock> AppState<S, C> {
         {
             Err(JwtError::UnknownKey) if self.reload_shared_keys().await => self
                 .verifier()
-                .verify_memoized(&self.keys(), token, now, memo)
-                .map_err(ApiError::InvalidAccessToken),
-            other => other.map_err(ApiError::InvalidAccessToken),
+                .verify_memoized(&self.keys(), token, now, memo),
+            other => other,
         }
     }
 
@@ -191,6 +198,15 @@ impl<S: Store, C: Clock> AppState<S, C> {
             .await
             .map_err(|e| ApiError::session(e, true))?;
         Ok((session, claims))
+    }
+}
+
+/// The server verifies access tokens with its own keys (reloading shared ones
+/// for an unknown `kid`), wherever a request is checked by
+/// [`sessionguard_http::check`].
+impl<S: Store, C: Clock> AccessTokens for AppState<S, C> {
+    async fn verify(&self, token: &str) -> Result<AccessClaims, JwtError> {
+        self.verify_jwt(token).await
     }
 }
 

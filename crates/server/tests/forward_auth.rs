@@ -49,6 +49,7 @@ async fn a_live_cookie_gets_200_with_the_identity_and_no_body() {
         res.header("x-auth-step-up-until"),
         login.body["step_up_expires_at"].as_str()
     );
+    assert_eq!(res.header("x-auth-csrf-token"), Some(login.csrf().as_str()));
     assert!(res.header("set-cookie").is_none(), "nothing is due");
     assert_eq!(res.header("cache-control"), Some("no-store"));
 }

@@ -303,6 +303,7 @@ fn a_session_reaches_the_app_with_its_identity_until_it_logs_out() {
             ("x-auth-user-id", "mallory"),
             ("x-auth-username", "mallory"),
             ("x-auth-roles", "admin"),
+            ("x-auth-csrf-token", "forged"),
         ],
         "",
     );
@@ -311,6 +312,7 @@ fn a_session_reaches_the_app_with_its_identity_until_it_logs_out() {
     assert_eq!(seen["x-auth-username"], "alice");
     assert_eq!(seen["x-auth-session-id"].as_str().unwrap().len(), 22);
     assert!(seen["x-auth-step-up-until"].is_string());
+    assert_eq!(seen["x-auth-csrf-token"], browser.csrf.as_str());
     assert!(
         seen.get("x-auth-roles").is_none(),
         "no roles, and the client's are stripped: {seen}"

@@ -40,6 +40,14 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// An identity with this username and these roles (sorted and deduplicated
+    /// here), for identities learnt elsewhere (a sessionguard server's answer).
+    pub fn new(username: Option<String>, mut roles: Vec<String>) -> Self {
+        roles.sort_unstable();
+        roles.dedup();
+        Identity { username, roles }
+    }
+
     /// The username, if the user has credentials here.
     pub fn username(&self) -> Option<&str> {
         self.username.as_deref()
@@ -149,10 +157,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         // under the older count, never older roles under a newer one.
         let access = self.store.user_access(user).await?;
         let username = self.store.get_user(user).await?.map(|u| u.username);
-        let identity = Arc::new(Identity {
-            username,
-            roles: access.roles,
-        });
+        let identity = Arc::new(Identity::new(username, access.roles));
         self.identities
             .insert(user, privileges, Arc::clone(&identity));
         Ok(identity)
@@ -206,10 +211,11 @@ mod tests {
 
     #[test]
     fn roles_are_looked_up_exactly() {
-        let id = Identity {
-            username: Some("alice".into()),
-            roles: vec!["admin".into(), "editor".into()],
-        };
+        let id = Identity::new(
+            Some("alice".into()),
+            vec!["editor".into(), "admin".into(), "editor".into()],
+        );
+        assert_eq!(id.roles(), ["admin", "editor"]);
         assert!(id.has_role("editor"));
         assert!(!id.has_role("Editor"));
         assert!(!id.has_role("edit"));

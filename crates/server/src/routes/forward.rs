@@ -36,10 +36,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sessionguard_core::{Clock, Identity, Rejection, Store, UserId, ValidSession};
+use sessionguard_core::{Clock, Rejection, Store};
+use sessionguard_http::check::{Checked, Refused, check_request};
 use sessionguard_http::forward::{self, X_AUTH_REASON};
 use sessionguard_http::problem::{self, Problem};
-use sessionguard_http::{Credential, CredentialSource, TokenForm, csrf};
 
 use crate::context::Renewal;
 use crate::error::ApiError;
@@ -50,36 +50,6 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize)]
 pub struct AuthQuery {
     redirect: Option<String>,
-}
-
-/// Why a forward-auth request is refused.
-enum Refusal {
-    /// No credential at all: `missing_credentials`.
-    Missing,
-    /// A credential that is not (or no longer) a live one.
-    Rejected { rejection: Rejection, bearer: bool },
-    /// Anything else (cross-site, store failure): answered as the API answers it.
-    Api(ApiError),
-}
-
-impl From<ApiError> for Refusal {
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::Session { rejection, bearer } => Refusal::Rejected { rejection, bearer },
-            ApiError::InvalidAccessToken(_) => Refusal::Rejected {
-                rejection: Rejection::INVALID,
-                bearer: true,
-            },
-            other => Refusal::Api(other),
-        }
-    }
-}
-
-/// A live credential: who, and through which session.
-struct Authorized {
-    user: UserId,
-    privileges: u64,
-    session: Option<ValidSession>,
 }
 
 /// `GET /v1/auth` (any method): see the module documentation.
@@ -95,101 +65,45 @@ pub async fn auth<S: Store, C: Clock>(
         Some("login") => true,
         Some(_) => return Err(ApiError::InvalidQuery("redirect")),
     };
-    match check(&state, &method, &headers, renewal.as_ref().map(|e| &e.0)).await {
-        Ok(who) => {
-            let identity = state.engine().identity(&who.user, who.privileges).await?;
-            Ok(authorized(&who, &identity))
+    let original = forward::original_method(&headers, &method);
+    let checked = check_request(
+        state.engine(),
+        &headers,
+        &original,
+        state.public_origin(),
+        &state,
+    )
+    .await;
+    let login = || redirect.then(|| login_redirect(&state, &headers));
+    match checked {
+        Ok(mut who) => {
+            if let (Some(token), Some(Extension(slot))) = (who.renewed.take(), renewal) {
+                slot.set(token);
+            }
+            Ok(authorized(&who))
         }
-        Err(Refusal::Api(e @ ApiError::CrossOrigin)) => {
-            let mut res = e.into_response();
+        Err(Refused::CrossOrigin) => {
+            let mut res = ApiError::CrossOrigin.into_response();
             res.headers_mut().insert(
                 X_AUTH_REASON,
                 HeaderValue::from_static("cross_origin_request"),
             );
             Ok(res)
         }
-        Err(Refusal::Api(e)) => Err(e),
-        Err(Refusal::Missing) => Ok(refused(
-            forward::MISSING_CREDENTIALS,
-            None,
-            false,
-            redirect.then(|| login_redirect(&state, &headers)),
-        )),
-        Err(Refusal::Rejected { rejection, bearer }) => Ok(refused(
+        Err(Refused::Missing) => Ok(refused(forward::MISSING_CREDENTIALS, None, false, login())),
+        Err(Refused::Rejected { rejection, bearer }) => Ok(refused(
             rejection.reason.code(),
             Some(&rejection),
             bearer,
-            redirect.then(|| login_redirect(&state, &headers)),
+            login(),
         )),
+        Err(Refused::Failed(e)) => Err(e.into()),
+        Err(other) => Err(ApiError::Internal(format!("unexpected refusal {other:?}"))),
     }
 }
 
-/// Checks the request's credential (see the module documentation's table).
-async fn check<S: Store, C: Clock>(
-    state: &AppState<S, C>,
-    method: &Method,
-    headers: &HeaderMap,
-    renewal: Option<&Renewal>,
-) -> Result<Authorized, Refusal> {
-    let credential = match Credential::from_headers(headers) {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(Refusal::Missing),
-        Err(unreadable) => {
-            return Err(Refusal::Rejected {
-                rejection: Rejection::INVALID,
-                bearer: unreadable.source == CredentialSource::Bearer,
-            });
-        }
-    };
-    let engine = state.engine();
-    let bearer = credential.is_bearer();
-    let reject = |e| Refusal::from(ApiError::session(e, bearer));
-    let session = match (credential.source(), credential.form()) {
-        (CredentialSource::Cookie, _) => {
-            let original = forward::original_method(headers, method);
-            if csrf::is_unsafe(&original) {
-                // Before the lookup: a refused cross-site request is not activity.
-                csrf::check_origin(headers, state.public_origin())
-                    .map_err(|_| Refusal::Api(ApiError::CrossOrigin))?;
-            }
-            let checked = engine
-                .validate_renewing(credential.token())
-                .await
-                .map_err(reject)?;
-            if let (Some(token), Some(slot)) = (checked.new_token, renewal) {
-                slot.set(token);
-            }
-            checked.session
-        }
-        (_, TokenForm::Session) => engine.validate(credential.token()).await.map_err(reject)?,
-        (_, TokenForm::Access) => state.access_session(credential.token(), true).await?.0,
-        (_, TokenForm::Api) => {
-            let token = engine
-                .validate_api_token(credential.token())
-                .await
-                .map_err(reject)?;
-            return Ok(Authorized {
-                user: token.user_id().clone(),
-                privileges: token.user_privileges(),
-                session: None,
-            });
-        }
-        _ => {
-            return Err(Refusal::Rejected {
-                rejection: Rejection::INVALID,
-                bearer: true,
-            });
-        }
-    };
-    Ok(Authorized {
-        user: session.user_id().clone(),
-        privileges: session.user_privileges(),
-        session: Some(session),
-    })
-}
-
 /// `200`, no body, the identity headers.
-fn authorized(who: &Authorized, identity: &Identity) -> Response {
+fn authorized(who: &Checked) -> Response {
     let mut res = Response::new(Body::empty());
     let h = res.headers_mut();
     // User ids and usernames have no control characters: always header values
@@ -197,7 +111,8 @@ fn authorized(who: &Authorized, identity: &Identity) -> Response {
     if let Ok(v) = HeaderValue::from_bytes(who.user.as_str().as_bytes()) {
         h.insert(forward::X_AUTH_USER_ID, v);
     }
-    if let Some(v) = identity
+    if let Some(v) = who
+        .identity
         .username()
         .and_then(|u| HeaderValue::from_bytes(u.as_bytes()).ok())
     {
@@ -210,9 +125,12 @@ fn authorized(who: &Authorized, identity: &Identity) -> Response {
         if let Ok(v) = HeaderValue::try_from(session.step_up_until().to_rfc3339()) {
             h.insert(forward::X_AUTH_STEP_UP_UNTIL, v);
         }
+        if let Ok(v) = HeaderValue::try_from(session.csrf_token()) {
+            h.insert(forward::X_AUTH_CSRF_TOKEN, v);
+        }
     }
     // Roles are `a-z A-Z 0-9 _ - . :`: always a header value.
-    if let Ok(v) = HeaderValue::try_from(identity.roles().join(",")) {
+    if let Ok(v) = HeaderValue::try_from(who.identity.roles().join(",")) {
         h.insert(forward::X_AUTH_ROLES, v);
     }
     res
