@@ -42,6 +42,17 @@ struct Users {
     hash: PasswordHash,
 }
 
+impl Users {
+    /// The site's name for a user.
+    fn name_of<'a>(&'a self, id: &'a UserId) -> &'a str {
+        if *id == self.id {
+            &self.name
+        } else {
+            id.as_str()
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct LoginForm {
     username: String,
@@ -91,11 +102,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Public: says who is signed in, if anyone.
-async fn home(session: Option<Session>) -> Html<String> {
+async fn home(State(site): State<Site>, session: Option<Session>) -> Html<String> {
     let who = match &session {
         Some(s) => format!(
             "Signed in as {}. <a href=\"/private\">Your page</a>.",
-            escape(s.username().unwrap_or(s.user_id().as_str()))
+            escape(site.users.name_of(s.user_id()))
         ),
         None => "Not signed in. <a href=\"/login\">Sign in</a>.".to_owned(),
     };
@@ -147,7 +158,7 @@ async fn login(
 }
 
 /// Behind login: without a live session, to the login page.
-async fn private(session: Result<Session, SessionRejection>) -> Response {
+async fn private(State(site): State<Site>, session: Result<Session, SessionRejection>) -> Response {
     let Ok(session) = session else {
         return Redirect::to("/login").into_response();
     };
@@ -159,7 +170,7 @@ async fn private(session: Result<Session, SessionRejection>) -> Response {
              <form method=\"post\" action=\"/logout\">\
              <input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
              <button>Sign out</button></form>",
-            escape(session.username().unwrap_or(session.user_id().as_str())),
+            escape(site.users.name_of(session.user_id())),
             escape(&csrf),
         ),
     )

@@ -5,19 +5,23 @@
 //! check).
 
 use std::fmt;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponseParts, ResponseParts};
-use sessionguard_core::{ClientInfo, Clock, Engine, Reason, Store, SystemClock, Token, UserId};
+use sessionguard_core::{
+    ClientInfo, Clock, Engine, Identity, Reason, Store, SystemClock, Token, UserId,
+};
 use sessionguard_http::check::{AccessTokens, Refused, check_request};
 use sessionguard_http::{Credential, CredentialSource, TokenForm, cookie, csrf};
 use sessionguard_jwt::{AccessClaims, JwtError, KeySet, SignatureMemo, Verifier};
 
 use crate::layer::{Authority, Checked, Sealed, SessionLayer};
-use crate::session::{Session, SessionRejection};
+use crate::session::{IdentitySource, Session, SessionRejection};
 
 /// How many verified access-token signatures an in-process authority
 /// remembers (as the server does: a digest and an expiry each).
@@ -207,13 +211,10 @@ impl<S: Store, C: Clock> InProcess<S, C> {
         issued: sessionguard_core::Issued,
     ) -> Result<LoggedIn, SessionRejection> {
         let engine = self.engine();
-        let identity = engine
-            .identity(user, issued.session.user_privileges())
-            .await
-            .map_err(|e| engine_error(e, false))?;
         let session = Session::checked(
             user.clone(),
-            identity,
+            issued.session.user_privileges(),
+            self.identities(),
             Some(issued.session),
             None,
             engine.clock().now(),
@@ -222,6 +223,30 @@ impl<S: Store, C: Clock> InProcess<S, C> {
         Ok(LoggedIn {
             session,
             token: issued.token,
+        })
+    }
+}
+
+impl<S: Store, C: Clock> InProcess<S, C> {
+    /// Where this authority's sessions learn their user's identity.
+    fn identities(&self) -> Arc<dyn IdentitySource> {
+        // Unsized coercion of the one shared engine.
+        let shared: Arc<Shared<S, C>> = Arc::clone(&self.inner);
+        shared
+    }
+}
+
+impl<S: Store, C: Clock> IdentitySource for Shared<S, C> {
+    fn identity<'a>(
+        &'a self,
+        user: &'a UserId,
+        privileges: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<Identity>, SessionRejection>> + Send + 'a>> {
+        Box::pin(async move {
+            self.engine
+                .identity(user, privileges)
+                .await
+                .map_err(|e| engine_error(e, false))
         })
     }
 }
@@ -244,7 +269,8 @@ impl<S: Store, C: Clock> Authority for InProcess<S, C> {
                 renewed: c.renewed.as_ref().map(cookie::session_cookie),
                 session: Session::checked(
                     c.user,
-                    c.identity,
+                    c.privileges,
+                    self.identities(),
                     c.session,
                     c.api_token,
                     shared.engine.clock().now(),

@@ -3,8 +3,10 @@
 //! [`SessionRejection`].
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
@@ -19,6 +21,10 @@ use subtle::ConstantTimeEq;
 /// A live session (or personal API token) that authenticated the request, as
 /// the [`SessionLayer`](crate::SessionLayer) checked it. Cheap to clone.
 ///
+/// Who the user is beyond the id — username and roles — is learnt when first
+/// asked for ([`Session::identity`], the role guard): a request that does not
+/// ask pays for the session check alone.
+///
 /// As an extractor it rejects a request without a live credential with a 401
 /// problem document carrying the reason (`logged_out`, `idle_timeout`,
 /// `password_changed`, `missing_credentials`, …); a cookie-authenticated
@@ -29,8 +35,9 @@ use subtle::ConstantTimeEq;
 /// ```
 /// use sessionguard_axum::Session;
 ///
-/// async fn whoami(session: Session) -> String {
-///     format!("{} ({:?})", session.user_id(), session.username())
+/// async fn whoami(session: Session) -> Result<String, sessionguard_axum::SessionRejection> {
+///     let who = session.identity().await?;
+///     Ok(format!("{} ({:?})", session.user_id(), who.username()))
 /// }
 /// async fn home(session: Option<Session>) -> &'static str {
 ///     if session.is_some() { "welcome back" } else { "hello, stranger" }
@@ -41,7 +48,7 @@ pub struct Session(Arc<Inner>);
 
 struct Inner {
     user_id: UserId,
-    identity: Arc<Identity>,
+    identity: Who,
     session_id: Option<SessionId>,
     api_token: Option<TokenId>,
     step_up_until: Option<Timestamp>,
@@ -60,6 +67,26 @@ enum Csrf {
     None,
 }
 
+/// Who the user is: known (the server said), or to be learnt from the
+/// authority under the privilege count the check read.
+enum Who {
+    Known(Arc<Identity>),
+    Lazy {
+        privileges: u64,
+        source: Arc<dyn IdentitySource>,
+        known: OnceLock<Arc<Identity>>,
+    },
+}
+
+/// Where an in-process session learns its user's identity (the engine).
+pub(crate) trait IdentitySource: Send + Sync {
+    fn identity<'a>(
+        &'a self,
+        user: &'a UserId,
+        privileges: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<Identity>, SessionRejection>> + Send + 'a>>;
+}
+
 /// What a check learnt, for building a [`Session`].
 pub(crate) struct Described {
     pub(crate) user_id: UserId,
@@ -72,10 +99,12 @@ pub(crate) struct Described {
 }
 
 impl Session {
-    /// A session checked in-process.
+    /// A session checked in-process; its user's identity comes from `source`
+    /// when asked for.
     pub(crate) fn checked(
         user_id: UserId,
-        identity: Arc<Identity>,
+        privileges: u64,
+        source_of_identity: Arc<dyn IdentitySource>,
         valid: Option<ValidSession>,
         api_token: Option<TokenId>,
         checked_at: Timestamp,
@@ -83,7 +112,11 @@ impl Session {
     ) -> Session {
         Session(Arc::new(Inner {
             user_id,
-            identity,
+            identity: Who::Lazy {
+                privileges,
+                source: source_of_identity,
+                known: OnceLock::new(),
+            },
             session_id: valid.as_ref().map(ValidSession::id),
             api_token,
             step_up_until: valid.as_ref().map(ValidSession::step_up_until),
@@ -97,7 +130,7 @@ impl Session {
     pub(crate) fn told(parts: Described, csrf_token: Option<String>) -> Session {
         Session(Arc::new(Inner {
             user_id: parts.user_id,
-            identity: parts.identity,
+            identity: Who::Known(parts.identity),
             session_id: parts.session_id,
             api_token: parts.api_token,
             step_up_until: parts.step_up_until,
@@ -112,26 +145,32 @@ impl Session {
         &self.0.user_id
     }
 
-    /// The user's username, if the user has credentials in sessionguard (apps
-    /// that keep their own users have none there).
-    pub fn username(&self) -> Option<&str> {
-        self.0.identity.username()
-    }
-
-    /// The user's roles (sorted).
-    pub fn roles(&self) -> &[String] {
-        self.0.identity.roles()
-    }
-
-    /// Whether the user holds `role`.
-    pub fn has_role(&self, role: &str) -> bool {
-        self.0.identity.has_role(role)
+    /// The user's username (if the user has credentials in sessionguard: apps
+    /// that keep their own users have none there) and roles. In-process, the
+    /// first call reads them from the engine's identity memo (no store read
+    /// unless the user's profile or roles changed since it was filled); later
+    /// calls on this request are free. In remote mode the server said.
+    pub async fn identity(&self) -> Result<Arc<Identity>, SessionRejection> {
+        match &self.0.identity {
+            Who::Known(identity) => Ok(Arc::clone(identity)),
+            Who::Lazy {
+                privileges,
+                source,
+                known,
+            } => {
+                if let Some(identity) = known.get() {
+                    return Ok(Arc::clone(identity));
+                }
+                let identity = source.identity(&self.0.user_id, *privileges).await?;
+                Ok(Arc::clone(known.get_or_init(|| identity)))
+            }
+        }
     }
 
     /// Fails with a 403 `role_required` unless the user holds `role` (the
     /// [`RequireRole`] extractor, for a role known only at run time).
-    pub fn require_role(&self, role: &str) -> Result<(), SessionRejection> {
-        if self.has_role(role) {
+    pub async fn require_role(&self, role: &str) -> Result<(), SessionRejection> {
+        if self.identity().await?.has_role(role) {
             Ok(())
         } else {
             Err(SessionRejection::RoleRequired)
@@ -201,7 +240,6 @@ impl fmt::Debug for Session {
             .field("user_id", &self.0.user_id)
             .field("session_id", &self.0.session_id)
             .field("api_token", &self.0.api_token)
-            .field("roles", &self.roles())
             .field("source", &self.0.source)
             .finish_non_exhaustive()
     }
@@ -456,7 +494,7 @@ impl<S: Send + Sync, R: Role> FromRequestParts<S> for RequireRole<R> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let session = authentication(parts)?;
-        session.require_role(R::NAME)?;
+        session.require_role(R::NAME).await?;
         Ok(RequireRole(session, PhantomData))
     }
 }

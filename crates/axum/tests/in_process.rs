@@ -49,15 +49,16 @@ fn app<S: Store>(sessions: &Sessions<S>) -> Router {
         .with_state(sessions.clone())
 }
 
-async fn me(s: Session) -> axum::Json<Value> {
-    axum::Json(json!({
+async fn me(s: Session) -> Result<axum::Json<Value>, SessionRejection> {
+    let who = s.identity().await?;
+    Ok(axum::Json(json!({
         "user_id": s.user_id().as_str(),
-        "username": s.username(),
+        "username": who.username(),
         "session_id": s.session_id().map(|id| id.to_string()),
         "api_token": s.api_token_id().map(|id| id.to_string()),
-        "roles": s.roles(),
+        "roles": who.roles(),
         "csrf": s.csrf_token(),
-    }))
+    })))
 }
 
 async fn maybe(s: Option<Session>) -> String {

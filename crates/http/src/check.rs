@@ -10,18 +10,17 @@
 //! | `Bearer sga_…` (personal API token) | `Engine::validate_api_token` |
 //! | anything else | `invalid_token`; nothing at all: [`Refused::Missing`] |
 //!
-//! Then `Engine::identity` gives the username and roles, remembered under the
-//! privilege count the check read: in the steady state the whole check is one
-//! store read.
+//! The caller learns who the user is when it needs to: `Engine::identity`
+//! with [`Checked::privileges`] gives the username and roles, remembered under
+//! the privilege count the check read (in the steady state, no store read).
 
 use std::future::Future;
-use std::sync::Arc;
 
 use http::{HeaderMap, Method};
-use sessionguard_core::{Clock, Identity, Rejection, Store, Token, TokenId, UserId, ValidSession};
+use sessionguard_core::{Clock, Rejection, Store, Token, TokenId, UserId, ValidSession};
 use sessionguard_jwt::{AccessClaims, JwtError};
 
-use crate::credential::{Credential, CredentialSource, TokenForm};
+use crate::credential::{CredentialSource, Presented, TokenForm};
 use crate::csrf;
 
 /// How access tokens (JWTs) are verified where the check runs: signature,
@@ -47,8 +46,9 @@ impl AccessTokens for NoAccessTokens {
 pub struct Checked {
     /// The credential's user.
     pub user: UserId,
-    /// The user's username and roles.
-    pub identity: Arc<Identity>,
+    /// The user's privilege count read with the credential
+    /// (`ValidSession::user_privileges`): the key of `Engine::identity`.
+    pub privileges: u64,
     /// The session, unless the credential was a personal API token.
     pub session: Option<ValidSession>,
     /// The personal API token's id, if that was the credential.
@@ -103,7 +103,7 @@ pub async fn check_request<S: Store, C: Clock, A: AccessTokens>(
     public_origin: &str,
     access: &A,
 ) -> Result<Checked, Refused> {
-    let credential = match Credential::from_headers(headers) {
+    let credential = match Presented::find(headers) {
         Ok(Some(c)) => c,
         Ok(None) => return Err(Refused::Missing),
         Err(unreadable) => {
@@ -150,14 +150,9 @@ pub async fn check_request<S: Store, C: Clock, A: AccessTokens>(
                 .validate_api_token(credential.token())
                 .await
                 .map_err(reject)?;
-            let user = token.user_id().clone();
-            let identity = engine
-                .identity(&user, token.user_privileges())
-                .await
-                .map_err(Refused::Failed)?;
             return Ok(Checked {
-                user,
-                identity,
+                user: token.user_id().clone(),
+                privileges: token.user_privileges(),
                 session: None,
                 api_token: Some(token.id()),
                 source,
@@ -171,14 +166,9 @@ pub async fn check_request<S: Store, C: Clock, A: AccessTokens>(
             });
         }
     };
-    let user = session.user_id().clone();
-    let identity = engine
-        .identity(&user, session.user_privileges())
-        .await
-        .map_err(Refused::Failed)?;
     Ok(Checked {
-        user,
-        identity,
+        user: session.user_id().clone(),
+        privileges: session.user_privileges(),
         session: Some(session),
         api_token: None,
         source,

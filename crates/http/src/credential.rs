@@ -87,23 +87,75 @@ impl fmt::Debug for Credential {
     }
 }
 
-impl Credential {
+/// The session credential as it sits in the request's headers, borrowed (no
+/// copy of the secret is made): what [`Credential::from_headers`] finds.
+#[derive(Clone, Copy)]
+pub struct Presented<'a> {
+    token: &'a str,
+    source: CredentialSource,
+}
+
+impl fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Presented")
+            .field("source", &self.source)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl<'a> Presented<'a> {
     /// Finds the session credential: a bearer token if there is one (it wins),
     /// else the session cookie; `None` if there is neither.
-    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Credential>, Unreadable> {
+    pub fn find(headers: &'a HeaderMap) -> Result<Option<Presented<'a>>, Unreadable> {
         if let Some(token) = bearer(headers) {
             let token = token.ok_or(Unreadable {
                 source: CredentialSource::Bearer,
             })?;
-            return Ok(Some(Credential::new(token, CredentialSource::Bearer)));
+            return Ok(Some(Presented {
+                token,
+                source: CredentialSource::Bearer,
+            }));
         }
         match cookie::find(headers) {
             None => Ok(None),
-            Some(Ok(token)) => Ok(Some(Credential::new(token, CredentialSource::Cookie))),
+            Some(Ok(token)) => Ok(Some(Presented {
+                token,
+                source: CredentialSource::Cookie,
+            })),
             Some(Err(cookie::NotUtf8)) => Err(Unreadable {
                 source: CredentialSource::Cookie,
             }),
         }
+    }
+
+    /// The token text.
+    pub fn token(&self) -> &'a str {
+        self.token
+    }
+
+    /// How it was presented.
+    pub fn source(&self) -> CredentialSource {
+        self.source
+    }
+
+    /// Whether it came as a bearer token.
+    pub fn is_bearer(&self) -> bool {
+        self.source == CredentialSource::Bearer
+    }
+
+    /// What the token claims to be, by its form.
+    pub fn form(&self) -> TokenForm {
+        TokenForm::of(self.token)
+    }
+}
+
+impl Credential {
+    /// Finds the session credential: a bearer token if there is one (it wins),
+    /// else the session cookie; `None` if there is neither. The text is copied
+    /// into memory zeroized on drop ([`Presented::find`] borrows instead).
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Credential>, Unreadable> {
+        Ok(Presented::find(headers)?.map(|p| Credential::new(p.token, p.source)))
     }
 
     /// A credential with this text, presented this way.

@@ -48,4 +48,4 @@ pub mod csrf;
 pub mod forward;
 pub mod problem;
 
-pub use credential::{Credential, CredentialSource, TokenForm, Unreadable};
+pub use credential::{Credential, CredentialSource, Presented, TokenForm, Unreadable};

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt as _;
 use process::{Browser, Running, http, json_field, login, post_as, start_with};
 use serde_json::{Value, json};
-use sessionguard_axum::{InProcess, Remote, Session};
+use sessionguard_axum::{InProcess, Remote, Session, SessionRejection};
 use sessionguard_core::{Engine, ManualClock, Policy, Timestamp, UserId};
 use sessionguard_store_redis::{RedisConfig, RedisStore};
 use sessionguard_test_kit::redis::RedisServer;
@@ -26,14 +26,15 @@ use tower::ServiceExt as _;
 const ORIGIN: &str = "https://app.example";
 const PASSWORD: &str = "correct horse battery staple";
 
-async fn me(s: Session) -> axum::Json<Value> {
-    axum::Json(json!({
+async fn me(s: Session) -> Result<axum::Json<Value>, SessionRejection> {
+    let who = s.identity().await?;
+    Ok(axum::Json(json!({
         "user_id": s.user_id().as_str(),
-        "username": s.username(),
+        "username": who.username(),
         "session_id": s.session_id().map(|id| id.to_string()),
-        "roles": s.roles(),
+        "roles": who.roles(),
         "csrf": s.csrf_token(),
-    }))
+    })))
 }
 
 async fn act(_: Session) -> &'static str {

@@ -30,13 +30,12 @@
 //! forgery. The session's anti-CSRF token is not required here: the upstream's
 //! own forms do not know it.
 
-use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{FromRequestParts as _, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sessionguard_core::{Clock, Rejection, Store};
+use sessionguard_core::{Clock, Identity, Rejection, Store};
 use sessionguard_http::check::{Checked, Refused, check_request};
 use sessionguard_http::forward::{self, X_AUTH_REASON};
 use sessionguard_http::problem::{self, Problem};
@@ -52,35 +51,45 @@ pub struct AuthQuery {
     redirect: Option<String>,
 }
 
-/// `GET /v1/auth` (any method): see the module documentation.
+/// `GET /v1/auth` (any method): see the module documentation. The request's
+/// parts are read in place (no copy of its headers: this runs before every
+/// request a proxy passes on).
 pub async fn auth<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
-    QueryParams(query): QueryParams<AuthQuery>,
-    method: Method,
-    headers: HeaderMap,
-    renewal: Option<Extension<Renewal>>,
+    req: Request,
 ) -> Result<Response, ApiError> {
-    let redirect = match query.redirect.as_deref() {
+    let (mut parts, _) = req.into_parts();
+    let redirect = match parts.uri.query() {
         None => false,
-        Some("login") => true,
-        Some(_) => return Err(ApiError::InvalidQuery("redirect")),
+        Some(_) => {
+            let QueryParams(query) =
+                QueryParams::<AuthQuery>::from_request_parts(&mut parts, &state).await?;
+            match query.redirect.as_deref() {
+                None => false,
+                Some("login") => true,
+                Some(_) => return Err(ApiError::InvalidQuery("redirect")),
+            }
+        }
     };
-    let original = forward::original_method(&headers, &method);
+    let renewal = parts.extensions.get::<Renewal>();
+    let headers = &parts.headers;
+    let original = forward::original_method(headers, &parts.method);
     let checked = check_request(
         state.engine(),
-        &headers,
+        headers,
         &original,
         state.public_origin(),
         &state,
     )
     .await;
-    let login = || redirect.then(|| login_redirect(&state, &headers));
+    let login = || redirect.then(|| login_redirect(&state, headers));
     match checked {
         Ok(mut who) => {
-            if let (Some(token), Some(Extension(slot))) = (who.renewed.take(), renewal) {
+            if let (Some(token), Some(slot)) = (who.renewed.take(), renewal) {
                 slot.set(token);
             }
-            Ok(authorized(&who))
+            let identity = state.engine().identity(&who.user, who.privileges).await?;
+            Ok(authorized(&who, &identity))
         }
         Err(Refused::CrossOrigin) => {
             let mut res = ApiError::CrossOrigin.into_response();
@@ -103,7 +112,7 @@ pub async fn auth<S: Store, C: Clock>(
 }
 
 /// `200`, no body, the identity headers.
-fn authorized(who: &Checked) -> Response {
+fn authorized(who: &Checked, identity: &Identity) -> Response {
     let mut res = Response::new(Body::empty());
     let h = res.headers_mut();
     // User ids and usernames have no control characters: always header values
@@ -111,8 +120,7 @@ fn authorized(who: &Checked) -> Response {
     if let Ok(v) = HeaderValue::from_bytes(who.user.as_str().as_bytes()) {
         h.insert(forward::X_AUTH_USER_ID, v);
     }
-    if let Some(v) = who
-        .identity
+    if let Some(v) = identity
         .username()
         .and_then(|u| HeaderValue::from_bytes(u.as_bytes()).ok())
     {
@@ -130,7 +138,7 @@ fn authorized(who: &Checked) -> Response {
         }
     }
     // Roles are `a-z A-Z 0-9 _ - . :`: always a header value.
-    if let Ok(v) = HeaderValue::try_from(who.identity.roles().join(",")) {
+    if let Ok(v) = HeaderValue::try_from(identity.roles().join(",")) {
         h.insert(forward::X_AUTH_ROLES, v);
     }
     res
