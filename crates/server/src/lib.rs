@@ -113,6 +113,9 @@ pub const REAP_INTERVAL: Duration = Duration::from_secs(60);
 /// The store `serve` runs on: the durable embedded store.
 type ProductionStore = SqliteStore;
 
+/// The forward-auth endpoint's path ([`routes::forward`]).
+pub const FORWARD_AUTH_PATH: &str = "/v1/auth";
+
 /// The database file's name in the data folder.
 pub const DB_FILE: &str = "sessionguard.db";
 
@@ -128,7 +131,7 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
         .route("/v1/logout", post(session::logout::<S, C>))
         .route("/v1/session", get(session::current::<S, C>))
         .route("/v1/session/status", get(session::status))
-        .route("/v1/auth", any(forward::auth::<S, C>))
+        .route(FORWARD_AUTH_PATH, any(forward::auth::<S, C>))
         .route("/v1/session/elevate", post(session::elevate::<S, C>))
         .route("/v1/events", get(events::own_list::<S, C>))
         .route("/v1/password", post(session::change_password::<S, C>))
@@ -172,7 +175,14 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
                         .extensions()
                         .get::<MatchedPath>()
                         .map_or("<unmatched>", MatchedPath::as_str);
-                    tracing::info_span!("request", method = %req.method(), path)
+                    // Forward-auth runs before every request a proxy passes on:
+                    // its span is a debug one, so the default level pays nothing
+                    // for it (its refusals are logged at debug too).
+                    if path == FORWARD_AUTH_PATH {
+                        tracing::debug_span!("request", method = %req.method(), path)
+                    } else {
+                        tracing::info_span!("request", method = %req.method(), path)
+                    }
                 })
                 // Failures are logged once, by `ApiError`.
                 .on_failure(()),
