@@ -133,11 +133,7 @@ mod tests {
     use super::*;
     use sessionguard_core::TokenKind;
 
-    fn with(name: header::HeaderName, value: &[u8]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.append(name, HeaderValue::from_bytes(value).unwrap());
-        h
-    }
+    use crate::test_headers::with;
 
     #[test]
     fn the_set_cookie_value_carries_the_token_and_every_attribute() {

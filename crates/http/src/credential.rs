@@ -215,11 +215,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn with(name: header::HeaderName, value: &[u8]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.append(name, HeaderValue::from_bytes(value).unwrap());
-        h
-    }
+    use crate::test_headers::with;
 
     #[test]
     fn bearer_wins_over_cookie() {

@@ -77,17 +77,10 @@ pub fn has_token(headers: &HeaderMap, session: &ValidSession) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     const ORIGIN: &str = "https://app.example";
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
+    use crate::test_headers::headers;
 
     #[test]
     fn fetch_metadata_decides_first() {

@@ -147,13 +147,7 @@ mod tests {
 
     const ORIGIN: &str = "https://app.example";
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
+    use crate::test_headers::headers;
 
     #[test]
     fn the_forwarded_method_wins_then_the_original_then_the_own() {

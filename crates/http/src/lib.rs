@@ -49,3 +49,25 @@ pub mod forward;
 pub mod problem;
 
 pub use credential::{Credential, CredentialSource, Presented, TokenForm, Unreadable};
+
+/// Header maps for the unit tests.
+#[cfg(test)]
+pub(crate) mod test_headers {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    /// One header, with any bytes as its value.
+    pub(crate) fn with(name: HeaderName, value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append(name, HeaderValue::from_bytes(value).unwrap());
+        h
+    }
+
+    /// Headers from name and value pairs.
+    pub(crate) fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+}

@@ -64,6 +64,18 @@ fn cookie(b: &Browser) -> String {
     format!("__Host-sg_session={}", b.cookie)
 }
 
+/// Alice, created on the server and logged in there; asserts that `app` sees
+/// her session. Returns her id and her browser session.
+async fn alice_through(server: &Running, app: &Router) -> (String, Browser) {
+    let id = server.create_user("alice", PASSWORD);
+    let browser = login(&server.addr, "alice", PASSWORD).unwrap();
+    let (status, body) = call(app, "GET", &[("cookie", &cookie(&browser))]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], id.as_str());
+    assert_eq!(body["username"], "alice");
+    (id, browser)
+}
+
 /// `serve` with `public_origin` and `extra` configuration, on a data folder of
 /// its own.
 fn serve(dir: &Path, extra: &str) -> Running {
@@ -91,12 +103,7 @@ async fn an_in_process_app_on_the_servers_redis_sees_every_revocation_at_once() 
     let app = Router::new().route("/me", get(me)).layer(sessions.layer());
 
     // A session the server made is the app's too.
-    let id = server.create_user("alice", PASSWORD);
-    let browser = login(&server.addr, "alice", PASSWORD).unwrap();
-    let (status, body) = call(&app, "GET", &[("cookie", &cookie(&browser))]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["user_id"], id.as_str());
-    assert_eq!(body["username"], "alice");
+    let (id, browser) = alice_through(&server, &app).await;
 
     // The server logs it out: the app refuses it at its next request.
     let (status, _, _) = post_as(&server.addr, &browser, "/v1/logout", "");
@@ -173,12 +180,8 @@ async fn a_remote_app_asks_the_server_and_sees_a_logout_at_once() {
         (StatusCode::UNAUTHORIZED, Some("missing_credentials"))
     );
 
-    let id = server.create_user("alice", PASSWORD);
-    let browser = login(&server.addr, "alice", PASSWORD).unwrap();
-    let (status, body) = call(&app, "GET", &[("cookie", &cookie(&browser))]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["user_id"], id.as_str());
-    assert_eq!(body["username"], "alice");
+    let (_, browser) = alice_through(&server, &app).await;
+    let (_, body) = call(&app, "GET", &[("cookie", &cookie(&browser))]).await;
     assert_eq!(body["csrf"], browser.csrf.as_str());
     // Over kept-alive connections: many requests, each asked about.
     for _ in 0..20 {
