@@ -187,8 +187,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 /// A session credential as presented by the client, not yet checked
 /// ([`sessionguard_http::Credential`], whose methods it derefs to): the text is
 /// zeroized on drop and never printed. Failures map to [`ApiError`]s.
-#[derive(Debug)]
 pub struct Credential(sessionguard_http::Credential);
+
+/// The shared credential's `Debug`: the source, never the token.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl Deref for Credential {
     type Target = sessionguard_http::Credential;
@@ -469,6 +475,16 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(name, HeaderValue::from_bytes(value).unwrap());
         h
+    }
+
+    #[test]
+    fn debug_shows_the_source_and_redacts_the_token() {
+        let h = with(header::AUTHORIZATION, b"Bearer sgs_secret");
+        let c = Credential::from_headers(&h).unwrap().unwrap();
+        assert_eq!(
+            format!("{c:?}"),
+            r#"Credential { source: Bearer, token: "<redacted>" }"#
+        );
     }
 
     #[test]
