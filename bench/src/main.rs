@@ -3,6 +3,8 @@
 //! | subcommand | does |
 //! |---|---|
 //! | `peer --mode bare\|tower-sessions\|tower-sessions-redis --listen ADDR [--sessions N --cookies FILE] [--redis URL --pool P]` | a peer server: bare axum hello world (the ceiling), axum + tower-sessions `MemoryStore`, or axum + tower-sessions' `RedisStore` over fred (a pool of P clients, default 1) on a loopback Redis (both seeded with N sessions whose cookie values go to FILE) |
+//! | `peer --mode sg-axum --store memory\|sqlite --origin URL --listen ADDR [--sessions N --cookies FILE] [--db FILE]` | scenario 8: the hello handler behind `sessionguard-axum` in-process, over a `MemoryStore` seeded with N sessions (tokens to FILE) or the SQLite store at `--db` |
+//! | `peer --mode bare-auth --listen ADDR` | scenario 9b: a bare handler answering `GET /v1/auth`'s identity headers with no check |
 //! | `seed-sessions --url URL --n N --out FILE` | N sidecar sessions through `POST /v1/admin/sessions` (admin token from `SGBENCH_ADMIN_TOKEN`); writes `token\tsession_id\tuser_id` lines |
 //! | `mint --keys FILE --iss ISS --aud AUD --in FILE --out FILE` | one access token (JWT) per session of `--in`, signed with the server's key file |
 //! | `seed-refresh --url URL --chains N --out FILE --login-out FILE` | a user with a password, then N `grant_type=password` grants; writes the refresh tokens and `username\tpassword` |
@@ -198,6 +200,8 @@ async fn peer(opts: &Opts) -> Result<()> {
             let layer = SessionManagerLayer::new(store).with_secure(true);
             Router::new().route("/", get(ts_redis_read)).layer(layer)
         }
+        "sg-axum" => sg_axum(opts).await?,
+        "bare-auth" => Router::new().route("/v1/auth", axum::routing::any(bare_auth)),
         other => bail!("unknown peer mode {other}"),
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -224,6 +228,75 @@ async fn ts_read(session: tower_sessions::Session) -> Result<String, axum::http:
         Ok(None) => Err(StatusCode::UNAUTHORIZED),
         Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR),
     }
+}
+
+/// Scenario 8: the hello handler behind `sessionguard-axum` in-process. With
+/// `--store memory`, `--sessions N` sidecar sessions are created through the
+/// engine at start and their tokens written to `--cookies FILE`; with `--store
+/// sqlite`, the embedded store at `--db FILE` (a server's seeded data folder,
+/// the server stopped) is opened as it is. The handler reads the session's
+/// user, as 2's reads one value.
+async fn sg_axum(opts: &Opts) -> Result<axum::Router> {
+    use axum::routing::get;
+    use sessionguard_axum::InProcess;
+    use sessionguard_core::{ClientInfo, Engine, MemoryStore, Policy, UserId};
+
+    // As the server in the benchmark: a long idle timeout, so that no seeded
+    // session ends during the run (the check does not depend on it).
+    let mut policy = Policy::default();
+    policy.idle_timeout = Duration::from_secs(8 * 3600);
+    let origin = opts.get("origin")?;
+    let app = match opts.get("store")? {
+        "memory" => {
+            let engine = Engine::new(MemoryStore::new(), policy)?;
+            let n = opts.num("sessions", 100_000)?;
+            let mut out = create_file(opts.get("cookies")?)?;
+            for i in 0..n {
+                let user = UserId::new(&format!("app-user-{i:06}"))?;
+                let issued = engine
+                    .create_session(&user, 0, ClientInfo::default())
+                    .await?;
+                writeln!(out, "{}", issued.token.reveal().as_str())?;
+            }
+            out.flush()?;
+            let sessions = InProcess::new(engine, origin);
+            axum::Router::new()
+                .route("/", get(sg_read))
+                .layer(sessions.layer())
+        }
+        "sqlite" => {
+            let store = sessionguard_store_sqlite::SqliteStore::open(opts.get("db")?)?;
+            let sessions = InProcess::new(Engine::new(store, policy)?, origin);
+            axum::Router::new()
+                .route("/", get(sg_read))
+                .layer(sessions.layer())
+        }
+        other => bail!("unknown --store {other}"),
+    };
+    Ok(app)
+}
+
+/// The sessionguard-axum handler of scenario 8: the session's user.
+async fn sg_read(session: sessionguard_axum::Session) -> String {
+    session.user_id().as_str().to_owned()
+}
+
+/// Scenario 9b: a bare handler answering what `GET /v1/auth` answers for a
+/// live cookie (the identity headers, no body) without checking anything.
+async fn bare_auth() -> impl axum::response::IntoResponse {
+    (
+        [
+            ("x-auth-user-id", "app-user-000042"),
+            ("x-auth-session-id", "AAECAwQFBgcICQoLDA0ODw"),
+            ("x-auth-roles", ""),
+            ("x-auth-step-up-until", "2026-12-01T12:05:00Z"),
+            (
+                "x-auth-csrf-token",
+                "r7eEkbRmz900ZwEHw0_Mcigw8b4vV6aU0jxP0CAid_s",
+            ),
+        ],
+        "",
+    )
 }
 
 /// The same handler for scenario 7a (tower-sessions 0.14, the Redis store's release).
@@ -995,6 +1068,13 @@ fn table(opts: &Opts) -> Result<()> {
                 verdict(ratio("7b", "7a"), 2.0),
                 plain(ratio("7b", "3a"))
             ),
+            "8a" | "8b" => format!(
+                "vs tower-sessions (2): {}; vs bare axum (1): {}",
+                verdict(ratio(&r.id, "2"), 1.15),
+                verdict(ratio(&r.id, "1"), 0.85)
+            ),
+            "9a" => format!("vs bare headers (9b): {}", verdict(ratio("9a", "9b"), 0.8)),
+            "10a" => format!("vs nginx straight (10b): {}", plain(ratio("10a", "10b"))),
             "6l" => match (rps("6l"), kv.get("argon2_bound_server")) {
                 (Some(l), Some(b)) => {
                     let b: f64 = b.parse().unwrap_or(f64::NAN);

@@ -6,6 +6,7 @@
 //! durable.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::audit::{AuditEvent, EventQuery};
@@ -167,11 +168,44 @@ impl Slot {
 
 #[derive(Debug, Default)]
 struct Inner {
-    sessions: HashMap<SessionId, Box<Slot>>,
+    sessions: IdMap<Box<Slot>>,
     users: HashMap<UserId, UserEntry>,
     usernames: HashMap<String, UserId>,
-    refresh: HashMap<TokenId, RefreshState>,
-    api_tokens: HashMap<TokenId, ApiTokenRecord>,
+    refresh: IdMap<RefreshState>,
+    api_tokens: IdMap<ApiTokenRecord>,
+}
+
+/// A map keyed by token ids, hashed by [`IdHasher`].
+type IdMap<V> = HashMap<TokenId, V, BuildHasherDefault<IdHasher>>;
+
+/// The hash of a token id: its bytes folded with a multiply (no key). Every
+/// stored id was minted by the engine from the OS CSPRNG, so stored keys are
+/// spread evenly whatever this function; a client can only choose the ids it
+/// *looks up*, each lookup costing one probe sequence as any other. So the
+/// keyed SipHash, there to stop a client from filling a map with colliding
+/// keys, buys nothing here, and costs a fair share of a session check. (Maps
+/// keyed by what clients or apps choose — user ids, usernames — keep SipHash.)
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(23) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        // SplitMix64's finaliser: every input bit reaches the low bits (the
+        // bucket) and the high ones (the control byte).
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
 }
 
 /// The records a purge at some cutoff deletes (see [`MemoryIndex::purgeable`]).
@@ -954,6 +988,25 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_ids_that_differ_in_any_byte_hash_apart() {
+        use std::hash::BuildHasher as _;
+        let build = BuildHasherDefault::<IdHasher>::default();
+        let hash = |id: &TokenId| build.hash_one(id);
+        let base = TokenId::from_bytes([7; 16]);
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(hash(&base) & 0xffff);
+        for byte in 0..16 {
+            let mut b = *base.as_bytes();
+            b[byte] ^= 1;
+            // The low bits (the bucket) move whichever byte changed.
+            assert!(
+                seen.insert(hash(&TokenId::from_bytes(b)) & 0xffff),
+                "byte {byte}"
+            );
+        }
+    }
     use std::mem::size_of;
 
     // The index holds every session in memory: these sizes are what a live session

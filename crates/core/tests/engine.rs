@@ -533,3 +533,41 @@ async fn a_check_is_one_store_call_cookie_renewal_included() {
     f.engine.validate_renewing(&t).await.unwrap();
     assert_eq!(f.store.calls() - before, 2);
 }
+
+#[tokio::test]
+async fn a_check_and_the_users_identity_cost_one_store_call_until_the_roles_change() {
+    use sessionguard_core::UserAccess;
+    let f = fixture();
+    let user = alice();
+    let set = |roles: &[&str]| {
+        UserAccess::new(None, roles.iter().map(|r| (*r).to_owned()).collect()).unwrap()
+    };
+    f.engine
+        .update_user_access(&user, set(&["editor"]))
+        .await
+        .unwrap();
+    let token = f.login(&user).await;
+    let s = f.engine.status(&token).await.unwrap();
+    let first = f.engine.identity(&user, s.user_privileges()).await.unwrap();
+    assert!(first.has_role("editor"));
+
+    let before = f.store.calls();
+    let s = f.engine.status(&token).await.unwrap();
+    let again = f.engine.identity(&user, s.user_privileges()).await.unwrap();
+    assert_eq!(
+        f.store.calls() - before,
+        1,
+        "the check's one read, nothing more"
+    );
+    assert_eq!(again, first);
+
+    // A change of roles moves the count the check reads: the identity is read anew.
+    f.engine
+        .update_user_access(&user, set(&["admin"]))
+        .await
+        .unwrap();
+    let s = f.engine.status(&token).await.unwrap();
+    let changed = f.engine.identity(&user, s.user_privileges()).await.unwrap();
+    assert!(changed.has_role("admin"));
+    assert!(!changed.has_role("editor"));
+}

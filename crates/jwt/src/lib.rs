@@ -109,7 +109,7 @@ pub mod verify;
 pub use claims::AccessClaims;
 pub use keys::{Algorithm, KeyId, KeySet, SigningKey};
 pub use memo::SignatureMemo;
-pub use verify::{MAX_TOKEN_LEN, Verifier};
+pub use verify::{MAX_TOKEN_LEN, Verifier, looks_like_jwt};
 
 /// Why a token was refused, or a key file could not be used.
 ///

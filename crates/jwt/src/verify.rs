@@ -17,6 +17,22 @@ use crate::memo::SignatureMemo;
 /// decoding. Our own tokens are well under 1 KiB.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
+/// Whether a bearer value has the shape of a JWT: at most [`MAX_TOKEN_LEN`]
+/// bytes of base64url in exactly three dot-separated segments. Only a shape:
+/// whether it is one of ours is for [`Verifier::verify`] to say. sessionguard's
+/// opaque tokens (`sgs_`, `sgr_`, `sga_`) never have this shape.
+///
+/// ```
+/// assert!(sessionguard_jwt::looks_like_jwt("eyJhbGciOiJFZERTQSJ9.e30.c2ln"));
+/// assert!(!sessionguard_jwt::looks_like_jwt("sgs_AAAA"));
+/// ```
+pub fn looks_like_jwt(s: &str) -> bool {
+    s.len() <= MAX_TOKEN_LEN
+        && s.split('.').count() == 3
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Checks access tokens against a [`KeySet`], an expected issuer and an expected
 /// audience.
 ///
@@ -271,6 +287,21 @@ fn decode_json<T: for<'de> Deserialize<'de>>(segment: &str) -> Result<T, JwtErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jwt_shape() {
+        assert!(looks_like_jwt("a.b.c"));
+        assert!(looks_like_jwt("eyJhbGciOiJub25lIn0.e30."));
+        assert!(!looks_like_jwt("sgs_abc"));
+        assert!(!looks_like_jwt("a.b"));
+        assert!(!looks_like_jwt("a.b.c.d"));
+        assert!(!looks_like_jwt("a.b.c d"));
+        assert!(!looks_like_jwt("a.b.c/"));
+        assert!(!looks_like_jwt(&format!(
+            "a.b.{}",
+            "c".repeat(MAX_TOKEN_LEN)
+        )));
+    }
     use crate::keys::{Algorithm, SigningKey, sign_compact};
     use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
     use serde_json::{Value, json};

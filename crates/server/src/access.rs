@@ -20,8 +20,10 @@
 use std::fmt;
 
 use serde::Serialize;
-use sessionguard_core::{Clock, Reason, Rejection, Revocation, Store, Token, ValidSession};
-use sessionguard_jwt::{AccessClaims, JwtError, MAX_TOKEN_LEN};
+use sessionguard_core::{Clock, Store, Token, ValidSession};
+use sessionguard_http::check::AccessTokens;
+pub use sessionguard_jwt::looks_like_jwt;
+use sessionguard_jwt::{AccessClaims, JwtError};
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;
@@ -29,17 +31,6 @@ use crate::state::AppState;
 
 /// The longest `client_id` accepted, in bytes.
 pub const MAX_CLIENT_ID_LEN: usize = 255;
-
-/// Whether a bearer value has the shape of a JWT: at most
-/// [`MAX_TOKEN_LEN`] bytes of base64url in exactly three dot-separated segments.
-/// Only a shape: whether it is one of ours is for the verifier to say. Our opaque
-/// tokens (`sgs_`, `sgr_`, `sga_`) never have this shape.
-pub fn looks_like_jwt(s: &str) -> bool {
-    s.len() <= MAX_TOKEN_LEN
-        && s.split('.').count() == 3
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
 
 /// Whether `client_id` is acceptable (RFC 6749 §A.1: visible ASCII and spaces),
 /// 1 to [`MAX_CLIENT_ID_LEN`] bytes.
@@ -169,6 +160,13 @@ impl<S: Store, C: Clock> AppState<S, C> {
     /// after reloading the shared key set, if keys are shared: another node may
     /// just have rotated in a new key.
     pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        self.verify_jwt(token)
+            .await
+            .map_err(ApiError::InvalidAccessToken)
+    }
+
+    /// [`AppState::verify_access_token`], with the rule that failed.
+    async fn verify_jwt(&self, token: &str) -> Result<AccessClaims, JwtError> {
         let now = self.engine().clock().now();
         let memo = self.signature_memo();
         match self
@@ -177,15 +175,17 @@ impl<S: Store, C: Clock> AppState<S, C> {
         {
             Err(JwtError::UnknownKey) if self.reload_shared_keys().await => self
                 .verifier()
-                .verify_memoized(&self.keys(), token, now, memo)
-                .map_err(ApiError::InvalidAccessToken),
-            other => other.map_err(ApiError::InvalidAccessToken),
+                .verify_memoized(&self.keys(), token, now, memo),
+            other => other,
         }
     }
 
     /// Verifies an access token and checks that the session it names is alive on
-    /// this server (recording activity with `touch`). A bad token is
-    /// `invalid_token`; a token whose session ended gets the session's reason.
+    /// this server (recording activity with `touch`) and accepts the token
+    /// ([`Engine::validate_access`](sessionguard_core::Engine::validate_access):
+    /// `sub` is the session's user, the token is not older than the session's
+    /// current token). A bad token is `invalid_token`; a token whose session ended
+    /// gets the session's reason.
     pub async fn access_session(
         &self,
         token: &str,
@@ -194,52 +194,25 @@ impl<S: Store, C: Clock> AppState<S, C> {
         let claims = self.verify_access_token(token).await?;
         let session = self
             .engine()
-            .validate_authenticated_id(&claims.sid(), touch)
+            .validate_access(&claims.sid(), claims.sub(), claims.iat(), touch)
             .await
             .map_err(|e| ApiError::session(e, true))?;
-        // The signature binds `sub` to `sid`; a mismatch would be our own bug, and
-        // is refused rather than trusted.
-        if claims.sub() != session.user_id().as_str() {
-            return Err(ApiError::Session {
-                rejection: Rejection::INVALID,
-                bearer: true,
-            });
-        }
-        // A token issued before the session's token was last rotated (a step-up
-        // or a privilege change) belongs to the old privileges. `iat` has whole
-        // seconds: a token issued in the same second as the rotation still passes.
-        let issued = session.token_issued_at();
-        if claims.iat().as_millis().div_euclid(1000) < issued.as_millis().div_euclid(1000) {
-            return Err(ApiError::Session {
-                rejection: Rejection::ended(Revocation {
-                    reason: Reason::PrivilegeChanged,
-                    at: issued,
-                }),
-                bearer: true,
-            });
-        }
         Ok((session, claims))
+    }
+}
+
+/// The server verifies access tokens with its own keys (reloading shared ones
+/// for an unknown `kid`), wherever a request is checked by
+/// [`sessionguard_http::check`].
+impl<S: Store, C: Clock> AccessTokens for AppState<S, C> {
+    async fn verify(&self, token: &str) -> Result<AccessClaims, JwtError> {
+        self.verify_jwt(token).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jwt_shape() {
-        assert!(looks_like_jwt("a.b.c"));
-        assert!(looks_like_jwt("eyJhbGciOiJub25lIn0.e30."));
-        assert!(!looks_like_jwt("sgs_abc"));
-        assert!(!looks_like_jwt("a.b"));
-        assert!(!looks_like_jwt("a.b.c.d"));
-        assert!(!looks_like_jwt("a.b.c d"));
-        assert!(!looks_like_jwt("a.b.c/"));
-        assert!(!looks_like_jwt(&format!(
-            "a.b.{}",
-            "c".repeat(MAX_TOKEN_LEN)
-        )));
-    }
 
     #[test]
     fn client_ids() {

@@ -5,7 +5,7 @@
 //! layers). In one step, with no boxing:
 //!
 //! - it refuses a request whose headers are too large (431,
-//!   [`crate::extract::headers_too_large`]) before anything reads them;
+//!   [`sessionguard_http::cookie::headers_too_large`]) before anything reads them;
 //! - it sets the request's client (user agent, TCP peer address) for the audit
 //!   events the engine records while serving it
 //!   ([`sessionguard_core::audit::with_client_from`], built only if an event is
@@ -30,25 +30,10 @@ use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use sessionguard_core::audit::{self, ClientScope};
 use sessionguard_core::{ClientInfo, Token};
+use sessionguard_http::cookie::{self, headers_too_large};
 use tower::{Layer, Service};
 
 use crate::error::ApiError;
-use crate::extract::{SESSION_COOKIE, headers_too_large};
-
-/// The session cookie's attributes. No `Max-Age`: a browser-session cookie; the
-/// server-side idle and absolute deadlines are the control, never the cookie's life.
-pub(crate) const COOKIE_ATTRIBUTES: &str = "Path=/; Secure; HttpOnly; SameSite=Lax";
-
-/// The `Set-Cookie` value carrying `token` in the session cookie.
-pub(crate) fn session_cookie(token: &Token) -> Result<HeaderValue, ApiError> {
-    let token = token.reveal();
-    HeaderValue::try_from(format!(
-        "{SESSION_COOKIE}={}; {COOKIE_ATTRIBUTES}",
-        token.as_str()
-    ))
-    // Tokens are base64url: always a valid header value.
-    .map_err(|_| ApiError::Internal("session token is not a header value".into()))
-}
 
 /// Where an extractor leaves a session token that replaced the presented one.
 #[derive(Debug, Clone, Default)]
@@ -179,18 +164,9 @@ where
 /// Sets `token` as the session cookie on `res`, unless the handler set or
 /// cleared the cookie itself.
 fn with_renewed_cookie(mut res: Response, token: &Token) -> Response {
-    let handler_set_cookie = res.headers().get_all(header::SET_COOKIE).iter().any(|v| {
-        v.as_bytes()
-            .strip_prefix(SESSION_COOKIE.as_bytes())
-            .is_some_and(|rest| rest.starts_with(b"="))
-    });
-    if !handler_set_cookie {
-        match session_cookie(token) {
-            Ok(v) => {
-                res.headers_mut().append(header::SET_COOKIE, v);
-            }
-            Err(e) => return e.into_response(),
-        }
+    if !cookie::sets_session_cookie(res.headers()) {
+        res.headers_mut()
+            .append(header::SET_COOKIE, cookie::session_cookie(token));
     }
     res
 }

@@ -18,14 +18,10 @@ use std::fmt::Write as _;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sessionguard_core::{ClientInfo, PasswordError, Reason, Rejection, StoreError};
+use sessionguard_core::{PasswordError, Reason, Rejection, StoreError};
+use sessionguard_http::problem::{self, Problem};
+pub use sessionguard_http::problem::{ClientView, PROBLEM_JSON};
 use sessionguard_jwt::JwtError;
-
-/// The media type of every error body.
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// The realm named in `WWW-Authenticate` challenges.
-const REALM: &str = "sessionguard";
 
 /// Everything the API can fail with. Each variant maps to one status and one
 /// stable snake_case `code` (see [`ApiError::code`]).
@@ -278,7 +274,7 @@ impl ApiError {
     }
     fn title(&self) -> &'static str {
         match self {
-            ApiError::Session { .. } | ApiError::InvalidAccessToken(_) => "Session not valid",
+            ApiError::Session { .. } | ApiError::InvalidAccessToken(_) => problem::SESSION_TITLE,
             ApiError::InvalidCredentials => "Invalid credentials",
             ApiError::AdminUnauthorized { .. } => "Admin authentication required",
             ApiError::IntrospectionUnauthorized { .. } => "Introspection authentication required",
@@ -402,7 +398,7 @@ impl ApiError {
     }
 
     /// The `WWW-Authenticate` challenge for 401 responses (RFC 7235, RFC 6750).
-    fn challenge(&self) -> Option<String> {
+    fn challenge(&self) -> Option<HeaderValue> {
         let bearer = match self {
             ApiError::Session { bearer, .. }
             | ApiError::AdminUnauthorized { bearer }
@@ -411,11 +407,7 @@ impl ApiError {
             ApiError::InvalidCredentials => false,
             _ => return None,
         };
-        Some(if bearer {
-            format!(r#"Bearer realm="{REALM}", error="invalid_token""#)
-        } else {
-            format!(r#"Bearer realm="{REALM}""#)
-        })
+        Some(problem::challenge(bearer))
     }
 
     fn log(&self) {
@@ -434,22 +426,12 @@ impl ApiError {
         }
     }
 
-    /// For a `displaced` rejection: the client whose login displaced the session.
-    fn displaced_by(&self) -> Option<ClientView> {
+    /// The session rejection this failure reports, if any (when the session
+    /// ended, and for `displaced`, by whom).
+    fn rejection(&self) -> Option<&Rejection> {
         match self {
-            ApiError::Session { rejection, .. } => {
-                rejection.displaced_by.as_deref().map(ClientView::from)
-            }
-            ApiError::OAuth(inner) => inner.displaced_by(),
-            _ => None,
-        }
-    }
-
-    /// When the session ended, for a rejection that knows it.
-    fn ended_at(&self) -> Option<String> {
-        match self {
-            ApiError::Session { rejection, .. } => rejection.at.map(|t| t.to_rfc3339()),
-            ApiError::OAuth(inner) => inner.ended_at(),
+            ApiError::Session { rejection, .. } => Some(rejection),
+            ApiError::OAuth(inner) => inner.rejection(),
             _ => None,
         }
     }
@@ -487,23 +469,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// A client as shown to the holder of a displaced session: where the login that
-/// displaced it came from.
-#[derive(Debug, Serialize)]
-pub struct ClientView {
-    user_agent: Option<String>,
-    ip: Option<String>,
-}
-
-impl From<&ClientInfo> for ClientView {
-    fn from(c: &ClientInfo) -> Self {
-        ClientView {
-            user_agent: c.user_agent().map(str::to_owned),
-            ip: c.ip().map(|ip| ip.to_string()),
-        }
-    }
-}
-
 /// The RFC 6749 §5.2 body, plus the stable `code` (and `ended_at` when known).
 #[derive(Serialize)]
 struct OAuthProblem {
@@ -516,34 +481,21 @@ struct OAuthProblem {
     displaced_by: Option<ClientView>,
 }
 
-/// The RFC 9457 body.
-#[derive(Serialize)]
-struct Problem {
-    r#type: String,
-    title: &'static str,
-    status: u16,
-    detail: String,
-    code: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ended_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    displaced_by: Option<ClientView>,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
         let status = self.status();
         let code = self.code();
-        let ended_at = self.ended_at();
-        let displaced_by = self.displaced_by();
         if let ApiError::OAuth(inner) = &self {
+            let rejection = self.rejection();
             let body = OAuthProblem {
                 error: inner.oauth_error(),
                 error_description: inner.detail(),
                 code,
-                ended_at,
-                displaced_by,
+                ended_at: rejection.and_then(|r| r.at).map(|t| t.to_rfc3339()),
+                displaced_by: rejection
+                    .and_then(|r| r.displaced_by.as_deref())
+                    .map(ClientView::from),
             };
             let body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
             let mut res = (status, body).into_response();
@@ -556,21 +508,19 @@ impl IntoResponse for ApiError {
             headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             return res;
         }
-        let problem = Problem {
-            r#type: format!("urn:sessionguard:problem:{code}"),
-            title: self.title(),
-            status: status.as_u16(),
-            detail: self.detail(),
-            code,
-            ended_at,
-            displaced_by,
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
-        let mut res = (status, body).into_response();
-        let headers = res.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::try_from(c).ok()) {
-            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        let mut problem = Problem::new(status, code, self.title(), self.detail());
+        if let Some(rejection) = self.rejection() {
+            problem = problem.with_rejection(rejection);
+        }
+        let mut res: Response = problem.response();
+        match self.challenge() {
+            Some(challenge) => {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            None => {
+                res.headers_mut().remove(header::WWW_AUTHENTICATE);
+            }
         }
         res
     }

@@ -10,6 +10,7 @@
 //! [`crate::access`] for what offline verifiers accept instead.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
@@ -17,10 +18,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use serde::de::DeserializeOwned;
 use sessionguard_core::{ClientInfo, Clock, Rejection, Store, Token, ValidSession};
+pub use sessionguard_http::CredentialSource;
+pub use sessionguard_http::cookie::{CREDENTIAL_HEADER_LIMIT, HEADER_BLOCK_LIMIT, SESSION_COOKIE};
+pub(crate) use sessionguard_http::credential::bearer;
 use sessionguard_jwt::AccessClaims;
-use zeroize::Zeroizing;
 
-use crate::access::looks_like_jwt;
 use crate::context::{Renewal, client_of};
 use crate::csrf;
 use crate::error::ApiError;
@@ -28,29 +30,6 @@ use crate::state::AppState;
 
 /// Largest accepted request body, in bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// Largest accepted header block (names, values and separators), in bytes.
-pub const HEADER_BLOCK_LIMIT: usize = 16 * 1024;
-/// Largest accepted single `Cookie` or `Authorization` header value, in bytes.
-pub const CREDENTIAL_HEADER_LIMIT: usize = 8 * 1024;
-/// The session cookie's name. The `__Host-` prefix makes browsers insist on
-/// `Secure`, `Path=/` and no `Domain`.
-pub const SESSION_COOKIE: &str = "__Host-sg_session";
-
-/// Whether headers exceed [`HEADER_BLOCK_LIMIT`] in total or carry a credential
-/// header over [`CREDENTIAL_HEADER_LIMIT`]: such a request is refused with 431
-/// before anything reads them ([`crate::context::RequestContext`]).
-pub(crate) fn headers_too_large(headers: &HeaderMap) -> bool {
-    let mut total = 0usize;
-    for (name, value) in headers {
-        // As on the wire: `name: value\r\n`.
-        total = total.saturating_add(name.as_str().len() + value.len() + 4);
-        let credential = name == header::COOKIE || name == header::AUTHORIZATION;
-        if credential && value.len() > CREDENTIAL_HEADER_LIMIT {
-            return true;
-        }
-    }
-    total > HEADER_BLOCK_LIMIT
-}
 
 /// A JSON request body (`application/json` or `application/*+json`), at most
 /// [`BODY_LIMIT`] bytes.
@@ -205,29 +184,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-/// How a session credential was presented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CredentialSource {
-    /// The `__Host-sg_session` cookie: an ambient credential, CSRF-checked.
-    Cookie,
-    /// `Authorization: Bearer`: sent deliberately, so not CSRF-checked.
-    Bearer,
-}
+/// A session credential as presented by the client, not yet checked
+/// ([`sessionguard_http::Credential`], whose methods it derefs to): the text is
+/// zeroized on drop and never printed. Failures map to [`ApiError`]s.
+pub struct Credential(sessionguard_http::Credential);
 
-/// A session token as presented by the client, not yet checked. The text is
-/// zeroized on drop and never printed.
-pub struct Credential {
-    token: Zeroizing<String>,
-    source: CredentialSource,
-}
-
+/// The shared credential's `Debug`: the source, never the token.
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("source", &self.source)
-            .field("token", &"<redacted>")
-            .finish()
+        self.0.fmt(f)
+    }
+}
+
+impl Deref for Credential {
+    type Target = sessionguard_http::Credential;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<sessionguard_http::Credential> for Credential {
+    fn from(c: sessionguard_http::Credential) -> Self {
+        Credential(c)
     }
 }
 
@@ -236,48 +215,9 @@ impl Credential {
     /// else the session cookie. A credential that is not valid UTF-8 is refused as
     /// `invalid_token`; other schemes of `Authorization` are ignored.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
-        if let Some(token) = bearer(headers) {
-            let token = token.ok_or(ApiError::Session {
-                rejection: Rejection::INVALID,
-                bearer: true,
-            })?;
-            return Ok(Some(Credential {
-                token: Zeroizing::new(token.to_owned()),
-                source: CredentialSource::Bearer,
-            }));
-        }
-        match session_cookie(headers) {
-            None => Ok(None),
-            Some(Ok(token)) => Ok(Some(Credential {
-                token: Zeroizing::new(token.to_owned()),
-                source: CredentialSource::Cookie,
-            })),
-            Some(Err(())) => Err(ApiError::Session {
-                rejection: Rejection::INVALID,
-                bearer: false,
-            }),
-        }
-    }
-
-    /// The token text.
-    pub fn token(&self) -> &str {
-        &self.token
-    }
-
-    /// How it was presented.
-    pub fn source(&self) -> CredentialSource {
-        self.source
-    }
-
-    /// Whether it came as a bearer token.
-    pub fn is_bearer(&self) -> bool {
-        self.source == CredentialSource::Bearer
-    }
-
-    /// Whether it is a bearer value shaped like a JWT, that is a would-be access
-    /// token (our opaque tokens never have that shape).
-    pub fn is_access_token(&self) -> bool {
-        self.is_bearer() && looks_like_jwt(&self.token)
+        sessionguard_http::Credential::from_headers(headers)
+            .map(|c| c.map(Credential))
+            .map_err(unreadable)
     }
 
     /// Maps an engine failure about this credential to a response.
@@ -286,43 +226,12 @@ impl Credential {
     }
 }
 
-/// The bearer token of the first `Authorization: Bearer` header: `None` if there
-/// is none, `Some(None)` if it is empty or not UTF-8.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<Option<&str>> {
-    headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
-        let bytes = v.as_bytes();
-        let scheme_ok =
-            bytes.len() >= 7 && bytes[..6].eq_ignore_ascii_case(b"bearer") && bytes[6] == b' ';
-        scheme_ok.then(|| {
-            std::str::from_utf8(&bytes[7..])
-                .ok()
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-        })
-    })
-}
-
-/// The session cookie's value: `None` if absent (or empty), `Some(Err)` if it is
-/// not UTF-8. Parsed as bytes so that other cookies' bytes do not matter.
-fn session_cookie(headers: &HeaderMap) -> Option<Result<&str, ()>> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            let (name, value) = (&pair[..eq], &pair[eq + 1..]);
-            if name.trim_ascii() != SESSION_COOKIE.as_bytes() {
-                return None;
-            }
-            let value = value.trim_ascii();
-            let value = value
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(value);
-            (!value.is_empty()).then(|| std::str::from_utf8(value).map_err(|_| ()))
-        })
+/// The answer to a credential that cannot be a token: `invalid_token`.
+pub(crate) fn unreadable(e: sessionguard_http::Unreadable) -> ApiError {
+    ApiError::Session {
+        rejection: Rejection::INVALID,
+        bearer: e.source == CredentialSource::Bearer,
+    }
 }
 
 /// A request authenticated by a live session (cookie, bearer session token or
@@ -357,6 +266,7 @@ impl<S: Store, C: Clock, const TOUCH: bool> FromRequestParts<AppState<S, C>>
     ) -> Result<Self, Self::Rejection> {
         let renewal = parts.extensions.get::<Renewal>().cloned();
         let (auth, _) = authenticate_renewing(
+            Credential::from_headers(&parts.headers),
             &parts.method,
             &parts.headers,
             state,
@@ -389,9 +299,15 @@ impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for CheckedSession {
         state: &AppState<S, C>,
     ) -> Result<Self, Self::Rejection> {
         let renewal = parts.extensions.get::<Renewal>().cloned();
-        let (auth, new_token) =
-            authenticate_renewing(&parts.method, &parts.headers, state, renewal.as_ref(), true)
-                .await?;
+        let (auth, new_token) = authenticate_renewing(
+            Credential::from_headers(&parts.headers),
+            &parts.method,
+            &parts.headers,
+            state,
+            renewal.as_ref(),
+            true,
+        )
+        .await?;
         Ok(CheckedSession { auth, new_token })
     }
 }
@@ -405,9 +321,24 @@ pub async fn authenticate<S: Store, C: Clock, const TOUCH: bool>(
     headers: &HeaderMap,
     state: &AppState<S, C>,
 ) -> Result<Authenticated<TOUCH>, ApiError> {
-    Ok(authenticate_renewing(method, headers, state, None, false)
-        .await?
-        .0)
+    let credential = Credential::from_headers(headers);
+    authenticate_credential(credential, method, headers, state).await
+}
+
+/// [`authenticate`] with the request's credential already parsed
+/// ([`Credential::from_headers`]), so a handler that looks at the credential
+/// first reads the headers once.
+pub async fn authenticate_credential<S: Store, C: Clock, const TOUCH: bool>(
+    credential: Result<Option<Credential>, ApiError>,
+    method: &Method,
+    headers: &HeaderMap,
+    state: &AppState<S, C>,
+) -> Result<Authenticated<TOUCH>, ApiError> {
+    Ok(
+        authenticate_renewing(credential, method, headers, state, None, false)
+            .await?
+            .0,
+    )
 }
 
 /// [`authenticate`], and with `TOUCH`, a session cookie and a `renewal` slot,
@@ -416,13 +347,14 @@ pub async fn authenticate<S: Store, C: Clock, const TOUCH: bool>(
 /// `rotate_bearer`, a bearer session token is rotated after a privilege change
 /// and the new one returned.
 async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
+    credential: Result<Option<Credential>, ApiError>,
     method: &Method,
     headers: &HeaderMap,
     state: &AppState<S, C>,
     renewal: Option<&Renewal>,
     rotate_bearer: bool,
 ) -> Result<(Authenticated<TOUCH>, Option<Token>), ApiError> {
-    let credential = Credential::from_headers(headers)?.ok_or(ApiError::Session {
+    let credential = credential?.ok_or(ApiError::Session {
         rejection: Rejection::INVALID,
         bearer: false,
     })?;
@@ -546,26 +478,13 @@ mod tests {
     }
 
     #[test]
-    fn bearer_wins_over_cookie() {
-        let mut h = with(header::COOKIE, b"__Host-sg_session=from-cookie");
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer from-bearer"),
-        );
+    fn debug_shows_the_source_and_redacts_the_token() {
+        let h = with(header::AUTHORIZATION, b"Bearer sgs_secret");
         let c = Credential::from_headers(&h).unwrap().unwrap();
-        assert_eq!(c.token(), "from-bearer");
-        assert!(c.is_bearer());
-    }
-
-    #[test]
-    fn cookie_is_found_among_others_and_other_bytes_do_not_matter() {
-        let h = with(
-            header::COOKIE,
-            b"a=\xff\xfe; __Host-sg_session=\"tok\"; b=c",
+        assert_eq!(
+            format!("{c:?}"),
+            r#"Credential { source: Bearer, token: "<redacted>" }"#
         );
-        let c = Credential::from_headers(&h).unwrap().unwrap();
-        assert_eq!(c.token(), "tok");
-        assert_eq!(c.source(), CredentialSource::Cookie);
     }
 
     #[test]
@@ -580,47 +499,6 @@ mod tests {
             Credential::from_headers(&h).unwrap_err(),
             ApiError::Session { bearer: true, .. }
         ));
-    }
-
-    #[test]
-    fn other_authorization_schemes_and_empty_cookies_are_ignored() {
-        assert!(
-            Credential::from_headers(&with(header::AUTHORIZATION, b"Basic YTpi"))
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            Credential::from_headers(&with(header::COOKIE, b"__Host-sg_session="))
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            Credential::from_headers(&with(header::COOKIE, b"sg_session=x"))
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn debug_redacts_the_token() {
-        let h = with(header::AUTHORIZATION, b"bearer sgs_secret");
-        let c = Credential::from_headers(&h).unwrap().unwrap();
-        assert!(!format!("{c:?}").contains("secret"));
-    }
-
-    #[test]
-    fn header_limits() {
-        assert!(!headers_too_large(&with(header::COOKIE, &[b'a'; 8 * 1024])));
-        assert!(headers_too_large(&with(
-            header::COOKIE,
-            &[b'a'; 8 * 1024 + 1]
-        )));
-        let mut h = HeaderMap::new();
-        for i in 0..3 {
-            let name = header::HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).unwrap();
-            h.insert(name, HeaderValue::from_bytes(&[b'a'; 6 * 1024]).unwrap());
-        }
-        assert!(headers_too_large(&h));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | `POST /v1/token` | none (origin-checked) | OAuth token endpoint: `password` or `refresh_token` grant → access token (JWT) + refresh token; errors in RFC 6749 form |
 //! | `GET /v1/session` | session | current session with the user's roles; extends the idle deadline; `?require=step_up` → 403 unless recently authenticated |
 //! | `GET /v1/session/status` | session | current session; does not extend it |
+//! | `GET /v1/auth` (any method) | session, access or API token | forward-auth for reverse proxies: 200 with `X-Auth-*` identity headers, or 401 with `X-Auth-Reason` (`?redirect=login`: 302 to the login page); one session check ([`routes::forward`]) |
 //! | `POST /v1/session/elevate` | session | step-up: password → new token (old one ends, `privilege_changed`), recently authenticated for `step_up_ttl` |
 //! | `GET /v1/events` | session | the user's own recent security events |
 //! | `POST /v1/logout` | session or refresh token | revokes it (`logged_out`) with its refresh tokens, clears the cookie |
@@ -62,6 +63,9 @@
 
 pub mod access;
 pub mod audit_log;
+/// The session cookie: name, attributes, parsing, building, clearing, header
+/// limits (shared with the middleware: [`sessionguard_http::cookie`]).
+pub use sessionguard_http::cookie;
 pub mod config;
 pub mod context;
 pub mod csrf;
@@ -84,7 +88,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use sessionguard_core::{Clock, Password, PasswordError, Store, SystemClock, TokenId, UserId};
 use sessionguard_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -101,13 +105,16 @@ use sessionguard_store_redis::{RedisConfig, RedisStore};
 pub use state::AppState;
 use std::sync::Arc;
 
-use routes::{admin, api_tokens, events, health, oauth, session};
+use routes::{admin, api_tokens, events, forward, health, oauth, session};
 
 /// How often the reaper deletes expired session records in [`run`].
 pub const REAP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The store `serve` runs on: the durable embedded store.
 type ProductionStore = SqliteStore;
+
+/// The forward-auth endpoint's path ([`routes::forward`]).
+pub const FORWARD_AUTH_PATH: &str = "/v1/auth";
 
 /// The database file's name in the data folder.
 pub const DB_FILE: &str = "sessionguard.db";
@@ -124,6 +131,7 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
         .route("/v1/logout", post(session::logout::<S, C>))
         .route("/v1/session", get(session::current::<S, C>))
         .route("/v1/session/status", get(session::status))
+        .route(FORWARD_AUTH_PATH, any(forward::auth::<S, C>))
         .route("/v1/session/elevate", post(session::elevate::<S, C>))
         .route("/v1/events", get(events::own_list::<S, C>))
         .route("/v1/password", post(session::change_password::<S, C>))
@@ -167,7 +175,14 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
                         .extensions()
                         .get::<MatchedPath>()
                         .map_or("<unmatched>", MatchedPath::as_str);
-                    tracing::info_span!("request", method = %req.method(), path)
+                    // Forward-auth runs before every request a proxy passes on:
+                    // its span is a debug one, so the default level pays nothing
+                    // for it (its refusals are logged at debug too).
+                    if path == FORWARD_AUTH_PATH {
+                        tracing::debug_span!("request", method = %req.method(), path)
+                    } else {
+                        tracing::info_span!("request", method = %req.method(), path)
+                    }
                 })
                 // Failures are logged once, by `ApiError`.
                 .on_failure(()),

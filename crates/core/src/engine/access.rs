@@ -73,14 +73,14 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 .await?;
             if let Some(rotated) = rotated {
                 return Ok(Validated {
-                    session: self.valid(&rotated),
+                    session: self.valid(&rotated, epoch.privileges),
                     new_token: Some(new_token),
                 });
             }
             // Another request rotated it first; this one is served by the overlap.
         }
         Ok(Validated {
-            session: self.touch(state, now).await?,
+            session: self.touch(state, now, epoch.privileges).await?,
             new_token: None,
         })
     }
@@ -140,7 +140,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 .await;
                 Ok(Issued {
                     token,
-                    session: self.valid(&rotated),
+                    session: self.valid(&rotated, epoch.privileges),
                 })
             }
             (_, None) => Err(Error::Rejected(Rejection::ended(crate::Revocation {

@@ -27,6 +27,7 @@ const USE_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidApiToken {
     record: ApiTokenRecord,
+    user_privileges: u64,
 }
 
 impl ValidApiToken {
@@ -49,6 +50,11 @@ impl ValidApiToken {
     /// Expiry.
     pub fn expires_at(&self) -> Timestamp {
         self.record.expires_at
+    }
+    /// The owner's privilege count as this check read it (see
+    /// [`ValidSession::user_privileges`](super::ValidSession::user_privileges)).
+    pub fn user_privileges(&self) -> u64 {
+        self.user_privileges
     }
 }
 
@@ -140,7 +146,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// Checks an API token and records its use (coalesced to once a minute).
     pub async fn validate_api_token(&self, presented: &str) -> Result<ValidApiToken> {
         let now = self.clock.now();
-        let mut record = self.check_api_token(presented, now).await?;
+        let (mut record, user_privileges) = self.check_api_token(presented, now).await?;
         if record
             .last_used_at
             .is_none_or(|t| now.duration_since(t) >= USE_INTERVAL)
@@ -148,16 +154,27 @@ impl<S: Store, C: Clock> Engine<S, C> {
             self.store.touch_api_token(&record.id, now).await?;
             record.last_used_at = Some(now);
         }
-        Ok(ValidApiToken { record })
+        Ok(ValidApiToken {
+            record,
+            user_privileges,
+        })
     }
 
     /// Checks an API token without recording a use (for introspection).
     pub async fn api_token_status(&self, presented: &str) -> Result<ValidApiToken> {
-        let record = self.check_api_token(presented, self.clock.now()).await?;
-        Ok(ValidApiToken { record })
+        let (record, user_privileges) = self.check_api_token(presented, self.clock.now()).await?;
+        Ok(ValidApiToken {
+            record,
+            user_privileges,
+        })
     }
 
-    async fn check_api_token(&self, presented: &str, now: Timestamp) -> Result<ApiTokenRecord> {
+    /// The live record of an API token, with its user's privilege count.
+    async fn check_api_token(
+        &self,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<(ApiTokenRecord, u64)> {
         let parsed = Token::parse(presented, TokenKind::ApiToken)
             .map_err(|_| Error::Rejected(Rejection::INVALID))?;
         let Some((record, epoch)) = self.store.load_api_token(&parsed.id()).await? else {
@@ -167,7 +184,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
             return Err(Error::Rejected(Rejection::INVALID));
         }
         api_token_verdict(&record, &epoch, now).map_err(Error::Rejected)?;
-        Ok(record)
+        Ok((record, epoch.privileges))
     }
 
     /// The live API tokens of `user`, newest first.

@@ -36,11 +36,15 @@ use crate::store::{Purged, Store, StoreError};
 use crate::token::{Token, TokenKind, VerifierHash};
 
 mod access;
+mod access_token;
 mod api_token;
+mod identity;
 mod refresh;
 
 pub use access::Validated;
+pub use access_token::access_token_verdict;
 pub use api_token::{ValidApiToken, api_token_verdict};
+pub use identity::{IDENTITY_MEMO_CAPACITY, Identity};
 pub use refresh::Refreshed;
 
 /// Why a token was refused, and since when. Safe to show to the token's holder.
@@ -128,10 +132,11 @@ pub struct ValidSession {
     token_issued_at: Timestamp,
     step_up_until: Timestamp,
     csrf_basis: VerifierHash,
+    user_privileges: u64,
 }
 
 impl ValidSession {
-    fn from_state(s: &SessionState, policy: &Policy) -> Self {
+    fn from_state(s: &SessionState, policy: &Policy, user_privileges: u64) -> Self {
         let fresh = s.created_at.saturating_add(policy.step_up_ttl);
         ValidSession {
             id: s.id,
@@ -145,7 +150,16 @@ impl ValidSession {
             token_issued_at: s.token_issued_at,
             step_up_until: s.elevated_until.map_or(fresh, |e| e.max(fresh)),
             csrf_basis: s.csrf_basis.unwrap_or(s.verifier_hash),
+            user_privileges,
         }
+    }
+
+    /// The user's privilege count ([`UserEpoch::privileges`]) as the check that
+    /// produced this session read it, together with the session: it changes
+    /// whenever the user's profile or roles change, so what is known of the user
+    /// under this count is current ([`Engine::identity`]).
+    pub fn user_privileges(&self) -> u64 {
+        self.user_privileges
     }
 
     /// The profile whose rules the session follows (`None`: the default one).
@@ -249,6 +263,7 @@ pub struct Engine<S, C = SystemClock> {
     profiles: Profiles,
     audit_retention: Duration,
     mirror: Option<AuditMirror>,
+    identities: identity::IdentityMemo,
 }
 
 /// A copy of every audit event, handed over after the event is stored (for
@@ -263,6 +278,7 @@ impl<S, C> fmt::Debug for Engine<S, C> {
         f.debug_struct("Engine")
             .field("profiles", &self.profiles)
             .field("audit_retention", &self.audit_retention)
+            .field("identities", &self.identities)
             .finish_non_exhaustive()
     }
 }
@@ -295,6 +311,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
             profiles,
             audit_retention: DEFAULT_AUDIT_RETENTION,
             mirror: None,
+            identities: identity::IdentityMemo::new(IDENTITY_MEMO_CAPACITY),
         }
     }
 
@@ -392,7 +409,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
             displaced_by: None,
             csrf_basis: None,
         };
-        let session = ValidSession::from_state(&state, policy);
+        let session = ValidSession::from_state(&state, policy, privileges);
         let limit = policy.session_limit();
         // The login's events carry the new session's client (for a sidecar login,
         // the app's user, not the app calling us).
@@ -448,16 +465,16 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// [`Engine::validate_renewing`] for requests that can carry a new one.
     pub async fn validate(&self, token: &str) -> Result<ValidSession> {
         let now = self.clock.now();
-        let (state, _, _) = self.check(token, now).await?;
-        self.touch(state, now).await
+        let (state, epoch, _) = self.check(token, now).await?;
+        self.touch(state, now, epoch.privileges).await
     }
 
     /// Checks a session token without recording activity: the idle deadline does not
     /// move (for "you will be signed out in N minutes" warnings).
     pub async fn status(&self, token: &str) -> Result<ValidSession> {
         let now = self.clock.now();
-        let (state, _, _) = self.check(token, now).await?;
-        Ok(self.valid(&state))
+        let (state, epoch, _) = self.check(token, now).await?;
+        Ok(self.valid(&state, epoch.privileges))
     }
 
     /// Checks the session `id` that the caller has **already authenticated** by
@@ -476,7 +493,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         let now = self.clock.now();
         let (state, epoch) = self.live(id, now).await?;
         if !touch {
-            return Ok(self.valid(&state));
+            return Ok(self.valid(&state, epoch.privileges));
         }
         if privileges_changed(&state, &epoch) {
             // Nobody holds this session's own token (its client holds access and
@@ -492,15 +509,20 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 )
                 .await?;
             if let Some(rotated) = rotated {
-                return Ok(self.valid(&rotated));
+                return Ok(self.valid(&rotated, epoch.privileges));
             }
-            let (state, _) = self.live(id, now).await?;
-            return Ok(self.valid(&state));
+            let (state, epoch) = self.live(id, now).await?;
+            return Ok(self.valid(&state, epoch.privileges));
         }
-        self.touch(state, now).await
+        self.touch(state, now, epoch.privileges).await
     }
 
-    async fn touch(&self, mut state: SessionState, now: Timestamp) -> Result<ValidSession> {
+    async fn touch(
+        &self,
+        mut state: SessionState,
+        now: Timestamp,
+        user_privileges: u64,
+    ) -> Result<ValidSession> {
         let policy = self.profiles.resolve(state.profile.as_ref());
         if now.duration_since(state.last_seen_at) >= policy.touch_interval() {
             let idle = now
@@ -512,11 +534,15 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 state.idle_deadline = idle;
             }
         }
-        Ok(ValidSession::from_state(&state, policy))
+        Ok(ValidSession::from_state(&state, policy, user_privileges))
     }
 
-    fn valid(&self, state: &SessionState) -> ValidSession {
-        ValidSession::from_state(state, self.profiles.resolve(state.profile.as_ref()))
+    fn valid(&self, state: &SessionState, user_privileges: u64) -> ValidSession {
+        ValidSession::from_state(
+            state,
+            self.profiles.resolve(state.profile.as_ref()),
+            user_privileges,
+        )
     }
 
     /// Ends the session of `token` with `logged_out`. Fails like

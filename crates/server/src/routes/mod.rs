@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod api_tokens;
 pub mod events;
+pub mod forward;
 pub mod health;
 pub mod oauth;
 pub mod session;

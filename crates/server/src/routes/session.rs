@@ -7,27 +7,23 @@ use std::fmt;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sessionguard_core::{
-    ClientInfo, Clock, EventKind, Issued, Password, Reason, Rejection, Store, TokenId, TokenKind,
-    UserRecord,
+    ClientInfo, Clock, EventKind, Issued, Password, Reason, Rejection, Store, TokenId, UserRecord,
 };
+use sessionguard_http::{CredentialSource, TokenForm, cookie};
 use zeroize::Zeroizing;
 
-use crate::context::session_cookie;
 use crate::csrf::SameOrigin;
 use crate::error::ApiError;
 use crate::extract::{
     CheckedSession, Client, Credential, JsonBody, JsonOrForm, LiveSession, OptionalBody, PathParam,
-    PeekSession, QueryParams, authenticate, bearer,
+    PeekSession, QueryParams, authenticate_credential, unreadable,
 };
 use crate::routes::{SessionList, SessionView};
 use crate::state::AppState;
-
-/// The `Set-Cookie` value that makes browsers drop the session cookie.
-const CLEAR_COOKIE: &str = "__Host-sg_session=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0";
 
 /// `{"username","password"}` for login.
 #[derive(Deserialize)]
@@ -130,14 +126,16 @@ pub(crate) async fn password_login<S: Store, C: Clock>(
         return Err(ApiError::InvalidCredentials);
     };
     // A credential that cannot even be read cannot be a live session to revoke.
-    let presented = Credential::from_headers(headers).ok().flatten();
+    let presented = sessionguard_http::Credential::from_headers(headers)
+        .ok()
+        .flatten();
     state
         .engine()
         .login(
             &id,
             epoch,
             client,
-            presented.as_ref().map(Credential::token),
+            presented.as_ref().map(sessionguard_http::Credential::token),
         )
         .await
         .map_err(|e| match e {
@@ -311,12 +309,30 @@ pub async fn logout<S: Store, C: Clock>(
     headers: HeaderMap,
     OptionalBody(body): OptionalBody<LogoutBody>,
 ) -> Result<Response, ApiError> {
-    if let Some(refresh) = presented_refresh_token(&headers, body) {
-        let bearer = bearer(&headers).is_some();
-        logout_with_refresh_token(&state, &refresh, bearer).await?;
+    // The credential is read from the headers once; which one decides is below.
+    let presented = sessionguard_http::Credential::from_headers(&headers);
+    let bearer = match &presented {
+        Ok(Some(c)) => c.is_bearer(),
+        Ok(None) => false,
+        Err(unreadable) => unreadable.source == CredentialSource::Bearer,
+    };
+    if let Ok(Some(c)) = &presented
+        && c.is_bearer()
+        && c.form() == TokenForm::Refresh
+    {
+        logout_with_refresh_token(&state, c.token(), true).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let auth: PeekSession = authenticate(&method, &headers, &state).await?;
+    // A body's refresh token counts only when no bearer credential (even a broken
+    // one) decides the request.
+    if !bearer && let Some(refresh) = body.and_then(|b| b.refresh_token).map(Zeroizing::new) {
+        logout_with_refresh_token(&state, &refresh, false).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let presented = presented
+        .map(|c| c.map(Credential::from))
+        .map_err(unreadable);
+    let auth: PeekSession = authenticate_credential(presented, &method, &headers, &state).await?;
     // The session (and CSRF) is checked; revoking it by id is durable before we
     // answer. Losing a race to another revocation still ends the session.
     state
@@ -326,27 +342,11 @@ pub async fn logout<S: Store, C: Clock>(
     let mut res = StatusCode::NO_CONTENT.into_response();
     // Only the cookie that authenticated the request is cleared: with a bearer
     // token, a cookie in the same client belongs to another, still live session.
-    if !auth.credential.is_bearer() {
+    if auth.credential.source() == CredentialSource::Cookie {
         res.headers_mut()
-            .insert(header::SET_COOKIE, HeaderValue::from_static(CLEAR_COOKIE));
+            .insert(header::SET_COOKIE, cookie::clear_cookie());
     }
     Ok(res)
-}
-
-/// The refresh token a logout presents: the bearer token if it is one; else, when
-/// there is no bearer credential at all, the body's.
-fn presented_refresh_token(
-    headers: &HeaderMap,
-    body: Option<LogoutBody>,
-) -> Option<Zeroizing<String>> {
-    match bearer(headers) {
-        Some(Some(t)) if t.starts_with(TokenKind::Refresh.prefix()) => {
-            Some(Zeroizing::new(t.to_owned()))
-        }
-        // Another bearer credential (or a broken one) decides the request.
-        Some(_) => None,
-        None => body.and_then(|b| b.refresh_token).map(Zeroizing::new),
-    }
 }
 
 /// Ends the session of a refresh token, or says why it cannot: a live token's
@@ -487,25 +487,8 @@ pub async fn revoke_others<S: Store, C: Clock>(
 /// A response carrying `issued`'s token in the session cookie. The token goes only
 /// into `Set-Cookie`, never into the body.
 fn with_cookie(status: StatusCode, issued: &Issued, body: impl IntoResponse) -> Response {
-    match session_cookie(&issued.token) {
-        Ok(v) => {
-            let mut res = (status, body).into_response();
-            res.headers_mut().insert(header::SET_COOKIE, v);
-            res
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::context::COOKIE_ATTRIBUTES;
-    use crate::extract::SESSION_COOKIE;
-
-    #[test]
-    fn clearing_cookie_matches_the_session_cookie() {
-        assert!(CLEAR_COOKIE.starts_with(&format!("{SESSION_COOKIE}=;")));
-        assert!(CLEAR_COOKIE.contains(COOKIE_ATTRIBUTES));
-    }
+    let mut res = (status, body).into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, cookie::session_cookie(&issued.token));
+    res
 }
