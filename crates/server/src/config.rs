@@ -44,7 +44,9 @@
 //!
 //! Profiles are built in this order, each step overriding the one before: the
 //! built-in profile (`standard`'s values for a new name), its `[profiles.NAME]`
-//! table, then, for the default profile only, `[policy]` and the environment.
+//! table, then, for the default profile only, `[policy]` and the environment;
+//! finally the values nobody set follow those that were set
+//! ([`Policy::fit_unset`]), so only explicit contradictions are errors.
 //! [`Config::policy`] is the default profile's resulting policy.
 //!
 //! Environment: `SESSIONGUARD_LISTEN`, `SESSIONGUARD_DATA_DIR`,
@@ -1031,6 +1033,25 @@ fn build_profiles(
     let mut p = profiles.default_policy().clone();
     let set_in_policy = policy.apply(&mut p, Scope::Policy, env)?;
     profiles.insert(default.clone(), p);
+
+    // Values nobody set follow the ones that were (`Policy::fit_unset`): only
+    // explicit contradictions are errors.
+    let names: Vec<ProfileName> = profiles.iter().map(|(n, _)| n.clone()).collect();
+    for name in names {
+        let in_table = set_in_tables.get(name.as_str());
+        let in_policy = (name == default).then_some(&set_in_policy);
+        let is_set = |key: &str| {
+            [in_table, in_policy]
+                .into_iter()
+                .flatten()
+                .any(|set| set.iter().any(|(field, _)| *field == key))
+        };
+        if let Some((_, policy)) = profiles.get(name.as_str()) {
+            let mut policy = policy.clone();
+            policy.fit_unset(is_set);
+            profiles.insert(name, policy);
+        }
+    }
 
     profiles.validate().map_err(|e| match e {
         ProfileError::Policy { profile, source } => {
