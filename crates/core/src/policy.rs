@@ -11,6 +11,7 @@ use std::time::Duration;
 ///
 /// let p = Policy::default();
 /// assert_eq!(p.idle_timeout, Duration::from_secs(30 * 60));
+/// assert_eq!(p.max_sessions, 10);
 /// assert_eq!(p.absolute_timeout, Duration::from_secs(12 * 3600));
 /// p.validate().unwrap();
 /// ```
@@ -38,7 +39,9 @@ pub struct Policy {
     /// Whether a password change (and an admin revoke-all with `password_changed`)
     /// also ends the user's API tokens. Default `true`.
     pub revoke_api_tokens_on_password_change: bool,
-    /// Most live sessions a user may hold at once; 0 means no limit. Default 0.
+    /// Most live sessions a user may hold at once; 0 means no limit (an explicit
+    /// choice, which `policy check` flags). Default 10: generous for one person's
+    /// devices, and never unlimited out of the box.
     pub max_sessions: u32,
     /// What a login does when the user already holds `max_sessions` live sessions.
     pub on_limit: OnLimit,
@@ -107,6 +110,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 366 * 86_400);
 /// The shortest timeout accepted: timeouts cannot be turned off.
 const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The built-in `standard` profile's concurrent-session limit.
+pub const DEFAULT_MAX_SESSIONS: u32 = 10;
+
 /// The highest finite `max_sessions`.
 pub const MAX_SESSIONS: u32 = 10_000;
 
@@ -123,7 +129,7 @@ impl Default for Policy {
             refresh_reuse_grace: Duration::from_secs(5),
             api_token_max_ttl: Duration::from_secs(90 * 86_400),
             revoke_api_tokens_on_password_change: true,
-            max_sessions: 0,
+            max_sessions: DEFAULT_MAX_SESSIONS,
             on_limit: OnLimit::EvictOldest,
             step_up_ttl: Duration::from_secs(5 * 60),
             renewal_interval: Duration::ZERO,

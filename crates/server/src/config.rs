@@ -20,7 +20,7 @@
 //! refresh_reuse_grace = "5s"               # "0s" turns the grace window off
 //! api_token_max_ttl = "90d"
 //! revoke_api_tokens_on_password_change = true
-//! max_sessions = 0                         # live sessions per user; 0 = unlimited
+//! max_sessions = 10                        # live sessions per user; 0 = unlimited (flagged)
 //! on_limit = "evict_oldest"                # or "reject_new"
 //! step_up_ttl = "5m"
 //! renewal_interval = "0s"                  # "0s" turns renewal off

@@ -392,7 +392,13 @@ fn policy_check_passes_the_defaults_and_prints_every_profile_against_its_guidanc
         absolute.ends_with("NIST SP 800-63B-4 §2.2.3 (AAL2)"),
         "{absolute}"
     );
-    assert!(row(&stdout, "standard", "max_sessions").contains("unlimited"));
+    let limit: Vec<_> = row(&stdout, "standard", "max_sessions")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &limit[..5],
+        ["max_sessions", "10", "limited", "ok", "OWASP"]
+    );
     assert_eq!(
         stdout.lines().last(),
         Some(
@@ -420,6 +426,8 @@ absolute_timeout = "30d"
 max_sessions = 0
 [profiles.partners]
 access_token_ttl = "15m"
+[profiles.unlimited]
+max_sessions = 0
 "#;
     let (code, stdout, stderr) = policy_check(Some(bad), &[]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
@@ -430,6 +438,8 @@ access_token_ttl = "15m"
         "EXCEEDS admin.max_sessions = unlimited (guidance: limited; source: NIST SP 800-53r5 AC-10)",
         // A profile of its own is measured against the `standard` guidance.
         "EXCEEDS partners.access_token_ttl = 15m (guidance: < 10m; source: OpenID FAPI",
+        // Unlimited sessions are an explicit choice, and flagged on every profile.
+        "EXCEEDS unlimited.max_sessions = unlimited (guidance: limited; source: OWASP Session Mgmt CS: simultaneous logons)",
     ] {
         assert!(
             stdout.lines().any(|l| l.starts_with(line)),
@@ -443,8 +453,8 @@ access_token_ttl = "15m"
     assert_eq!(
         stdout.lines().last(),
         Some(
-            "policy check FAILED: 32 settings in 4 profiles: 28 ok, 0 advisory, \
-             4 exceeding the guidance"
+            "policy check FAILED: 40 settings in 5 profiles: 35 ok, 0 advisory, \
+             5 exceeding the guidance"
         )
     );
 
@@ -478,7 +488,7 @@ fn policy_check_notes_advisories_without_failing() {
 fn policy_check_exits_2_on_an_invalid_config() {
     for (config, error) in [
         (
-            "[profiles.admin]\nidle_timeout = \"9h\"\n",
+            "[profiles.admin]\nidle_timeout = \"9h\"\nabsolute_timeout = \"8h\"\n",
             "config error: profiles.admin.idle_timeout: must not be longer than absolute_timeout",
         ),
         (

@@ -430,7 +430,9 @@ fn without_profile_settings_the_built_ins_apply_and_standard_is_the_default() {
     assert_eq!(c.profiles, Profiles::default());
     assert_eq!(c.profiles.default_name().as_str(), "standard");
     assert_eq!(c.policy, built_in("standard").unwrap());
-    assert_eq!(c.policy.max_sessions, 0);
+    // No finding out of the box: a generous limit, the oldest session displaced.
+    assert_eq!(c.policy.max_sessions, 10);
+    assert_eq!(c.policy.on_limit, sessionguard_core::OnLimit::EvictOldest);
     assert_eq!(c.policy.step_up_ttl, Duration::from_secs(300));
     assert_eq!(c.policy.renewal_interval, Duration::ZERO);
 }

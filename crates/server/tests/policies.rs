@@ -1788,7 +1788,8 @@ async fn admin_events_are_paged_and_filtered_by_user_and_time() {
 
 #[tokio::test]
 async fn own_events_page_newest_first_past_hidden_routine_events() {
-    let app = TestApp::new();
+    // Unlimited sessions, so that the 61 sign-ins displace nothing.
+    let app = TestApp::with_extra("[policy]\nmax_sessions = 0\n");
     let user_id = app.create_user("alice", PASSWORD).await;
     let mut grant = app.token_login("alice", PASSWORD).await;
     // 60 sign-ins (shown) interleaved with 60 refreshes (not shown).
