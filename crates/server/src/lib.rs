@@ -264,7 +264,7 @@ pub enum ServeError {
 pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
     policy_check::log_violations(&config.profiles);
     if config.store == StoreConfig::Embedded {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        create_data_dir(&config.data_dir).map_err(|source| ServeError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
@@ -303,6 +303,17 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Creates the data folder, and any missing parent, accessible to the owner only
+/// (mode 0700 on Unix): it holds the store and the signing keys. An existing
+/// folder is left as it is.
+pub fn create_data_dir(path: &std::path::Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
 }
 
 /// The Redis store's settings from the configuration: records are kept (as
