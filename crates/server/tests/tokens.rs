@@ -1112,6 +1112,65 @@ async fn revocation_ends_every_token_kind() {
 }
 
 #[tokio::test]
+async fn revocation_refuses_access_tokens_issued_before_a_privilege_change() {
+    let app = TestApp::new();
+    let alice = app.create_user("alice", PASSWORD).await;
+    let grant = app.token_login("alice", PASSWORD).await;
+    // `iat` has whole seconds: a token of the change's own second still passes.
+    app.advance_secs(2);
+
+    // The administrator changes alice's roles: tokens issued before are refused
+    // everywhere, revocation included, and end nothing.
+    let res = Req::post(&format!("/v1/admin/users/{alice}"))
+        .bearer(ADMIN_TOKEN)
+        .json(json!({ "roles": ["auditor"] }))
+        .send(&app)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    revoke(&app, &grant.access).await;
+    let res = Req::get("/v1/session")
+        .bearer(&grant.access)
+        .send(&app)
+        .await;
+    assert_bearer_refused(&res, "privilege_changed");
+    app.advance_secs(2);
+    let next = Grant::from(app.refresh(&grant.refresh).await);
+    let res = Req::get("/v1/session")
+        .bearer(&next.access)
+        .send(&app)
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "the session lives: {}",
+        res.text()
+    );
+
+    // The same after a step-up: the token it replaced ends nothing.
+    app.advance_secs(2);
+    let res = Req::post("/v1/session/elevate")
+        .bearer(&next.access)
+        .json(json!({ "password": PASSWORD }))
+        .send(&app)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let elevated = res.json()["access_token"].as_str().unwrap().to_owned();
+    revoke(&app, &next.access).await;
+    let res = Req::get("/v1/session").bearer(&elevated).send(&app).await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "the session lives: {}",
+        res.text()
+    );
+
+    // The current token ends the session.
+    revoke(&app, &elevated).await;
+    let res = Req::get("/v1/session").bearer(&elevated).send(&app).await;
+    assert_bearer_refused(&res, "logged_out");
+}
+
+#[tokio::test]
 async fn revocation_answers_200_for_anything_and_400_only_without_a_token() {
     let app = TestApp::new();
     let grant = alice_tokens(&app).await;

@@ -308,8 +308,10 @@ async fn api_token_status<S: Store, C: Clock>(
 ///
 /// No client authentication is required: possession of a token is proof enough
 /// to end it, and every kind is checked in full before anything is revoked (the
-/// secret verifier of an opaque token; an access token's signature, issuer,
-/// audience and expiry), so a public id, a forged or an expired token ends nothing.
+/// secret verifier of an opaque token; for an access token the rules of every
+/// other endpoint: signature, issuer, audience, expiry, a live session, and no
+/// step-up or privilege change since it was issued), so a public id, a forged,
+/// an expired or a superseded token ends nothing.
 pub async fn revoke<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     body: Result<JsonOrForm<TokenParam>, ApiError>,
@@ -331,12 +333,17 @@ pub async fn revoke<S: Store, C: Clock>(
                 .revoke_api_token_by_token(&token, Reason::RevokedByUser)
                 .await?;
         }
-        // A verified signature is the proof; the session may already be over.
-        Presented::Access => {
-            if let Ok(claims) = state.verify_access_token(&token).await {
-                engine.revoke(&claims.sid(), Reason::LoggedOut).await?;
+        // The access-token rules of every endpoint (`AppState::access_session`):
+        // a token that would be refused there (bad signature, expired, its
+        // session over, issued before a step-up or a privilege change) ends
+        // nothing here either.
+        Presented::Access => match state.access_session(&token, true).await {
+            Ok((session, _)) => {
+                engine.revoke(&session.id(), Reason::LoggedOut).await?;
             }
-        }
+            Err(e) if e.status().is_server_error() => return Err(e),
+            Err(_) => {}
+        },
         Presented::Unknown => {}
     }
     Ok(Json(json!({})))
