@@ -443,8 +443,9 @@ fn records_carry_native_expiry() {
         );
 
         // A record that ended long ago (a test clock in the past) is still kept
-        // for the retention, not dropped at once.
-        let old = session_at(&u, Timestamp::from_millis(1_000_000));
+        // for the retention, not dropped at once. (Another user's: alice's epoch
+        // record judges only what was created from her first session on.)
+        let old = session_at(&user("u_ttl_old"), Timestamp::from_millis(1_000_000));
         let before = now().as_millis();
         store
             .insert_session(old.clone(), SessionLimit::NONE)

@@ -1081,6 +1081,18 @@ impl Store for SqliteStore {
     async fn purge_events(&self, cutoff: Timestamp) -> StoreResult<u64> {
         self.write(move |s| s.purge_events(cutoff)).await
     }
+
+    /// A query through the writer: the connection answers and no write holds the
+    /// writer for longer than a probe waits.
+    async fn ready(&self) -> StoreResult<()> {
+        self.write(|s| {
+            let conn = s.writer();
+            conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                .map(drop)
+                .map_err(StoreError::backend)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -913,3 +913,16 @@ pub async fn purge_removes_ended_api_tokens<S: Store>(store: S) {
     assert_eq!(purged(156_401).await, 1, "the live one, once expired");
     assert!(store.list_user_api_tokens(&u).await.unwrap().is_empty());
 }
+
+/// A store that holds data and answers is ready, and stays so after writes.
+pub async fn a_working_store_is_ready<S: Store>(store: S) {
+    store.ready().await.expect("a fresh store is ready");
+    let u = user("ready");
+    let (_t, s) = session(&u, 0, 1);
+    store
+        .insert_session(s.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
+    store.ready().await.expect("a store in use is ready");
+    assert!(store.load_session(&s.state.id).await.unwrap().is_some());
+}

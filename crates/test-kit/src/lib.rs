@@ -77,6 +77,7 @@ macro_rules! store_conformance {
             api_token_revoke_and_touch,
             epoch_bump_ends_api_tokens_only_when_asked,
             purge_removes_ended_api_tokens,
+            a_working_store_is_ready,
         );
         $crate::__cases!(
             policy_conformance, $make, policy_cases;
@@ -248,6 +249,7 @@ macro_rules! __sequential_cases {
                 api_token_revoke_and_touch,
                 epoch_bump_ends_api_tokens_only_when_asked,
                 purge_removes_ended_api_tokens,
+                a_working_store_is_ready,
             ],
             policy_cases: [
                 limit_evicts_the_least_recently_used,
