@@ -226,7 +226,11 @@ impl Api {
         self.post(
             "/v1/token",
             &[],
-            &json!({ "grant_type": "refresh_token", "refresh_token": refresh_token }),
+            &json!({
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": "crash-loop",
+            }),
         )
     }
 

@@ -8,7 +8,9 @@
 //! reads it whole with one `GET`, and the scripts rewrite its fixed-offset fields
 //! in place.
 //!
-//! Refresh tokens: `u`, `vh`, `s` (session id), `c`, and once rotated `rt` (at),
+//! Refresh tokens: `u`, `vh`, `s` (session id), `c`, `ci` (the client it was
+//! issued to; absent for tokens stored before refresh tokens were bound to a
+//! client), and once rotated `rt` (at),
 //! `rs` (successor id), `rx` (sealed successor). API tokens: `u`, `vh`, `n`
 //! (name), `e`, `c`, `x` (expires), `lu` (last used), `rr`, `ra`, and `g` when
 //! inserted together with its user's epoch record ([`GUARDED`]).
@@ -24,10 +26,10 @@ use std::net::IpAddr;
 
 use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
-    ApiTokenRecord, AuditEvent, ClientInfo, EARLIER_BUMPS, EventKind, PasswordHash, ProfileName,
-    Reason, RefreshState, ReplacedToken, Revocation, Rotation, SealedSecret, SessionRecord,
-    SessionState, StoreError, StoreResult, Timestamp, TokenId, TokenRotation, UserAccess,
-    UserEpoch, UserId,
+    ApiTokenRecord, AuditEvent, ClientId, ClientInfo, EARLIER_BUMPS, EventKind, PasswordHash,
+    ProfileName, Reason, RefreshState, ReplacedToken, Revocation, Rotation, SealedSecret,
+    SessionRecord, SessionState, StoreError, StoreResult, Timestamp, TokenId, TokenRotation,
+    UserAccess, UserEpoch, UserId,
 };
 
 /// Field-value pairs to write.
@@ -563,6 +565,9 @@ pub(crate) fn refresh_fields(r: &RefreshState) -> Pairs {
     put(&mut out, "vh", r.verifier_hash.as_bytes().as_slice());
     put(&mut out, "s", r.session_id.to_string());
     put(&mut out, "c", ms(r.created_at));
+    if let Some(client) = &r.client_id {
+        put(&mut out, "ci", client.as_str());
+    }
     if let Some(rot) = &r.rotated {
         out.extend(rotation_fields(rot));
     }
@@ -597,6 +602,10 @@ pub(crate) fn decode_refresh(id: TokenId, h: &Hash) -> StoreResult<RefreshState>
         session_id: h.token_id("s")?.ok_or_else(|| h.corrupt("s", "missing"))?,
         user_id: h.user()?,
         created_at: h.required_time("c")?,
+        client_id: h
+            .text("ci")?
+            .map(|c| ClientId::new(c).map_err(|e| h.corrupt("ci", e)))
+            .transpose()?,
         rotated,
     })
 }

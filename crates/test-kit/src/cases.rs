@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use sessionguard_core::{
-    Reason, Rotation, SealedSecret, SessionLimit, Store, StoreError, UserEpoch,
+    ClientId, Reason, Rotation, SealedSecret, SessionLimit, Store, StoreError, UserEpoch,
 };
 
 use crate::fixtures::{api_token, at, bump, bump_all, hash, refresh, rev, session, user};
@@ -616,6 +616,46 @@ pub async fn refresh_round_trips_and_is_never_overwritten<S: Store>(store: S) {
     assert_eq!(store.load_refresh(&r.id).await.unwrap(), Some(r));
     let (_t, unknown) = refresh(&s, 3);
     assert!(store.load_refresh(&unknown.id).await.unwrap().is_none());
+}
+
+/// A refresh token keeps the client it was issued to (or none, for one stored
+/// before refresh tokens were bound to a client), and a successor keeps its own.
+pub async fn refresh_tokens_keep_the_client_they_were_issued_to<S: Store>(store: S) {
+    let (_t, s) = session(&user("alice"), 0, 0);
+    store
+        .insert_session(s.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
+    let clients = [
+        Some(ClientId::new("mobile app/2.0 (build 7); \"quoted\" ~").unwrap()),
+        Some(ClientId::new(&"x".repeat(ClientId::MAX_LEN)).unwrap()),
+        Some(ClientId::first_party()),
+        None,
+    ];
+    let mut stored = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        let (_t, mut r) = refresh(&s, i as u64);
+        r.client_id = client;
+        store.insert_refresh(r.clone()).await.unwrap();
+        stored.push(r);
+    }
+    for r in &stored {
+        assert_eq!(store.load_refresh(&r.id).await.unwrap().as_ref(), Some(r));
+    }
+    // The unbound one is rotated to a successor bound to the client that used it.
+    let legacy = &stored[3];
+    let (_t, successor) = refresh(&s, 10);
+    assert_eq!(
+        store
+            .rotate_refresh(&legacy.id, rotation_to(&successor, 10), successor.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    let got = store.load_refresh(&successor.id).await.unwrap().unwrap();
+    assert_eq!(got.client_id, Some(crate::fixtures::client()));
+    let got = store.load_refresh(&legacy.id).await.unwrap().unwrap();
+    assert_eq!((got.client_id, got.rotated.is_some()), (None, true));
 }
 
 /// The first rotation wins and stores the successor; later ones report it and

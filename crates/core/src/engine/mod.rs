@@ -95,6 +95,10 @@ pub enum Error {
     /// ([`Engine::elevate`]).
     #[error("the action needs a recent re-authentication")]
     StepUpRequired,
+    /// A genuine refresh token was presented by a client other than the one it
+    /// was issued to ([`Engine::refresh`]); nothing changed.
+    #[error("the refresh token was issued to another client")]
+    ClientMismatch,
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
