@@ -190,6 +190,24 @@ impl EventQuery {
     /// The largest page.
     pub const MAX_LIMIT: usize = 1000;
 
+    /// The first page of `user`'s events, oldest first, as large as a page gets.
+    ///
+    /// ```
+    /// use sessionguard_core::{EventQuery, UserId};
+    ///
+    /// let q = EventQuery::of_user(UserId::new("alice").unwrap());
+    /// assert_eq!((q.newest_first, q.page_size()), (false, EventQuery::MAX_LIMIT));
+    /// ```
+    pub fn of_user(user: UserId) -> Self {
+        EventQuery {
+            user: Some(user),
+            since: None,
+            cursor: None,
+            newest_first: false,
+            limit: Self::MAX_LIMIT,
+        }
+    }
+
     /// Whether `e` passes the filter and the cursor.
     pub fn matches(&self, e: &AuditEvent) -> bool {
         self.user

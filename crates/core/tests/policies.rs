@@ -62,13 +62,7 @@ impl Fixture {
 
     async fn events(&self, user: &UserId) -> Vec<AuditEvent> {
         self.engine
-            .events(&EventQuery {
-                user: Some(user.clone()),
-                since: None,
-                cursor: None,
-                newest_first: false,
-                limit: 1000,
-            })
+            .events(&EventQuery::of_user(user.clone()))
             .await
             .unwrap()
     }

@@ -212,13 +212,7 @@ async fn a_repeat_within_the_grace_window_gets_the_same_successor() {
 /// The kinds of the user's audit events, oldest first.
 async fn event_kinds(f: &Fixture, user: &UserId) -> Vec<EventKind> {
     f.engine
-        .events(&EventQuery {
-            user: Some(user.clone()),
-            since: None,
-            cursor: None,
-            newest_first: false,
-            limit: 1000,
-        })
+        .events(&EventQuery::of_user(user.clone()))
         .await
         .unwrap()
         .into_iter()

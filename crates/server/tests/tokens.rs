@@ -418,6 +418,17 @@ async fn a_repeat_after_the_successor_was_used_is_reuse_even_within_grace() {
     );
 }
 
+/// Asserts that the session of the bearer `token` is alive (200 at `/v1/session`).
+async fn assert_session_lives(app: &TestApp, token: &str) {
+    let res = Req::get("/v1/session").bearer(token).send(app).await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "the session lives: {}",
+        res.text()
+    );
+}
+
 /// The codes of a user's audit events, oldest first, from the admin API.
 async fn event_codes(app: &TestApp, user_id: &str) -> Vec<String> {
     let res = Req::get(&format!("/v1/admin/events?user_id={user_id}&limit=1000"))
@@ -472,16 +483,7 @@ async fn a_refresh_token_works_only_with_the_client_id_it_was_issued_to() {
         3,
         "{codes:?}"
     );
-    let res = Req::get("/v1/session")
-        .bearer(&mobile.access)
-        .send(&app)
-        .await;
-    assert_eq!(
-        res.status,
-        StatusCode::OK,
-        "the session lives: {}",
-        res.text()
-    );
+    assert_session_lives(&app, &mobile.access).await;
     // Its own client_id works, and the new pair is that client's too.
     let next = Grant::from(app.refresh_as(&mobile.refresh, "mobile-app").await);
     assert_eq!(jwt_parts(&next.access).1["client_id"], "mobile-app");
@@ -1274,16 +1276,7 @@ async fn revocation_refuses_access_tokens_issued_before_a_privilege_change() {
     assert_bearer_refused(&res, "privilege_changed");
     app.advance_secs(2);
     let next = Grant::from(app.refresh(&grant.refresh).await);
-    let res = Req::get("/v1/session")
-        .bearer(&next.access)
-        .send(&app)
-        .await;
-    assert_eq!(
-        res.status,
-        StatusCode::OK,
-        "the session lives: {}",
-        res.text()
-    );
+    assert_session_lives(&app, &next.access).await;
 
     // The same after a step-up: the token it replaced ends nothing.
     app.advance_secs(2);
@@ -1295,13 +1288,7 @@ async fn revocation_refuses_access_tokens_issued_before_a_privilege_change() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let elevated = res.json()["access_token"].as_str().unwrap().to_owned();
     revoke(&app, &next.access).await;
-    let res = Req::get("/v1/session").bearer(&elevated).send(&app).await;
-    assert_eq!(
-        res.status,
-        StatusCode::OK,
-        "the session lives: {}",
-        res.text()
-    );
+    assert_session_lives(&app, &elevated).await;
 
     // The current token ends the session.
     revoke(&app, &elevated).await;

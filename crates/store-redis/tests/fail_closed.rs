@@ -4,36 +4,23 @@
 //! — also after a later login creates the record again — instead of being judged
 //! against a record that forgot the password change that ended it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sessionguard_core::{
     ClientInfo, Engine, Error, ManualClock, Policy, Reason, Rejection, Store, StoreError,
-    Timestamp, TokenId, UserAccess, UserId,
+    UserAccess, UserId,
 };
-use sessionguard_store_redis::{BackendError, RedisConfig, RedisStore};
+use sessionguard_store_redis::{BackendError, RedisStore};
 use sessionguard_test_kit::redis::{RedisCluster, RedisServer};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
 
-fn config(urls: Vec<String>) -> RedisConfig {
-    let mut c = RedisConfig::new(urls);
-    c.prefix = format!("t{}", TokenId::random());
-    c
-}
+use common::{backend_error, config, now, runtime};
 
 /// The eviction refusal behind a store error, as `(node, policy)`.
 fn eviction(e: &StoreError) -> Option<(String, String)> {
-    match e {
-        StoreError::Backend(b) => match b.downcast_ref::<BackendError>()? {
-            BackendError::Eviction { node, policy } => Some((node.clone(), policy.clone())),
-            _ => None,
-        },
+    match backend_error(e)? {
+        BackendError::Eviction { node, policy } => Some((node.clone(), policy.clone())),
         _ => None,
     }
 }
@@ -120,14 +107,6 @@ fn sessionguard_store_redis_error_chain(e: &StoreError) -> String {
     out
 }
 
-fn wall_now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    Timestamp::from_millis(i64::try_from(ms).unwrap())
-}
-
 #[track_caller]
 fn refused<T: std::fmt::Debug>(r: Result<T, Error>) {
     match r {
@@ -144,7 +123,7 @@ async fn lost_epoch_records_are_refused(store: RedisStore, delete_epochs: impl F
     const MIN: Duration = Duration::from_secs(60);
     // The engine's clock starts ten minutes ago, so that the records are older
     // than the slack a re-created record allows for clock differences.
-    let clock = ManualClock::new(wall_now().saturating_sub(10 * MIN));
+    let clock = ManualClock::new(now().saturating_sub(10 * MIN));
     let engine = Engine::with_clock(store.clone(), clock.clone(), Policy::default()).unwrap();
     let user = UserId::new("app-alice").unwrap();
     let login = |epoch: u64| {
