@@ -7,7 +7,7 @@
 //! | `peer --mode bare-auth --listen ADDR` | scenario 9b: a bare handler answering `GET /v1/auth`'s identity headers with no check |
 //! | `seed-sessions --url URL --n N --out FILE` | N sidecar sessions through `POST /v1/admin/sessions` (admin token from `SGBENCH_ADMIN_TOKEN`); writes `token\tsession_id\tuser_id` lines |
 //! | `mint --keys FILE --iss ISS --aud AUD --in FILE --out FILE` | one access token (JWT) per session of `--in`, signed with the server's key file |
-//! | `seed-refresh --url URL --chains N --out FILE --login-out FILE` | a user with a password, then N `grant_type=password` grants; writes the refresh tokens and `username\tpassword` |
+//! | `seed-refresh --url URL --chains N --out FILE --login-out FILE` | N users with a password, one `grant_type=password` grant each; writes the refresh tokens and the first user's `username\tpassword` |
 //! | `hash-time [--rounds R]` | median seconds of one argon2id hash with `PasswordHasher::owasp()` |
 //! | `mem --variant V --n N` | bytes per live session of an in-process store filled with N records (RSS delta ÷ N) |
 //! | `revoke --store sqlite --dir DIR \| --store redis --redis URL [--prefix P] [--sessions N --reps-one R --reps-many R --reason CODE]` | revoke-all through the engine on the real store (a SQLite data dir on disk, or a loopback Redis): median and max wall time of `Engine::revoke_user` for a user with 1 and with N sessions (default 10 000), then checks that they are refused: `store\tsessions\treps\tmedian_ms\tmax_ms\tchecked` |
@@ -508,24 +508,27 @@ async fn seed_refresh(opts: &Opts) -> Result<()> {
     let url = opts.get("url")?.trim_end_matches('/').to_owned();
     let chains = opts.num("chains", 64)?;
     let http = client()?;
-    let username = format!("bench-{}", std::process::id());
     let password = format!("bench-password-{}", sessionguard_core::TokenId::random());
-    let res = http
-        .post(format!("{url}/v1/admin/users"))
-        .bearer_auth(admin_token()?)
-        .json(&serde_json::json!({ "username": username, "password": password }))
-        .send()
-        .await?;
-    if res.status().as_u16() != 201 {
-        bail!(
-            "POST /v1/admin/users answered {}: {}",
-            res.status(),
-            res.text().await?
-        );
-    }
     let mut out = create_file(opts.get("out")?)?;
-    // Sequential: the server hashes one password at a time per core anyway.
-    for _ in 0..chains {
+    let mut first_user = None;
+    // One user per chain: the default profile allows 10 concurrent sessions per
+    // user, so more chains of one user would displace each other. Sequential: the
+    // server hashes one password at a time per core anyway.
+    for i in 0..chains {
+        let username = format!("bench-{}-{i}", std::process::id());
+        let res = http
+            .post(format!("{url}/v1/admin/users"))
+            .bearer_auth(admin_token()?)
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await?;
+        if res.status().as_u16() != 201 {
+            bail!(
+                "POST /v1/admin/users answered {}: {}",
+                res.status(),
+                res.text().await?
+            );
+        }
         let res = http
             .post(format!("{url}/v1/token"))
             .form(&[
@@ -541,12 +544,14 @@ async fn seed_refresh(opts: &Opts) -> Result<()> {
             .as_str()
             .ok_or_else(|| anyhow!("grant answered {status}: {body}"))?;
         writeln!(out, "{refresh}")?;
+        first_user.get_or_insert(username);
     }
     out.flush()?;
+    let username = first_user.ok_or_else(|| anyhow!("--chains must be at least 1"))?;
     let mut login = create_file(opts.get("login-out")?)?;
     writeln!(login, "{username}\t{password}")?;
     login.flush()?;
-    say(&format!("made {chains} refresh chains for {username}"));
+    say(&format!("made {chains} refresh chains, one user each"));
     Ok(())
 }
 
@@ -626,12 +631,16 @@ async fn revoke(opts: &Opts) -> Result<()> {
         std::process::id(),
         sessionguard_core::TokenId::random()
     );
+    // Unlimited sessions per user: the measured user holds `--sessions` of them,
+    // beyond the default profile's limit of 10.
+    let mut policy = Policy::default();
+    policy.max_sessions = 0;
     match opts.get("store")? {
         "sqlite" => {
             use sessionguard_store_sqlite::SqliteStore;
             let path = std::path::Path::new(opts.get("dir")?).join("sessionguard.db");
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(path)).await??;
-            let engine = Engine::new(store, Policy::default())?;
+            let engine = Engine::new(store, policy)?;
             revoke_runs(&engine, "sqlite", &run, &plan, reason).await?;
         }
         "redis" => {
@@ -646,7 +655,7 @@ async fn revoke(opts: &Opts) -> Result<()> {
                 .get("prefix")
                 .cloned()
                 .unwrap_or_else(|| "sgbench-revoke".into());
-            let engine = Engine::new(RedisStore::connect(config).await?, Policy::default())?;
+            let engine = Engine::new(RedisStore::connect(config).await?, policy)?;
             revoke_runs(&engine, "redis", &run, &plan, reason).await?;
         }
         other => bail!("--store: sqlite or redis, not {other}"),

@@ -56,11 +56,19 @@ pub enum EventKind {
     ApiTokenRevoked,
     /// An administrator changed the user's profile or roles.
     UserUpdated,
+    /// The refresh token its session had just rotated was presented again within
+    /// the grace window by the client it was issued to, and got the same
+    /// successor (a retry, or a replay by whoever holds a copy: either way, on
+    /// record).
+    RefreshRepeated,
+    /// A refresh token was presented by a client other than the one it was
+    /// issued to, and refused.
+    RefreshClientMismatch,
 }
 
 impl EventKind {
     /// Every kind, in storage-tag order.
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 19] = [
         EventKind::LoginSucceeded,
         EventKind::LoginFailed,
         EventKind::LoginRefused,
@@ -78,6 +86,8 @@ impl EventKind {
         EventKind::ApiTokenCreated,
         EventKind::ApiTokenRevoked,
         EventKind::UserUpdated,
+        EventKind::RefreshRepeated,
+        EventKind::RefreshClientMismatch,
     ];
 
     /// The stable snake_case code.
@@ -100,6 +110,8 @@ impl EventKind {
             EventKind::ApiTokenCreated => "api_token_created",
             EventKind::ApiTokenRevoked => "api_token_revoked",
             EventKind::UserUpdated => "user_updated",
+            EventKind::RefreshRepeated => "refresh_repeated",
+            EventKind::RefreshClientMismatch => "refresh_client_mismatch",
         }
     }
 
@@ -119,11 +131,15 @@ impl EventKind {
     }
 
     /// Whether the event is a security event its user is shown in their own
-    /// history (sign-ins, sign-outs, changes); token refreshes and renewals are not.
+    /// history (sign-ins, sign-outs, changes, refused uses of their tokens);
+    /// token refreshes, their retries and renewals are not.
     pub const fn shown_to_user(self) -> bool {
         !matches!(
             self,
-            EventKind::Refreshed | EventKind::TokenRenewed | EventKind::StepUpRequired
+            EventKind::Refreshed
+                | EventKind::RefreshRepeated
+                | EventKind::TokenRenewed
+                | EventKind::StepUpRequired
         )
     }
 }
@@ -173,6 +189,24 @@ pub struct EventQuery {
 impl EventQuery {
     /// The largest page.
     pub const MAX_LIMIT: usize = 1000;
+
+    /// The first page of `user`'s events, oldest first, as large as a page gets.
+    ///
+    /// ```
+    /// use sessionguard_core::{EventQuery, UserId};
+    ///
+    /// let q = EventQuery::of_user(UserId::new("alice").unwrap());
+    /// assert_eq!((q.newest_first, q.page_size()), (false, EventQuery::MAX_LIMIT));
+    /// ```
+    pub fn of_user(user: UserId) -> Self {
+        EventQuery {
+            user: Some(user),
+            since: None,
+            cursor: None,
+            newest_first: false,
+            limit: Self::MAX_LIMIT,
+        }
+    }
 
     /// Whether `e` passes the filter and the cursor.
     pub fn matches(&self, e: &AuditEvent) -> bool {

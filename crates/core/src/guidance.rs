@@ -48,9 +48,10 @@ pub const NIST_AAL3: &str = "NIST SP 800-63B-4 §2.3.3 (AAL3)";
 pub const OWASP_IDLE_LOW_RISK: &str = "OWASP Session Mgmt CS: 15-30m, low risk";
 /// The same sentence, read at its strict end for sensitive applications.
 pub const OWASP_IDLE_STRICT: &str = "OWASP Session Mgmt CS: strict end of 15-30m";
-/// OWASP Session Management Cheat Sheet, "Simultaneous Session Logons": whether to
-/// allow them is the application's design decision.
-pub const OWASP_SIMULTANEOUS: &str = "OWASP Session Mgmt CS: app's decision";
+/// OWASP Session Management Cheat Sheet, "Simultaneous Session Logons": how many
+/// to allow is the application's decision, and unlimited concurrent sessions are
+/// a common penetration-test finding, so every level asks for some limit.
+pub const OWASP_SIMULTANEOUS: &str = "OWASP Session Mgmt CS: simultaneous logons";
 /// NIST SP 800-53 Rev. 5 AC-10, Concurrent Session Control: limit concurrent
 /// sessions, e.g. for administrators and sensitive domains.
 pub const NIST_AC10: &str = "NIST SP 800-53r5 AC-10";
@@ -130,7 +131,7 @@ impl Level {
             Level::Admin => (hours(12), NIST_AAL3),
         };
         let (sessions, sessions_source) = match self {
-            Level::Standard => (Guidance::Any, OWASP_SIMULTANEOUS),
+            Level::Standard => (Guidance::Limited, OWASP_SIMULTANEOUS),
             Level::Sensitive | Level::Admin => (Guidance::Limited, NIST_AC10),
         };
         let renewal = match self {
@@ -620,20 +621,23 @@ mod tests {
     }
 
     #[test]
-    fn unlimited_sessions_exceed_on_sensitive_and_admin_only() {
+    fn unlimited_sessions_exceed_on_every_level() {
         let sessions = |n| Policy {
             max_sessions: n,
             on_limit: OnLimit::RejectNew,
             ..Policy::default()
         };
         assert_eq!(
-            status(Level::Standard, Setting::MaxSessions, sessions(0)),
-            Status::Ok
-        );
-        assert_eq!(
             status(Level::Standard, Setting::MaxSessions, sessions(7)),
             Status::Ok
         );
+        assert_eq!(
+            status(Level::Standard, Setting::MaxSessions, Policy::default()),
+            Status::Ok
+        );
+        let f = finding(Level::Standard, Setting::MaxSessions, &sessions(0));
+        assert_eq!((f.status, f.source), (Status::Exceeds, OWASP_SIMULTANEOUS));
+        assert_eq!(f.value.to_string(), "unlimited");
         for level in [Level::Sensitive, Level::Admin] {
             assert_eq!(status(level, Setting::MaxSessions, sessions(5)), Status::Ok);
             let f = finding(level, Setting::MaxSessions, &sessions(0));

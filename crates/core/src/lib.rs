@@ -40,9 +40,9 @@ pub use engine::{
 };
 pub use memory::{MemoryIndex, MemoryStore, Purgeable};
 pub use model::{
-    ApiTokenRecord, ClientInfo, EARLIER_BUMPS, EpochBump, InvalidRoles, InvalidUserId,
-    PasswordHash, RefreshState, ReplacedToken, Rotation, SealedSecret, SessionId, SessionRecord,
-    SessionState, TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
+    ApiTokenRecord, ClientId, ClientInfo, EARLIER_BUMPS, EpochBump, InvalidClientId, InvalidRoles,
+    InvalidUserId, PasswordHash, RefreshState, ReplacedToken, Rotation, SealedSecret, SessionId,
+    SessionRecord, SessionState, TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
 };
 pub use password::{Password, PasswordError, PasswordHasher};
 pub use policy::{OnLimit, Policy, PolicyError, SessionLimit};

@@ -977,6 +977,12 @@ impl Store for MemoryStore {
     async fn purge_events(&self, cutoff: Timestamp) -> StoreResult<u64> {
         Ok(self.events().purge(cutoff))
     }
+
+    /// Always ready: the memory store has nothing to reach and loses nothing on
+    /// its own.
+    async fn ready(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 impl MemoryStore {

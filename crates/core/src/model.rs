@@ -68,6 +68,84 @@ impl fmt::Debug for UserId {
     }
 }
 
+/// The OAuth client a grant was made for (RFC 6749 `client_id`): what a refresh
+/// token is bound to and what its access tokens name in `client_id` (RFC 9068).
+/// 1 to [`ClientId::MAX_LEN`] bytes of visible ASCII and spaces (RFC 6749 §A.1).
+///
+/// A client id is what a public client says it is, not a credential: binding a
+/// refresh token to it keeps a token taken from one client from working in
+/// another that names itself differently, and makes such attempts visible.
+///
+/// Grants made without a `client_id` — the first-party login of the password
+/// grant, and the tokens derived from a session — are made for
+/// [`ClientId::first_party`], `"first-party"`; sending that value explicitly is
+/// the same as sending none.
+///
+/// ```
+/// use sessionguard_core::ClientId;
+///
+/// let app = ClientId::new("mobile-app 2.1").unwrap();
+/// assert_eq!(app.as_str(), "mobile-app 2.1");
+/// assert!(ClientId::new("").is_err());
+/// assert!(ClientId::new("tab\there").is_err());
+/// assert_eq!(ClientId::first_party().as_str(), "first-party");
+/// assert_eq!(ClientId::new_or_first_party(None).unwrap(), ClientId::first_party());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(Arc<str>);
+
+/// A string that cannot be a [`ClientId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a client_id is 1 to 255 visible ASCII characters or spaces")]
+pub struct InvalidClientId;
+
+impl ClientId {
+    /// Longest accepted id, in bytes.
+    pub const MAX_LEN: usize = 255;
+
+    /// The client of grants made without a `client_id`.
+    pub const FIRST_PARTY: &'static str = "first-party";
+
+    /// Validates and wraps `s`.
+    pub fn new(s: &str) -> Result<Self, InvalidClientId> {
+        let ok =
+            (1..=Self::MAX_LEN).contains(&s.len()) && s.bytes().all(|b| (0x20..=0x7e).contains(&b));
+        if ok {
+            Ok(ClientId(Arc::from(s)))
+        } else {
+            Err(InvalidClientId)
+        }
+    }
+
+    /// The client of a request: the given `client_id`, or
+    /// [`ClientId::first_party`] when there is none.
+    pub fn new_or_first_party(s: Option<&str>) -> Result<Self, InvalidClientId> {
+        s.map_or_else(|| Ok(Self::first_party()), Self::new)
+    }
+
+    /// The client of first-party logins (`"first-party"`).
+    pub fn first_party() -> Self {
+        ClientId(Arc::from(Self::FIRST_PARTY))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientId({:?})", &*self.0)
+    }
+}
+
 /// What the client told us about itself at login, for the user's list of sessions.
 /// Bounded: the user agent is cut to [`ClientInfo::MAX_USER_AGENT`] bytes and
 /// stripped of control characters.
@@ -344,6 +422,11 @@ pub struct RefreshState {
     pub user_id: UserId,
     /// When it was issued.
     pub created_at: Timestamp,
+    /// The client it was issued to: only that client may use it, and its
+    /// successor is bound to the same. `None` only for tokens stored before
+    /// refresh tokens were bound to a client; the first use of such a token binds
+    /// its successor to the client that uses it.
+    pub client_id: Option<ClientId>,
     /// Set once, when it is used and replaced; never cleared.
     pub rotated: Option<Rotation>,
 }

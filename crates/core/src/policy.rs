@@ -11,6 +11,7 @@ use std::time::Duration;
 ///
 /// let p = Policy::default();
 /// assert_eq!(p.idle_timeout, Duration::from_secs(30 * 60));
+/// assert_eq!(p.max_sessions, 10);
 /// assert_eq!(p.absolute_timeout, Duration::from_secs(12 * 3600));
 /// p.validate().unwrap();
 /// ```
@@ -38,7 +39,9 @@ pub struct Policy {
     /// Whether a password change (and an admin revoke-all with `password_changed`)
     /// also ends the user's API tokens. Default `true`.
     pub revoke_api_tokens_on_password_change: bool,
-    /// Most live sessions a user may hold at once; 0 means no limit. Default 0.
+    /// Most live sessions a user may hold at once; 0 means no limit (an explicit
+    /// choice, which `policy check` flags). Default 10: generous for one person's
+    /// devices, and never unlimited out of the box.
     pub max_sessions: u32,
     /// What a login does when the user already holds `max_sessions` live sessions.
     pub on_limit: OnLimit,
@@ -104,6 +107,12 @@ impl SessionLimit {
 /// The longest timeout accepted (about ten years): bounds deadline arithmetic.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 366 * 86_400);
 
+/// The shortest timeout accepted: timeouts cannot be turned off.
+const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The built-in `standard` profile's concurrent-session limit.
+pub const DEFAULT_MAX_SESSIONS: u32 = 10;
+
 /// The highest finite `max_sessions`.
 pub const MAX_SESSIONS: u32 = 10_000;
 
@@ -120,7 +129,7 @@ impl Default for Policy {
             refresh_reuse_grace: Duration::from_secs(5),
             api_token_max_ttl: Duration::from_secs(90 * 86_400),
             revoke_api_tokens_on_password_change: true,
-            max_sessions: 0,
+            max_sessions: DEFAULT_MAX_SESSIONS,
             on_limit: OnLimit::EvictOldest,
             step_up_ttl: Duration::from_secs(5 * 60),
             renewal_interval: Duration::ZERO,
@@ -229,6 +238,48 @@ impl Policy {
             });
         }
         Ok(())
+    }
+
+    /// Moves the values a configuration did not set so that they fit the ones it
+    /// did: a default never contradicts an explicit value. `is_set` says whether a
+    /// field (by its key, e.g. `"absolute_timeout"`) was given explicitly.
+    ///
+    /// An unset `absolute_timeout` grows to the explicit `idle_timeout` and
+    /// `step_up_ttl`; then an unset `idle_timeout` or `step_up_ttl` shrinks to the
+    /// absolute timeout (never below one second). Explicit values are never changed, so two explicit values
+    /// that contradict each other are still refused by [`Policy::validate`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sessionguard_core::Policy;
+    ///
+    /// let mut p = Policy::default();
+    /// p.absolute_timeout = Duration::from_secs(6);
+    /// p.fit_unset(|key| key == "absolute_timeout");
+    /// assert_eq!(p.idle_timeout, Duration::from_secs(6));
+    /// assert_eq!(p.step_up_ttl, Duration::from_secs(6));
+    /// p.validate().unwrap();
+    /// ```
+    pub fn fit_unset(&mut self, is_set: impl Fn(&str) -> bool) {
+        if !is_set("absolute_timeout") {
+            for (key, explicit) in [
+                ("idle_timeout", self.idle_timeout),
+                ("step_up_ttl", self.step_up_ttl),
+            ] {
+                if is_set(key) && explicit > self.absolute_timeout {
+                    self.absolute_timeout = explicit;
+                }
+            }
+        }
+        // Never below the shortest usable value: an unusable absolute timeout is
+        // reported as itself, not through a value derived from it.
+        let fit = |d: Duration| d.min(self.absolute_timeout).max(MIN_TIMEOUT);
+        if !is_set("idle_timeout") {
+            self.idle_timeout = fit(self.idle_timeout);
+        }
+        if !is_set("step_up_ttl") {
+            self.step_up_ttl = fit(self.step_up_ttl);
+        }
     }
 
     /// The concurrent-session limit of this policy.
@@ -383,6 +434,52 @@ mod tests {
         assert_eq!(OnLimit::parse("reject_new"), Some(OnLimit::RejectNew));
         assert_eq!(OnLimit::parse("evict_oldest"), Some(OnLimit::EvictOldest));
         assert_eq!(OnLimit::parse("random"), None);
+    }
+
+    #[test]
+    fn unset_values_fit_the_explicit_ones_and_explicit_ones_never_move() {
+        let secs = Duration::from_secs;
+        // A short absolute timeout pulls the unset idle timeout and step-up with it.
+        let mut p = Policy {
+            absolute_timeout: secs(6),
+            ..Policy::default()
+        };
+        p.fit_unset(|k| k == "absolute_timeout");
+        assert_eq!((p.idle_timeout, p.step_up_ttl), (secs(6), secs(6)));
+        p.validate().unwrap();
+        // A long explicit idle timeout or step-up pushes the unset absolute one.
+        let mut p = Policy {
+            idle_timeout: secs(13 * 3600),
+            ..Policy::default()
+        };
+        p.fit_unset(|k| k == "idle_timeout");
+        assert_eq!(p.absolute_timeout, secs(13 * 3600));
+        p.validate().unwrap();
+        // Values that already fit stay as they are.
+        let mut p = Policy::default();
+        p.fit_unset(|_| false);
+        assert_eq!(p, Policy::default());
+        // Two explicit values that contradict each other are left to be refused.
+        let mut p = Policy {
+            idle_timeout: secs(3600),
+            absolute_timeout: secs(1800),
+            step_up_ttl: secs(3600),
+            ..Policy::default()
+        };
+        p.fit_unset(|_| true);
+        assert_eq!(
+            (p.idle_timeout, p.absolute_timeout, p.step_up_ttl),
+            (secs(3600), secs(1800), secs(3600))
+        );
+        assert_eq!(p.validate().unwrap_err().key, "idle_timeout");
+        let mut p = Policy {
+            absolute_timeout: secs(60),
+            step_up_ttl: secs(120),
+            ..Policy::default()
+        };
+        p.fit_unset(|k| k == "absolute_timeout" || k == "step_up_ttl");
+        assert_eq!(p.idle_timeout, secs(60));
+        assert_eq!(p.validate().unwrap_err().key, "step_up_ttl");
     }
 
     #[test]

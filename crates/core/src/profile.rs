@@ -5,7 +5,7 @@
 //!
 //! | profile     | idle | absolute | max sessions        | step-up | renewal |
 //! |-------------|------|----------|---------------------|---------|---------|
-//! | `standard`  | 30m  | 12h      | unlimited           | 5m      | off     |
+//! | `standard`  | 30m  | 12h      | 10, evict oldest    | 5m      | off     |
 //! | `sensitive` | 15m  | 12h      | 3, evict oldest     | 5m      | 1h      |
 //! | `admin`     | 10m  | 8h       | 1, evict oldest     | 5m      | 30m     |
 //!

@@ -293,6 +293,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the events recorded before `cutoff`; returns how many.
     fn purge_events(&self, cutoff: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Whether the store can serve now, for readiness probes and periodic
+    /// checks (never on the request path): `Ok`, or why not. A networked backend
+    /// makes a round trip; a backend that could drop records on its own (Redis with
+    /// an evicting `maxmemory-policy`, which could drop a credential epoch and so
+    /// bring ended sessions back) reports that too, as an error.
+    fn ready(&self) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
 /// Forwards every method of [`Store`] to `(**self)`.
@@ -335,5 +342,6 @@ impl<S: Store> Store for std::sync::Arc<S> {
         append_event(event: AuditEvent) -> u64;
         list_events(query: &EventQuery) -> Vec<AuditEvent>;
         purge_events(cutoff: Timestamp) -> u64;
+        ready() -> ();
     }
 }

@@ -571,3 +571,32 @@ async fn a_check_and_the_users_identity_cost_one_store_call_until_the_roles_chan
     assert!(changed.has_role("admin"));
     assert!(!changed.has_role("editor"));
 }
+
+#[tokio::test]
+async fn a_session_or_api_token_from_a_later_epoch_than_its_users_record_is_refused() {
+    let f = fixture();
+    let user = alice();
+    f.engine
+        .revoke_user(&user, Reason::PasswordChanged)
+        .await
+        .unwrap();
+    // Created under epoch 1: live while the store remembers that epoch.
+    let token = f.login(&user).await;
+    let (api, _) = f.engine.create_api_token(&user, "ci", None).await.unwrap();
+    let api = api.reveal().to_string();
+    assert!(f.engine.validate(&token).await.is_ok());
+    assert!(f.engine.validate_api_token(&api).await.is_ok());
+
+    // The store loses the user's record (a Redis eviction, a restored backup):
+    // it reads as epoch 0, below the session's and the token's own. Both are
+    // refused rather than judged against a record that forgot the bumps.
+    f.store
+        .inner()
+        .index()
+        .restore_epoch(&user, sessionguard_core::UserEpoch::default());
+    let r = rejected(f.engine.validate(&token).await);
+    assert_eq!(r, Rejection::INVALID);
+    let r = rejected(f.engine.validate_api_token(&api).await);
+    assert_eq!(r, Rejection::INVALID);
+    assert!(f.engine.list_sessions(&user).await.unwrap().is_empty());
+}

@@ -6,9 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use sessionguard_core::{
-    AuditEvent, ClientInfo, Clock as _, Engine, Error, EventKind, EventQuery, ManualClock,
-    MemoryStore, OnLimit, Policy, ProfileName, Profiles, Reason, Rejection, Store, Timestamp,
-    UserAccess, UserId, audit,
+    AuditEvent, ClientId, ClientInfo, Clock as _, Engine, Error, EventKind, EventQuery,
+    ManualClock, MemoryStore, OnLimit, Policy, ProfileName, Profiles, Reason, Rejection, Store,
+    Timestamp, UserAccess, UserId, audit,
 };
 
 const MIN: Duration = Duration::from_secs(60);
@@ -62,13 +62,7 @@ impl Fixture {
 
     async fn events(&self, user: &UserId) -> Vec<AuditEvent> {
         self.engine
-            .events(&EventQuery {
-                user: Some(user.clone()),
-                since: None,
-                cursor: None,
-                newest_first: false,
-                limit: 1000,
-            })
+            .events(&EventQuery::of_user(user.clone()))
             .await
             .unwrap()
     }
@@ -102,7 +96,11 @@ async fn every_token_of_a_user_is_minted_in_the_users_shard() {
         .await
         .unwrap();
     assert_eq!(issued.token.id().shard(), alice().shard());
-    let refresh = f.engine.issue_refresh(&issued.session).await.unwrap();
+    let refresh = f
+        .engine
+        .issue_refresh(&issued.session, &ClientId::first_party())
+        .await
+        .unwrap();
     assert_eq!(refresh.id().shard(), alice().shard());
     let (api, _) = f
         .engine
@@ -477,11 +475,22 @@ async fn every_lifecycle_event_is_recorded_with_its_client() {
         .await
         .unwrap();
     let s = f.engine.validate(&t).await.unwrap();
-    let refresh = f.engine.issue_refresh(&s).await.unwrap();
-    let next = f.engine.refresh(refresh.reveal().as_str()).await.unwrap();
+    let refresh = f
+        .engine
+        .issue_refresh(&s, &ClientId::first_party())
+        .await
+        .unwrap();
+    let next = f
+        .engine
+        .refresh(refresh.reveal().as_str(), &ClientId::first_party())
+        .await
+        .unwrap();
     // Reusing the replaced refresh token after the grace window ends the session.
     f.advance(MIN);
-    let _ = f.engine.refresh(refresh.reveal().as_str()).await;
+    let _ = f
+        .engine
+        .refresh(refresh.reveal().as_str(), &ClientId::first_party())
+        .await;
     drop(next);
     let t2 = f.login(&alice()).await;
     let s2 = f.engine.validate(&t2).await.unwrap();

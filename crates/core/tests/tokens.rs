@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sessionguard_core::{
-    ClientInfo, Engine, Error, ManualClock, MemoryStore, PasswordHash, Policy, Reason, Rejection,
-    Store, Timestamp, Token, TokenKind, UserId, ValidSession,
+    ClientId, ClientInfo, Engine, Error, EventKind, EventQuery, ManualClock, MemoryStore,
+    PasswordHash, Policy, Reason, Rejection, Store, Timestamp, Token, TokenKind, UserId,
+    ValidSession,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -35,6 +36,11 @@ fn alice() -> UserId {
     UserId::new("u_alice").unwrap()
 }
 
+/// The client the fixture's refresh tokens are issued to.
+fn app() -> ClientId {
+    ClientId::new("app").unwrap()
+}
+
 impl Fixture {
     /// A token login: a session and its first refresh token.
     async fn token_login(&self, user: &UserId) -> (ValidSession, String) {
@@ -44,12 +50,21 @@ impl Fixture {
             .create_session(user, epoch, ClientInfo::default())
             .await
             .unwrap();
-        let refresh = self.engine.issue_refresh(&issued.session).await.unwrap();
+        let refresh = self
+            .engine
+            .issue_refresh(&issued.session, &app())
+            .await
+            .unwrap();
         (issued.session, refresh.reveal().to_string())
     }
 
     async fn refresh(&self, token: &str) -> Result<String, Rejection> {
-        match self.engine.refresh(token).await {
+        self.refresh_as(token, &app()).await
+    }
+
+    /// A refresh made by `client`.
+    async fn refresh_as(&self, token: &str, client: &ClientId) -> Result<String, Rejection> {
+        match self.engine.refresh(token, client).await {
             Ok(r) => Ok(r.refresh.reveal().to_string()),
             Err(Error::Rejected(r)) => Err(r),
             Err(e) => panic!("store failure: {e}"),
@@ -63,7 +78,7 @@ impl Fixture {
                 let (engine, token) = (Arc::clone(&self.engine), token.to_owned());
                 tokio::spawn(async move {
                     engine
-                        .refresh(&token)
+                        .refresh(&token, &app())
                         .await
                         .map(|r| r.refresh.reveal().to_string())
                 })
@@ -192,6 +207,77 @@ async fn a_repeat_within_the_grace_window_gets_the_same_successor() {
     assert_eq!(f.alive(&s).await, Ok(()));
     let r2 = f.refresh(&r1).await.unwrap();
     assert_ne!(r2, r1);
+}
+
+/// The kinds of the user's audit events, oldest first.
+async fn event_kinds(f: &Fixture, user: &UserId) -> Vec<EventKind> {
+    f.engine
+        .events(&EventQuery::of_user(user.clone()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_refresh_token_works_only_for_the_client_it_was_issued_to() {
+    let f = fixture();
+    let (s, r0) = f.token_login(&alice()).await;
+    let other = ClientId::new("other-app").unwrap();
+    for client in [other, ClientId::first_party()] {
+        let err = f.engine.refresh(&r0, &client).await.unwrap_err();
+        assert!(matches!(err, Error::ClientMismatch), "{err}");
+    }
+    // Refused without a trace in the session: not revoked, the token unspent,
+    // and the refusals on record.
+    assert_eq!(f.alive(&s).await, Ok(()));
+    let kinds = event_kinds(&f, &alice()).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::RefreshClientMismatch)
+            .count(),
+        2
+    );
+    let r1 = f.refresh(&r0).await.unwrap();
+    // The successor is bound to the same client.
+    let err = f
+        .engine
+        .refresh(&r1, &ClientId::first_party())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ClientMismatch), "{err}");
+    f.refresh(&r1).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_repeat_within_grace_is_honoured_only_for_its_client_and_is_recorded() {
+    let f = fixture();
+    let (s, r0) = f.token_login(&alice()).await;
+    let r1 = f.refresh(&r0).await.unwrap();
+    f.clock.advance(2 * SEC);
+    assert_eq!(f.refresh(&r0).await.unwrap(), r1);
+    let kinds = event_kinds(&f, &alice()).await;
+    assert_eq!(kinds.last(), Some(&EventKind::RefreshRepeated));
+    assert!(!EventKind::RefreshRepeated.shown_to_user());
+    assert!(EventKind::RefreshClientMismatch.shown_to_user());
+
+    // The same repeat from another client is not a retry: it is reuse, and the
+    // session ends.
+    let thief = ClientId::new("elsewhere").unwrap();
+    let err = f.refresh_as(&r0, &thief).await.unwrap_err();
+    assert_eq!(err.reason, Reason::RefreshReuseDetected);
+    assert_eq!(f.alive(&s).await, Err(Reason::RefreshReuseDetected));
+    let kinds = event_kinds(&f, &alice()).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::RefreshRepeated)
+            .count(),
+        1
+    );
+    assert!(kinds.contains(&EventKind::RefreshReuseDetected));
 }
 
 #[tokio::test]

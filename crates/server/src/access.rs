@@ -20,7 +20,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use sessionguard_core::{Clock, Store, Token, ValidSession};
+use sessionguard_core::{ClientId, Clock, Store, Token, ValidSession};
 use sessionguard_http::check::AccessTokens;
 pub use sessionguard_jwt::looks_like_jwt;
 use sessionguard_jwt::{AccessClaims, JwtError};
@@ -30,13 +30,22 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The longest `client_id` accepted, in bytes.
-pub const MAX_CLIENT_ID_LEN: usize = 255;
+pub const MAX_CLIENT_ID_LEN: usize = ClientId::MAX_LEN;
 
 /// Whether `client_id` is acceptable (RFC 6749 §A.1: visible ASCII and spaces),
-/// 1 to [`MAX_CLIENT_ID_LEN`] bytes.
+/// 1 to [`MAX_CLIENT_ID_LEN`] bytes ([`ClientId::new`]).
 pub fn valid_client_id(client_id: &str) -> bool {
-    (1..=MAX_CLIENT_ID_LEN).contains(&client_id.len())
-        && client_id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    ClientId::new(client_id).is_ok()
+}
+
+/// The client an access token was issued to: its `client_id` claim, or the
+/// first-party client for a token without one (issued before every token
+/// carried it). A token keeps its client through a step-up or a password change.
+pub fn client_of(claims: &AccessClaims) -> ClientId {
+    claims
+        .client_id()
+        .and_then(|c| ClientId::new(c).ok())
+        .unwrap_or_else(ClientId::first_party)
 }
 
 /// A signed access token and its lifetime. The token is zeroized on drop and
@@ -103,13 +112,15 @@ impl fmt::Debug for TokenPair {
 
 impl<S: Store, C: Clock> AppState<S, C> {
     /// Signs an access token for `session` with the active key: `iss`, `sub` (the
-    /// user id), `aud`, `iat`, `exp`, a random `jti`, `sid` and, if given,
-    /// `client_id`. It lives `policy.access_token_ttl`, but never past the
-    /// session's absolute deadline. Time is the engine's clock.
+    /// user id), `aud`, `iat`, `exp`, a random `jti`, `sid` and `client_id`, the
+    /// client the grant was made for (RFC 9068 §2.2; `"first-party"` for grants
+    /// made without one, [`ClientId::first_party`]). It lives
+    /// `policy.access_token_ttl`, but never past the session's absolute deadline.
+    /// Time is the engine's clock.
     pub fn issue_access_token(
         &self,
         session: &ValidSession,
-        client_id: Option<&str>,
+        client: &ClientId,
     ) -> Result<AccessToken, ApiError> {
         let engine = self.engine();
         let now = engine.clock().now();
@@ -118,17 +129,15 @@ impl<S: Store, C: Clock> AppState<S, C> {
             .access_token_ttl
             .min(session.absolute_deadline().duration_since(now));
         let verifier = self.verifier();
-        let mut claims = AccessClaims::new(
+        let claims = AccessClaims::new(
             verifier.issuer(),
             session.user_id().as_str(),
             verifier.audience(),
             session.id(),
             now,
             ttl,
-        );
-        if let Some(client_id) = client_id {
-            claims = claims.with_client_id(client_id);
-        }
+        )
+        .with_client_id(client.as_str());
         let token = self
             .keys()
             .sign(&claims)
@@ -140,14 +149,15 @@ impl<S: Store, C: Clock> AppState<S, C> {
         })
     }
 
-    /// Issues an access token and the first refresh token for a new `session`.
+    /// Issues an access token and the first refresh token for a new `session`,
+    /// both for `client` (the refresh token is bound to it).
     pub async fn issue_token_pair(
         &self,
         session: &ValidSession,
-        client_id: Option<&str>,
+        client: &ClientId,
     ) -> Result<TokenPair, ApiError> {
-        let refresh = self.engine().issue_refresh(session).await?;
-        let access = self.issue_access_token(session, client_id)?;
+        let refresh = self.engine().issue_refresh(session, client).await?;
+        let access = self.issue_access_token(session, client)?;
         Ok(TokenPair::new(session, &access, &refresh))
     }
 

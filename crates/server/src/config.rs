@@ -20,7 +20,7 @@
 //! refresh_reuse_grace = "5s"               # "0s" turns the grace window off
 //! api_token_max_ttl = "90d"
 //! revoke_api_tokens_on_password_change = true
-//! max_sessions = 0                         # live sessions per user; 0 = unlimited
+//! max_sessions = 10                        # live sessions per user; 0 = unlimited (flagged)
 //! on_limit = "evict_oldest"                # or "reject_new"
 //! step_up_ttl = "5m"
 //! renewal_interval = "0s"                  # "0s" turns renewal off
@@ -44,7 +44,9 @@
 //!
 //! Profiles are built in this order, each step overriding the one before: the
 //! built-in profile (`standard`'s values for a new name), its `[profiles.NAME]`
-//! table, then, for the default profile only, `[policy]` and the environment.
+//! table, then, for the default profile only, `[policy]` and the environment;
+//! finally the values nobody set follow those that were set
+//! ([`Policy::fit_unset`]), so only explicit contradictions are errors.
 //! [`Config::policy`] is the default profile's resulting policy.
 //!
 //! Environment: `SESSIONGUARD_LISTEN`, `SESSIONGUARD_DATA_DIR`,
@@ -238,9 +240,27 @@ impl fmt::Debug for Config {
 }
 
 /// The admin API's bearer token: a secret. Zeroized on drop, redacted in `Debug`,
-/// compared in constant time.
+/// compared in constant time without revealing its length.
 #[derive(Clone)]
-pub struct AdminToken(Zeroizing<String>);
+pub struct AdminToken {
+    token: Zeroizing<String>,
+    /// [`secret_digest`] of the token: what a presented value is compared with.
+    digest: Zeroizing<[u8; 32]>,
+}
+
+/// A fixed-size digest of a configured or presented secret, so that comparing
+/// two of them takes the same time whatever their lengths: comparing the texts
+/// themselves would stop at a length mismatch and tell the caller the length.
+fn secret_digest(secret: &[u8]) -> Zeroizing<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    Zeroizing::new(
+        Sha256::new()
+            .chain_update(b"sessionguard/bearer-secret/v1\0")
+            .chain_update(secret)
+            .finalize()
+            .into(),
+    )
+}
 
 impl AdminToken {
     /// Shortest accepted token, in characters.
@@ -256,27 +276,34 @@ impl AdminToken {
         if token.len() < Self::MIN_LEN {
             return Err("must be at least 32 characters");
         }
-        Ok(AdminToken(token))
+        Ok(Self::from_secret(token))
+    }
+
+    fn from_secret(token: Zeroizing<String>) -> Self {
+        let digest = secret_digest(token.as_bytes());
+        AdminToken { token, digest }
     }
 
     /// A fresh random token (44 characters, 256 bits from the OS CSPRNG).
     pub fn generate() -> Self {
-        AdminToken(Zeroizing::new(format!(
+        Self::from_secret(Zeroizing::new(format!(
             "{}{}",
             TokenId::random(),
             TokenId::random()
         )))
     }
 
-    /// Whether `presented` is this token, in time independent of where they differ
-    /// (the length of the configured token is not treated as secret).
+    /// Whether `presented` is this token. Fixed-size digests of the two are
+    /// compared in constant time, so the answer takes the same time wherever
+    /// they differ and whatever their lengths: neither the token's bytes nor
+    /// its length can be learnt by timing.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        self.0.as_bytes().ct_eq(presented).into()
+        secret_digest(presented).ct_eq(&*self.digest).into()
     }
 
     /// The token's text, to show its owner once (demo mode).
     pub fn reveal(&self) -> &str {
-        &self.0
+        &self.token
     }
 }
 
@@ -288,7 +315,8 @@ impl fmt::Debug for AdminToken {
 
 /// A resource server's credential for `POST /v1/introspect`: a secret, with the
 /// same rules and protections as [`AdminToken`] (at least 32 visible ASCII
-/// characters, zeroized on drop, redacted in `Debug`, compared in constant time).
+/// characters, zeroized on drop, redacted in `Debug`, compared in constant time
+/// without revealing its length).
 #[derive(Clone)]
 pub struct IntrospectionToken(AdminToken);
 
@@ -298,7 +326,7 @@ impl IntrospectionToken {
         AdminToken::new(token).map(IntrospectionToken)
     }
 
-    /// Whether `presented` is this token, in time independent of where they differ.
+    /// Whether `presented` is this token ([`AdminToken::matches`]).
     pub fn matches(&self, presented: &[u8]) -> bool {
         self.0.matches(presented)
     }
@@ -1032,6 +1060,25 @@ fn build_profiles(
     let set_in_policy = policy.apply(&mut p, Scope::Policy, env)?;
     profiles.insert(default.clone(), p);
 
+    // Values nobody set follow the ones that were (`Policy::fit_unset`): only
+    // explicit contradictions are errors.
+    let names: Vec<ProfileName> = profiles.iter().map(|(n, _)| n.clone()).collect();
+    for name in names {
+        let in_table = set_in_tables.get(name.as_str());
+        let in_policy = (name == default).then_some(&set_in_policy);
+        let is_set = |key: &str| {
+            [in_table, in_policy]
+                .into_iter()
+                .flatten()
+                .any(|set| set.iter().any(|(field, _)| *field == key))
+        };
+        if let Some((_, policy)) = profiles.get(name.as_str()) {
+            let mut policy = policy.clone();
+            policy.fit_unset(is_set);
+            profiles.insert(name, policy);
+        }
+    }
+
     profiles.validate().map_err(|e| match e {
         ProfileError::Policy { profile, source } => {
             let origin_in = |set: &SetFields| {
@@ -1171,8 +1218,16 @@ mod tests {
         assert!(AdminToken::new("é".repeat(20)).is_err());
         let t = AdminToken::new("a".repeat(32)).unwrap();
         assert!(t.matches("a".repeat(32).as_bytes()));
+        // Longer, shorter, a prefix, one byte off: all refused, by the same
+        // fixed-size comparison.
         assert!(!t.matches("a".repeat(33).as_bytes()));
+        assert!(!t.matches("a".repeat(31).as_bytes()));
+        assert!(!t.matches(format!("{}b", "a".repeat(31)).as_bytes()));
         assert!(!t.matches(b""));
+        assert_eq!(secret_digest(b"").len(), secret_digest(&[b'a'; 4096]).len());
+        let i = IntrospectionToken::new("b".repeat(40)).unwrap();
+        assert!(i.matches("b".repeat(40).as_bytes()));
+        assert!(!i.matches("b".repeat(39).as_bytes()));
         let g = AdminToken::generate();
         assert!(g.reveal().len() >= AdminToken::MIN_LEN);
         assert!(AdminToken::new(g.reveal().to_owned()).is_ok());

@@ -63,6 +63,10 @@ pub enum ApiError {
     /// A `grant_type` the token endpoint does not support (400).
     #[error("unsupported grant type")]
     UnsupportedGrantType,
+    /// A refresh token presented with another `client_id` than it was issued to
+    /// (400; `invalid_grant` at the token endpoint).
+    #[error("refresh token issued to another client")]
+    ClientMismatch,
     /// An API token name outside the rules (422).
     #[error("invalid API token name")]
     InvalidName,
@@ -159,7 +163,7 @@ impl ApiError {
             | ApiError::InvalidCredentials
             | ApiError::AdminUnauthorized { .. }
             | ApiError::IntrospectionUnauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedGrantType | ApiError::ClientMismatch => StatusCode::BAD_REQUEST,
             ApiError::InvalidName | ApiError::InvalidExpiry => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::OAuth(inner) => inner.oauth_status(),
             ApiError::CrossOrigin | ApiError::CsrfTokenInvalid => StatusCode::FORBIDDEN,
@@ -194,6 +198,7 @@ impl ApiError {
             ApiError::AdminUnauthorized { .. } => "admin_unauthorized",
             ApiError::IntrospectionUnauthorized { .. } => "introspection_unauthorized",
             ApiError::UnsupportedGrantType => "unsupported_grant_type",
+            ApiError::ClientMismatch => "client_mismatch",
             ApiError::InvalidName => "invalid_name",
             ApiError::InvalidExpiry => "invalid_expiry",
             ApiError::OAuth(inner) => inner.code(),
@@ -256,6 +261,7 @@ impl ApiError {
         match self {
             ApiError::Session { .. }
             | ApiError::InvalidCredentials
+            | ApiError::ClientMismatch
             | ApiError::Conflict(_)
             | ApiError::SessionLimitReached => "invalid_grant",
             ApiError::UnsupportedGrantType => "unsupported_grant_type",
@@ -279,6 +285,7 @@ impl ApiError {
             ApiError::AdminUnauthorized { .. } => "Admin authentication required",
             ApiError::IntrospectionUnauthorized { .. } => "Introspection authentication required",
             ApiError::UnsupportedGrantType => "Unsupported grant type",
+            ApiError::ClientMismatch => "Issued to another client",
             ApiError::InvalidName => "Invalid name",
             ApiError::InvalidExpiry => "Invalid expiry",
             ApiError::OAuth(inner) => inner.title(),
@@ -324,6 +331,11 @@ impl ApiError {
             }
             ApiError::UnsupportedGrantType => {
                 "The grant_type must be password or refresh_token.".to_owned()
+            }
+            ApiError::ClientMismatch => {
+                "The refresh token was issued to another client: send the client_id it was \
+                 issued with (none for a first-party login)."
+                    .to_owned()
             }
             ApiError::InvalidName => {
                 "A name is 1 to 100 characters without control characters.".to_owned()
@@ -449,6 +461,7 @@ impl From<sessionguard_core::Error> for ApiError {
             sessionguard_core::Error::NotFound(_) => ApiError::NotFound,
             sessionguard_core::Error::LimitReached => ApiError::SessionLimitReached,
             sessionguard_core::Error::StepUpRequired => ApiError::StepUpRequired,
+            sessionguard_core::Error::ClientMismatch => ApiError::ClientMismatch,
             sessionguard_core::Error::Store(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
         }

@@ -35,7 +35,8 @@
 //! | `POST /v1/admin/sessions` | admin | sidecar: a session (and its token) for an app's user |
 //! | `POST /v1/admin/users/{id}/revoke` | admin | ends every session of a user |
 //! | `GET /v1/admin/users/{id}/sessions` | admin | a user's live sessions |
-//! | `GET /healthz` | none | liveness |
+//! | `GET /healthz` | none | liveness: the process serves HTTP (the store is not asked) |
+//! | `GET /readyz` | none | readiness: the store answers and, on Redis, evicts nothing; else 503 |
 //!
 //! "Session" means the session cookie or `Authorization: Bearer <token>` (bearer
 //! wins), where the bearer token is a session token (`sgs_…`) or an access token
@@ -110,6 +111,10 @@ use routes::{admin, api_tokens, events, forward, health, oauth, session};
 /// How often the reaper deletes expired session records in [`run`].
 pub const REAP_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often [`run`] checks that the store can serve ([`Store::ready`]), logging
+/// when that changes.
+pub const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The store `serve` runs on: the durable embedded store.
 type ProductionStore = SqliteStore;
 
@@ -123,6 +128,7 @@ pub const DB_FILE: &str = "sessionguard.db";
 pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz::<S, C>))
         .route("/.well-known/jwks.json", get(oauth::jwks::<S, C>))
         .route("/v1/login", post(session::login::<S, C>))
         .route("/v1/token", post(oauth::token::<S, C>))
@@ -198,12 +204,49 @@ pub async fn run<S: Store, C: Clock>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let reaper = spawn_reaper(state.clone(), REAP_INTERVAL);
+    let watch = spawn_store_watch(state.clone(), STORE_CHECK_INTERVAL);
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     reaper.abort();
+    watch.abort();
     served
+}
+
+/// Spawns the task that checks every `every` that the store can serve
+/// ([`Store::ready`]: on Redis, also that no master may evict keys). A failure is
+/// logged at `error` with its cause, again at every check while it lasts, and the
+/// recovery at `info`; `GET /readyz` answers 503 meanwhile. It runs until aborted.
+pub fn spawn_store_watch<S: Store, C: Clock>(
+    state: AppState<S, C>,
+    every: Duration,
+) -> JoinHandle<()> {
+    // A task of its own, like the reaper: a slow store never delays a request
+    // through it, and missed ticks are skipped.
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate; the store was just opened
+        let mut failing = false;
+        loop {
+            ticks.tick().await;
+            match state.engine().store().ready().await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("the session store can serve again; ready");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    failing = true;
+                    tracing::error!(
+                        error = %error::chain(&e),
+                        "the session store cannot serve safely; not ready (GET /readyz answers 503)"
+                    );
+                }
+            }
+        }
+    })
 }
 
 /// Spawns the task that deletes expired session records every `every`
@@ -279,7 +322,7 @@ pub enum ServeError {
 pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
     policy_check::log_violations(&config.profiles);
     if config.store == StoreConfig::Embedded {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        create_data_dir(&config.data_dir).map_err(|source| ServeError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
@@ -318,6 +361,17 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Creates the data folder, and any missing parent, accessible to the owner only
+/// (mode 0700 on Unix): it holds the store and the signing keys. An existing
+/// folder is left as it is.
+pub fn create_data_dir(path: &std::path::Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
 }
 
 /// The Redis store's settings from the configuration: records are kept (as

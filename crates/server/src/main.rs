@@ -194,7 +194,7 @@ fn rotate(config: &Config) -> anyhow::Result<()> {
         writeln!(out, "rotated: new key {kid}").context("cannot write to stdout")?;
         return Ok(());
     }
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+    sessionguard_server::create_data_dir(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data folder {}",
             config.data_dir.display()

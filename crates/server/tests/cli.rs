@@ -39,6 +39,8 @@ fn serves_on_port_0_prints_the_address_and_stops_on_sigterm() {
         .to_owned();
     assert!(!addr.ends_with(":0"), "{addr}");
     assert!(data.is_dir());
+    // The data folder holds the store and the signing keys: the owner's only.
+    assert_eq!(mode(&data), 0o700);
 
     let (status, _, body) = http(&addr, "GET", "/healthz", &[], "");
     assert_eq!(status, 200);
@@ -188,6 +190,52 @@ fn a_second_server_on_the_same_data_dir_exits_1_with_the_cause() {
 }
 
 /// `sessionguard keys rotate` with the process environment cleared of settings.
+/// The permission bits of a file or folder.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_data_folder_and_its_missing_parents_are_created_for_the_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("a").join("b").join("data");
+    let server = Server::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let (_, addr) = startup(&server);
+    let (status, _, _) = http(&addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200);
+    for created in [dir.path().join("a"), dir.path().join("a/b"), data.clone()] {
+        assert_eq!(mode(&created), 0o700, "{}", created.display());
+    }
+    assert_eq!(server.terminate(), Some(0));
+
+    // A folder that already exists keeps the mode its owner gave it.
+    let own = dir.path().join("own");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::set_permissions(&own, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    let out = keys_rotate(&["--data-dir", own.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(mode(&own), 0o750);
+
+    // A data folder that cannot be created stops the server with exit code 1.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionguard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(file.join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot create the data folder"), "{stderr}");
+}
+
 fn keys_rotate(args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessionguard"));
     for var in ["SESSIONGUARD_DATA_DIR", "SESSIONGUARD_ADMIN_TOKEN"] {
@@ -230,8 +278,9 @@ fn keys_rotate_changes_the_active_key_and_the_server_signs_with_it() {
         .unwrap_or_else(|| panic!("{stdout:?}"))
         .to_owned();
     assert_eq!(kids_in(&file)[0], first);
-    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
+    let mode_of_file = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode_of_file & 0o777, 0o600);
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
 
     let out = keys_rotate(&["--data-dir", data]);
     assert_eq!(out.status.code(), Some(0));
@@ -392,7 +441,13 @@ fn policy_check_passes_the_defaults_and_prints_every_profile_against_its_guidanc
         absolute.ends_with("NIST SP 800-63B-4 §2.2.3 (AAL2)"),
         "{absolute}"
     );
-    assert!(row(&stdout, "standard", "max_sessions").contains("unlimited"));
+    let limit: Vec<_> = row(&stdout, "standard", "max_sessions")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &limit[..5],
+        ["max_sessions", "10", "limited", "ok", "OWASP"]
+    );
     assert_eq!(
         stdout.lines().last(),
         Some(
@@ -420,6 +475,8 @@ absolute_timeout = "30d"
 max_sessions = 0
 [profiles.partners]
 access_token_ttl = "15m"
+[profiles.unlimited]
+max_sessions = 0
 "#;
     let (code, stdout, stderr) = policy_check(Some(bad), &[]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
@@ -430,6 +487,8 @@ access_token_ttl = "15m"
         "EXCEEDS admin.max_sessions = unlimited (guidance: limited; source: NIST SP 800-53r5 AC-10)",
         // A profile of its own is measured against the `standard` guidance.
         "EXCEEDS partners.access_token_ttl = 15m (guidance: < 10m; source: OpenID FAPI",
+        // Unlimited sessions are an explicit choice, and flagged on every profile.
+        "EXCEEDS unlimited.max_sessions = unlimited (guidance: limited; source: OWASP Session Mgmt CS: simultaneous logons)",
     ] {
         assert!(
             stdout.lines().any(|l| l.starts_with(line)),
@@ -443,8 +502,8 @@ access_token_ttl = "15m"
     assert_eq!(
         stdout.lines().last(),
         Some(
-            "policy check FAILED: 32 settings in 4 profiles: 28 ok, 0 advisory, \
-             4 exceeding the guidance"
+            "policy check FAILED: 40 settings in 5 profiles: 35 ok, 0 advisory, \
+             5 exceeding the guidance"
         )
     );
 
@@ -478,7 +537,7 @@ fn policy_check_notes_advisories_without_failing() {
 fn policy_check_exits_2_on_an_invalid_config() {
     for (config, error) in [
         (
-            "[profiles.admin]\nidle_timeout = \"9h\"\n",
+            "[profiles.admin]\nidle_timeout = \"9h\"\nabsolute_timeout = \"8h\"\n",
             "config error: profiles.admin.idle_timeout: must not be longer than absolute_timeout",
         ),
         (

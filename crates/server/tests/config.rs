@@ -430,7 +430,9 @@ fn without_profile_settings_the_built_ins_apply_and_standard_is_the_default() {
     assert_eq!(c.profiles, Profiles::default());
     assert_eq!(c.profiles.default_name().as_str(), "standard");
     assert_eq!(c.policy, built_in("standard").unwrap());
-    assert_eq!(c.policy.max_sessions, 0);
+    // No finding out of the box: a generous limit, the oldest session displaced.
+    assert_eq!(c.policy.max_sessions, 10);
+    assert_eq!(c.policy.on_limit, sessionguard_core::OnLimit::EvictOldest);
     assert_eq!(c.policy.step_up_ttl, Duration::from_secs(300));
     assert_eq!(c.policy.renewal_interval, Duration::ZERO);
 }
@@ -552,7 +554,7 @@ fn bad_profile_settings_are_refused_by_dotted_key() {
             "profiles.admin.idle_timeout: invalid duration \"soon\"",
         ),
         (
-            "[profiles.admin]\nidle_timeout = \"9h\"\n",
+            "[profiles.admin]\nidle_timeout = \"9h\"\nabsolute_timeout = \"8h\"\n",
             "profiles.admin.idle_timeout: must not be longer than absolute_timeout",
         ),
         (
@@ -591,7 +593,7 @@ fn bad_profile_settings_are_refused_by_dotted_key() {
         ),
         // The default profile's fields are [policy] keys...
         (
-            "[policy]\nprofile = \"admin\"\nidle_timeout = \"9h\"\n",
+            "[policy]\nprofile = \"admin\"\nidle_timeout = \"9h\"\nabsolute_timeout = \"8h\"\n",
             "policy.idle_timeout: must not be longer than absolute_timeout",
         ),
         // ...unless the value came from its own table only.
@@ -619,8 +621,66 @@ fn bad_profile_settings_are_refused_by_dotted_key() {
 }
 
 #[test]
+fn defaults_nobody_set_follow_the_values_that_were_set() {
+    // A short absolute timeout takes the idle timeout and step-up window with it
+    // (the defaults 30m and 5m would otherwise contradict it).
+    let c = parse("[policy]\nabsolute_timeout = \"6s\"\n").unwrap();
+    assert_eq!(c.policy.absolute_timeout, Duration::from_secs(6));
+    assert_eq!(c.policy.idle_timeout, Duration::from_secs(6));
+    assert_eq!(c.policy.step_up_ttl, Duration::from_secs(6));
+    // The same from the environment, and in a profile's own table.
+    let env = env_of(&[("SESSIONGUARD_ABSOLUTE_TIMEOUT", "6s")]);
+    let c = Config::from_toml("", env, &Overrides::default()).unwrap();
+    assert_eq!(c.policy.step_up_ttl, Duration::from_secs(6));
+    let c = parse("[profiles.admin]\nabsolute_timeout = \"2m\"\n").unwrap();
+    let admin = profile(&c, "admin");
+    assert_eq!(
+        (admin.idle_timeout, admin.step_up_ttl),
+        (Duration::from_secs(120), Duration::from_secs(120))
+    );
+    // A long idle timeout takes the unset absolute timeout with it.
+    let c = parse("[profiles.admin]\nidle_timeout = \"9h\"\n").unwrap();
+    assert_eq!(
+        profile(&c, "admin").absolute_timeout,
+        Duration::from_secs(9 * 3600)
+    );
+    // Values that were set win over what another table derived.
+    let c = parse(
+        "[profiles.standard]\nabsolute_timeout = \"6s\"\n[policy]\nabsolute_timeout = \"1h\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.policy.idle_timeout, Duration::from_secs(30 * 60));
+    // Other profiles keep their own values.
+    assert_eq!(profile(&c, "sensitive"), built_in("sensitive").unwrap());
+}
+
+#[test]
+fn explicit_contradictions_are_still_refused() {
+    let msg = refused("[policy]\nabsolute_timeout = \"6s\"\nstep_up_ttl = \"5m\"\n");
+    assert!(msg.starts_with("policy.step_up_ttl: "), "{msg}");
+    let msg = refused("[policy]\nabsolute_timeout = \"6s\"\nidle_timeout = \"1m\"\n");
+    assert!(msg.starts_with("policy.idle_timeout: "), "{msg}");
+    // A value set in the environment contradicts one set in the file.
+    let env = env_of(&[("SESSIONGUARD_IDLE_TIMEOUT", "2h")]);
+    let err = Config::from_toml(
+        "[policy]\nabsolute_timeout = \"1h\"\n",
+        env,
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("policy.idle_timeout (from SESSIONGUARD_IDLE_TIMEOUT): "),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_timeout_variable_that_breaks_the_default_profile_is_named() {
-    let env = env_of(&[("SESSIONGUARD_IDLE_TIMEOUT", "13h")]);
+    let env = env_of(&[
+        ("SESSIONGUARD_IDLE_TIMEOUT", "13h"),
+        ("SESSIONGUARD_ABSOLUTE_TIMEOUT", "12h"),
+    ]);
     let err = Config::from_toml("", env, &Overrides::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -710,7 +770,11 @@ fn the_binary_exits_2_on_a_bad_token_setting_naming_the_key() {
 fn the_binary_exits_2_on_a_bad_profile_naming_the_dotted_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sessionguard.toml");
-    std::fs::write(&file, "[profiles.admin]\nidle_timeout = \"9h\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[profiles.admin]\nidle_timeout = \"9h\"\nabsolute_timeout = \"8h\"\n",
+    )
+    .unwrap();
     let out = sessionguard()
         .args(["serve", "--config"])
         .arg(&file)

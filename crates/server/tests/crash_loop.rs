@@ -96,7 +96,10 @@ impl Home {
         let config = dir.path().join("sessionguard.toml");
         std::fs::write(
             &config,
-            "issuer = \"https://sessionguard.test\"\naudience = \"https://api.sessionguard.test\"\n",
+            // Unlimited sessions: the model of what each user holds knows no
+            // displacement (the limit is tested on its own).
+            "issuer = \"https://sessionguard.test\"\naudience = \"https://api.sessionguard.test\"\n\
+             [policy]\nmax_sessions = 0\n",
         )
         .unwrap();
         Home {
@@ -226,7 +229,11 @@ impl Api {
         self.post(
             "/v1/token",
             &[],
-            &json!({ "grant_type": "refresh_token", "refresh_token": refresh_token }),
+            &json!({
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": "crash-loop",
+            }),
         )
     }
 

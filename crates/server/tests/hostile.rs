@@ -1838,8 +1838,9 @@ fn path_cases(fx: &Fx) -> Vec<Case> {
 }
 
 /// Every route and the methods it allows (HEAD comes with GET).
-const ROUTES: [(&str, &[&str]); 19] = [
+const ROUTES: [(&str, &[&str]); 20] = [
     ("/healthz", &["GET"]),
+    ("/readyz", &["GET"]),
     ("/.well-known/jwks.json", &["GET"]),
     ("/v1/login", &["POST"]),
     ("/v1/token", &["POST"]),

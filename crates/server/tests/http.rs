@@ -901,6 +901,27 @@ async fn healthz_answers_ok() {
     assert_eq!(res.json(), json!({ "status": "ok" }));
 }
 
+#[tokio::test]
+async fn readyz_asks_the_store_and_healthz_never_does() {
+    let app = TestApp::new();
+    let res = Req::get("/readyz").send(&app).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json(), json!({ "status": "ready" }));
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    let calls = app.store.calls();
+    let res = Req::get("/healthz").send(&app).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(app.store.calls(), calls, "liveness never asks the store");
+
+    // A store that cannot serve: not ready, without internals; still alive.
+    app.store.fail_from_now();
+    let res = Req::get("/readyz").send(&app).await;
+    res.problem(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+    assert!(!res.text().contains("secret-path"), "{}", res.text());
+    let res = Req::get("/healthz").send(&app).await;
+    assert_eq!(res.status, StatusCode::OK);
+}
+
 // --------------------------------------------------------------------- reaper
 
 /// Moves the paused Tokio clock by `d` and lets every task that became ready run.
@@ -909,6 +930,24 @@ async fn tick(d: Duration) {
     for _ in 0..8 {
         tokio::task::yield_now().await;
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_store_is_checked_at_every_interval_and_failures_do_not_stop_it() {
+    let app = TestApp::new();
+    let watch = sessionguard_server::spawn_store_watch(app.state.clone(), Duration::from_secs(30));
+    tick(Duration::ZERO).await;
+    let before = app.store.calls();
+    tick(Duration::from_secs(29)).await;
+    assert_eq!(app.store.calls(), before, "not before the interval");
+    tick(Duration::from_secs(1)).await;
+    assert_eq!(app.store.calls(), before + 1);
+    app.store.fail_from_now();
+    tick(Duration::from_secs(30)).await;
+    tick(Duration::from_secs(30)).await;
+    assert_eq!(app.store.calls(), before + 3, "checked again while failing");
+    assert!(!watch.is_finished());
+    watch.abort();
 }
 
 #[tokio::test(start_paused = true)]

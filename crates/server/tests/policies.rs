@@ -549,6 +549,48 @@ async fn parallel_logins_never_exceed_the_limit_with_reject_new_on_sqlite() {
     race(RaceApp::sqlite(REJECT_TWO), true).await;
 }
 
+#[tokio::test]
+async fn out_of_the_box_ten_sessions_live_and_the_eleventh_login_displaces_the_oldest() {
+    // The default configuration: no [policy] at all.
+    let app = TestApp::new();
+    let user_id = app.create_user("alice", PASSWORD).await;
+    let mut logins = Vec::new();
+    for i in 0..10 {
+        app.advance(1);
+        let ua = format!("Device/{i}");
+        let res = login_from("alice", PASSWORD, &ua, "198.51.100.7:5000")
+            .send(&app)
+            .await;
+        logins.push(Login::from(res));
+    }
+    // Ten at once are within the limit: all live.
+    assert_eq!(live_sessions(&app, &user_id).await.len(), 10);
+    for s in &logins {
+        ok_unrotated(&cookie_session(&app, &s.token).await);
+    }
+
+    // The eleventh displaces the least recently used, whose holder is told why.
+    app.advance(1);
+    ok_unrotated(&cookie_session(&app, &logins[0].token).await);
+    app.advance(1);
+    let res = login_from("alice", PASSWORD, "Phone/11", "203.0.113.11:4000")
+        .send(&app)
+        .await;
+    let eleventh = Login::from(res);
+    let p = cookie_session(&app, &logins[1].token)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "displaced");
+    assert_eq!(
+        p["displaced_by"],
+        json!({ "user_agent": "Phone/11", "ip": "203.0.113.11" })
+    );
+    let live: HashSet<String> = live_sessions(&app, &user_id).await.into_iter().collect();
+    assert_eq!(live.len(), 10);
+    assert!(live.contains(&eleventh.session_id()));
+    assert!(live.contains(&logins[0].session_id()));
+    assert!(!live.contains(&logins[1].session_id()));
+}
+
 // ------------------------------------------------------------------- step-up
 
 #[tokio::test]
@@ -1788,7 +1830,8 @@ async fn admin_events_are_paged_and_filtered_by_user_and_time() {
 
 #[tokio::test]
 async fn own_events_page_newest_first_past_hidden_routine_events() {
-    let app = TestApp::new();
+    // Unlimited sessions, so that the 61 sign-ins displace nothing.
+    let app = TestApp::with_extra("[policy]\nmax_sessions = 0\n");
     let user_id = app.create_user("alice", PASSWORD).await;
     let mut grant = app.token_login("alice", PASSWORD).await;
     // 60 sign-ins (shown) interleaved with 60 refreshes (not shown).

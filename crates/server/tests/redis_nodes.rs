@@ -352,3 +352,53 @@ fn a_master_failover_loses_no_acknowledged_revocation() {
         }
     }
 }
+
+#[test]
+fn a_node_refuses_to_start_on_an_evicting_redis_and_is_not_ready_while_it_evicts() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let cfg = config(dir.path(), &[redis.url()], &prefix(), "");
+    let set_policy = |policy: &str| {
+        let out = redis.cli(&["config", "set", "maxmemory-policy", policy]);
+        assert_eq!(out.trim(), "OK", "{out}");
+    };
+
+    // Refused at start: exit code 1 (a run-time failure), naming the node, the
+    // policy and the remedy; nothing on stdout, so nothing listens.
+    set_policy("allkeys-lru");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sessionguard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", &cfg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "Redis on 127.0.0.1:{} has maxmemory-policy allkeys-lru: sessionguard needs noeviction",
+            redis.port()
+        )),
+        "{stderr}"
+    );
+
+    // With noeviction it starts and is ready; while a policy that evicts is set,
+    // readiness fails (liveness does not), and it comes back with the policy.
+    set_policy("noeviction");
+    let n = node(&cfg);
+    let ready = || http(&n.addr, "GET", "/readyz", &[], "");
+    let (status, _, body) = ready();
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
+    set_policy("volatile-lru");
+    let (status, _, body) = ready();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(json_field(&body, "code"), "store_unavailable");
+    assert!(!body.contains("volatile-lru"), "no internals: {body}");
+    let (status, _, _) = http(&n.addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200);
+    set_policy("noeviction");
+    assert_eq!(ready().0, 200);
+}

@@ -103,7 +103,8 @@ async fn seed_scenario_refresh_rotation_reuse_and_logout() {
     assert_eq!(claims["iat"], start_secs());
     assert_eq!(claims["exp"], start_secs() + 300);
     assert_eq!(claims["jti"].as_str().unwrap().len(), 22);
-    assert!(claims.get("client_id").is_none());
+    // RFC 9068's client_id: a grant without one is the first party's.
+    assert_eq!(claims["client_id"], "first-party");
 
     // The access token is a bearer credential here.
     let res = Req::get("/v1/session")
@@ -417,6 +418,140 @@ async fn a_repeat_after_the_successor_was_used_is_reuse_even_within_grace() {
     );
 }
 
+/// Asserts that the session of the bearer `token` is alive (200 at `/v1/session`).
+async fn assert_session_lives(app: &TestApp, token: &str) {
+    let res = Req::get("/v1/session").bearer(token).send(app).await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "the session lives: {}",
+        res.text()
+    );
+}
+
+/// The codes of a user's audit events, oldest first, from the admin API.
+async fn event_codes(app: &TestApp, user_id: &str) -> Vec<String> {
+    let res = Req::get(&format!("/v1/admin/events?user_id={user_id}&limit=1000"))
+        .bearer(ADMIN_TOKEN)
+        .send(app)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    res.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A password grant by `client_id`.
+async fn token_login_as(app: &TestApp, client_id: &str) -> Grant {
+    let res = Req::post("/v1/token")
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("client_id", client_id),
+        ])
+        .send(app)
+        .await;
+    Grant::from(res)
+}
+
+#[tokio::test]
+async fn a_refresh_token_works_only_with_the_client_id_it_was_issued_to() {
+    let app = TestApp::new();
+    let user_id = app.create_user("alice", PASSWORD).await;
+    let mobile = token_login_as(&app, "mobile-app").await;
+    assert_eq!(jwt_parts(&mobile.access).1["client_id"], "mobile-app");
+
+    // Another client_id, or none, is refused: invalid_grant, code
+    // client_mismatch; nothing changes, and the attempt is on record.
+    for res in [
+        app.refresh_as(&mobile.refresh, "web").await,
+        app.refresh(&mobile.refresh).await,
+        app.refresh_as(&mobile.refresh, "first-party").await,
+    ] {
+        res.oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "client_mismatch");
+    }
+    let codes = event_codes(&app, &user_id).await;
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| *c == "refresh_client_mismatch")
+            .count(),
+        3,
+        "{codes:?}"
+    );
+    assert_session_lives(&app, &mobile.access).await;
+    // Its own client_id works, and the new pair is that client's too.
+    let next = Grant::from(app.refresh_as(&mobile.refresh, "mobile-app").await);
+    assert_eq!(jwt_parts(&next.access).1["client_id"], "mobile-app");
+    app.refresh(&next.refresh).await.oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "client_mismatch",
+    );
+
+    // A first-party login (no client_id) works without one, or with the
+    // first-party id spelled out, and not for a named client.
+    let first = app.token_login("alice", PASSWORD).await;
+    assert_eq!(jwt_parts(&first.access).1["client_id"], "first-party");
+    app.refresh_as(&first.refresh, "mobile-app")
+        .await
+        .oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "client_mismatch");
+    let again = Grant::from(app.refresh_as(&first.refresh, "first-party").await);
+    granted(app.refresh(&again.refresh).await);
+
+    // A malformed client_id is a malformed request, never a mismatch.
+    app.refresh_as(&again.refresh, "tab\there")
+        .await
+        .oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed_request",
+        );
+}
+
+#[tokio::test]
+async fn a_repeat_within_grace_is_honoured_only_for_its_client_and_is_audited() {
+    let app = TestApp::new();
+    let user_id = app.create_user("alice", PASSWORD).await;
+    let grant = token_login_as(&app, "mobile-app").await;
+    let a = Grant::from(app.refresh_as(&grant.refresh, "mobile-app").await);
+    app.advance_secs(2);
+    // The retry of the client it was issued to: the same successor, on record.
+    let b = Grant::from(app.refresh_as(&grant.refresh, "mobile-app").await);
+    assert_eq!(a.refresh, b.refresh);
+    let codes = event_codes(&app, &user_id).await;
+    assert_eq!(codes.last().map(String::as_str), Some("refresh_repeated"));
+
+    // The same token from another client inside the window is no retry: reuse,
+    // and the session ends.
+    app.refresh_as(&grant.refresh, "elsewhere")
+        .await
+        .oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "refresh_reuse_detected",
+        );
+    app.refresh_as(&b.refresh, "mobile-app").await.oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "refresh_reuse_detected",
+    );
+    let codes = event_codes(&app, &user_id).await;
+    assert_eq!(
+        codes.iter().filter(|c| *c == "refresh_repeated").count(),
+        1,
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().any(|c| c == "refresh_reuse_detected"),
+        "{codes:?}"
+    );
+}
+
 // ------------------------------------------------------------------------ race
 
 /// `n` refreshes of one token at once; the successful answers' refresh tokens.
@@ -534,15 +669,21 @@ async fn password_change_with_an_access_token_returns_a_new_pair_and_ends_the_re
 
     let res = Req::get("/v1/session").bearer(&new.access).send(&app).await;
     assert_eq!(res.status, StatusCode::OK);
-    granted(app.refresh(&new.refresh).await);
+    // The new refresh token is the same client's.
+    app.refresh(&new.refresh).await.oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "client_mismatch",
+    );
+    granted(app.refresh_as(&new.refresh, "cli").await);
 
     let res = Req::get("/v1/session")
         .bearer(&laptop.access)
         .send(&app)
         .await;
     assert_bearer_refused(&res, "password_changed");
-    for old in [&laptop.refresh, &phone.refresh] {
-        let e = app.refresh(old).await.oauth_error(
+    for (old, client) in [(&laptop.refresh, "cli"), (&phone.refresh, "first-party")] {
+        let e = app.refresh_as(old, client).await.oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
             "password_changed",
@@ -1015,7 +1156,7 @@ async fn introspection_answers_for_every_token_kind_without_recording_activity()
 
     // Anything else is exactly {"active": false}.
     let rotated = grant.refresh.clone();
-    granted(app.refresh(&grant.refresh).await);
+    granted(app.refresh_as(&grant.refresh, "web").await);
     for junk in [
         "",
         "junk",
@@ -1109,6 +1250,50 @@ async fn revocation_ends_every_token_kind() {
     // The session that created it is untouched.
     let res = Req::get("/v1/session").bearer(&c.access).send(&app).await;
     assert_eq!(res.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn revocation_refuses_access_tokens_issued_before_a_privilege_change() {
+    let app = TestApp::new();
+    let alice = app.create_user("alice", PASSWORD).await;
+    let grant = app.token_login("alice", PASSWORD).await;
+    // `iat` has whole seconds: a token of the change's own second still passes.
+    app.advance_secs(2);
+
+    // The administrator changes alice's roles: tokens issued before are refused
+    // everywhere, revocation included, and end nothing.
+    let res = Req::post(&format!("/v1/admin/users/{alice}"))
+        .bearer(ADMIN_TOKEN)
+        .json(json!({ "roles": ["auditor"] }))
+        .send(&app)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    revoke(&app, &grant.access).await;
+    let res = Req::get("/v1/session")
+        .bearer(&grant.access)
+        .send(&app)
+        .await;
+    assert_bearer_refused(&res, "privilege_changed");
+    app.advance_secs(2);
+    let next = Grant::from(app.refresh(&grant.refresh).await);
+    assert_session_lives(&app, &next.access).await;
+
+    // The same after a step-up: the token it replaced ends nothing.
+    app.advance_secs(2);
+    let res = Req::post("/v1/session/elevate")
+        .bearer(&next.access)
+        .json(json!({ "password": PASSWORD }))
+        .send(&app)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let elevated = res.json()["access_token"].as_str().unwrap().to_owned();
+    revoke(&app, &next.access).await;
+    assert_session_lives(&app, &elevated).await;
+
+    // The current token ends the session.
+    revoke(&app, &elevated).await;
+    let res = Req::get("/v1/session").bearer(&elevated).send(&app).await;
+    assert_bearer_refused(&res, "logged_out");
 }
 
 #[tokio::test]

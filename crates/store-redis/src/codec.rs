@@ -8,23 +8,28 @@
 //! reads it whole with one `GET`, and the scripts rewrite its fixed-offset fields
 //! in place.
 //!
-//! Refresh tokens: `u`, `vh`, `s` (session id), `c`, and once rotated `rt` (at),
+//! Refresh tokens: `u`, `vh`, `s` (session id), `c`, `ci` (the client it was
+//! issued to; absent for tokens stored before refresh tokens were bound to a
+//! client), and once rotated `rt` (at),
 //! `rs` (successor id), `rx` (sealed successor). API tokens: `u`, `vh`, `n`
-//! (name), `e`, `c`, `x` (expires), `lu` (last used), `rr`, `ra`.
+//! (name), `e`, `c`, `x` (expires), `lu` (last used), `rr`, `ra`, and `g` when
+//! inserted together with its user's epoch record ([`GUARDED`]).
 //!
 //! A [`UserEpoch`] is one string, `epoch|api_token_floor|api_token_bump|last_bump|
-//! earlier…|privileges`, each bump `reason_tag:ms` or empty: it starts with the
-//! epoch number and ends with the privilege count, so scripts can read the one and
-//! increment the other.
+//! earlier…|anchor|privileges`, each bump `reason_tag:ms` or empty: it starts with
+//! the epoch number and ends with the privilege count, so scripts can read the one
+//! and increment the other. The [`Anchor`] (ms, or `*` while pending) says which
+//! records the epoch record may judge; a record written before anchors existed has
+//! no such field and judges every record.
 
 use std::net::IpAddr;
 
 use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
-    ApiTokenRecord, AuditEvent, ClientInfo, EARLIER_BUMPS, EventKind, PasswordHash, ProfileName,
-    Reason, RefreshState, ReplacedToken, Revocation, Rotation, SealedSecret, SessionRecord,
-    SessionState, StoreError, StoreResult, Timestamp, TokenId, TokenRotation, UserAccess,
-    UserEpoch, UserId,
+    ApiTokenRecord, AuditEvent, ClientId, ClientInfo, EARLIER_BUMPS, EventKind, PasswordHash,
+    ProfileName, Reason, RefreshState, ReplacedToken, Revocation, Rotation, SealedSecret,
+    SessionRecord, SessionState, StoreError, StoreResult, Timestamp, TokenId, TokenRotation,
+    UserAccess, UserEpoch, UserId,
 };
 
 /// Field-value pairs to write.
@@ -560,6 +565,9 @@ pub(crate) fn refresh_fields(r: &RefreshState) -> Pairs {
     put(&mut out, "vh", r.verifier_hash.as_bytes().as_slice());
     put(&mut out, "s", r.session_id.to_string());
     put(&mut out, "c", ms(r.created_at));
+    if let Some(client) = &r.client_id {
+        put(&mut out, "ci", client.as_str());
+    }
     if let Some(rot) = &r.rotated {
         out.extend(rotation_fields(rot));
     }
@@ -594,6 +602,10 @@ pub(crate) fn decode_refresh(id: TokenId, h: &Hash) -> StoreResult<RefreshState>
         session_id: h.token_id("s")?.ok_or_else(|| h.corrupt("s", "missing"))?,
         user_id: h.user()?,
         created_at: h.required_time("c")?,
+        client_id: h
+            .text("ci")?
+            .map(|c| ClientId::new(c).map_err(|e| h.corrupt("ci", e)))
+            .transpose()?,
         rotated,
     })
 }
@@ -635,6 +647,16 @@ pub(crate) fn api_token_fields(t: &ApiTokenRecord) -> Pairs {
     out
 }
 
+/// The field of an API token inserted together with its user's epoch record, so
+/// that a missing record is a lost one and the token is refused (see [`Anchor`]).
+/// Tokens written before this field existed are judged as they were.
+pub(crate) const GUARDED: &str = "g";
+
+/// Whether an API token was inserted together with its user's epoch record.
+pub(crate) fn is_guarded(h: &Hash) -> bool {
+    h.get(GUARDED).is_some()
+}
+
 pub(crate) fn decode_api_token(id: TokenId, h: &Hash) -> StoreResult<ApiTokenRecord> {
     Ok(ApiTokenRecord {
         id,
@@ -665,8 +687,55 @@ fn decode_revocation(s: &str) -> Option<Option<Revocation>> {
     }))
 }
 
+/// Which sessions and API tokens a user's epoch record may judge: those created
+/// at or after the moment the record was (re)created.
+///
+/// Every session, and every API token written by this version, is inserted
+/// together with its user's epoch record (created if missing), so a missing
+/// record means a lost one (evicted, or deleted by hand) and those records are
+/// refused. A record lost and then created again by a later login says epoch 0:
+/// judged by it, the sessions a password change or a revoke-all had ended would
+/// pass again. The anchor prevents that: a record created again is anchored at
+/// the time of the record it is created for, and everything older is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Anchor {
+    /// It judges records created at or after this instant. A record written
+    /// before anchors existed reads as anchored at the Unix epoch.
+    Since(Timestamp),
+    /// Created by an epoch bump or an access change while the user had no
+    /// record: it judges nothing until the next session or API token inserted
+    /// for the user anchors it at its creation time.
+    Pending,
+}
+
+impl Anchor {
+    /// Whether a session or API token created at `created_at` may be judged by
+    /// the record.
+    pub(crate) fn judges(self, created_at: Timestamp) -> bool {
+        matches!(self, Anchor::Since(since) if created_at >= since)
+    }
+}
+
+/// How much earlier than the record it is created for an epoch record is
+/// anchored: nodes' clocks differ a little, and a session another node created
+/// a moment before (by its clock) must not be refused. Sessions created this
+/// long before a lost record is created again are judged by the new record.
+pub(crate) const ANCHOR_SLACK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The anchor of an epoch record created (or anchored) for a session or API
+/// token created at `created_at`.
+pub(crate) fn anchor_for(created_at: Timestamp) -> Timestamp {
+    created_at.saturating_sub(ANCHOR_SLACK)
+}
+
+/// The epoch record created by an insert for a user who has none: epoch 0,
+/// anchored just before the new record's creation ([`anchor_for`]).
+pub(crate) fn fresh_epoch(created_at: Timestamp) -> String {
+    encode_epoch(&UserEpoch::default(), Anchor::Since(anchor_for(created_at)))
+}
+
 /// A user's epoch as one string (see the module docs).
-pub(crate) fn encode_epoch(e: &UserEpoch) -> String {
+pub(crate) fn encode_epoch(e: &UserEpoch, anchor: Anchor) -> String {
     let mut out = format!(
         "{}|{}|{}|{}",
         e.epoch,
@@ -679,14 +748,36 @@ pub(crate) fn encode_epoch(e: &UserEpoch) -> String {
         out.push_str(&encode_revocation(b));
     }
     out.push('|');
+    match anchor {
+        Anchor::Since(t) => out.push_str(&ms(t)),
+        Anchor::Pending => out.push('*'),
+    }
+    out.push('|');
     out.push_str(&e.privileges.to_string());
     out
 }
 
 /// A user's epoch read back; `None` (never written) is the default epoch.
 pub(crate) fn decode_epoch(user: &UserId, raw: Option<&[u8]>) -> StoreResult<UserEpoch> {
+    Ok(decode_epoch_record(user, raw)?.map_or_else(UserEpoch::default, |(e, _)| e))
+}
+
+/// A user's epoch record read back, for a change of it: `None` (never written,
+/// or lost) is the default epoch with its anchor pending.
+pub(crate) fn decode_epoch_for_change(
+    user: &UserId,
+    raw: Option<&[u8]>,
+) -> StoreResult<(UserEpoch, Anchor)> {
+    Ok(decode_epoch_record(user, raw)?.unwrap_or((UserEpoch::default(), Anchor::Pending)))
+}
+
+/// A user's epoch record read back with its anchor; `None` if there is none.
+pub(crate) fn decode_epoch_record(
+    user: &UserId,
+    raw: Option<&[u8]>,
+) -> StoreResult<Option<(UserEpoch, Anchor)>> {
     let Some(raw) = raw else {
-        return Ok(UserEpoch::default());
+        return Ok(None);
     };
     let corrupt = || {
         StoreError::Corrupt(format!(
@@ -696,21 +787,29 @@ pub(crate) fn decode_epoch(user: &UserId, raw: Option<&[u8]>) -> StoreResult<Use
     };
     let text = std::str::from_utf8(raw).map_err(|_| corrupt())?;
     let parts: Vec<&str> = text.split('|').collect();
-    if parts.len() != 5 + EARLIER_BUMPS {
+    // Written before anchors existed: one field fewer, and it judges everything.
+    let legacy = parts.len() == 5 + EARLIER_BUMPS;
+    if !legacy && parts.len() != 6 + EARLIER_BUMPS {
         return Err(corrupt());
     }
     let mut earlier_bumps = [None; EARLIER_BUMPS];
     for (slot, part) in earlier_bumps.iter_mut().zip(&parts[4..4 + EARLIER_BUMPS]) {
         *slot = decode_revocation(part).ok_or_else(corrupt)?;
     }
-    Ok(UserEpoch {
+    let anchor = match parts[4 + EARLIER_BUMPS] {
+        _ if legacy => Anchor::Since(Timestamp::EPOCH),
+        "*" => Anchor::Pending,
+        at => Anchor::Since(Timestamp::from_millis(at.parse().map_err(|_| corrupt())?)),
+    };
+    let epoch = UserEpoch {
         epoch: parts[0].parse().map_err(|_| corrupt())?,
         api_token_floor: parts[1].parse().map_err(|_| corrupt())?,
         api_token_bump: decode_revocation(parts[2]).ok_or_else(corrupt)?,
         last_bump: decode_revocation(parts[3]).ok_or_else(corrupt)?,
         earlier_bumps,
-        privileges: parts[4 + EARLIER_BUMPS].parse().map_err(|_| corrupt())?,
-    })
+        privileges: parts[parts.len() - 1].parse().map_err(|_| corrupt())?,
+    };
+    Ok(Some((epoch, anchor)))
 }
 
 /// Profile and roles: `profile|role,role` (neither may hold `|` or `,`).
@@ -849,13 +948,44 @@ mod tests {
             api_token_bump: Some(rev(Reason::RevokedByAdmin, 3)),
             privileges: 99,
         };
-        for e in [UserEpoch::default(), full] {
-            let s = encode_epoch(&e);
+        let anchors = [
+            Anchor::Since(Timestamp::from_millis(1_800_000_000_000)),
+            Anchor::Pending,
+        ];
+        for (e, anchor) in [UserEpoch::default(), full].into_iter().zip(anchors) {
+            let s = encode_epoch(&e, anchor);
             assert!(s.starts_with(&format!("{}|", e.epoch)), "{s}");
+            assert!(s.ends_with(&format!("|{}", e.privileges)), "{s}");
             assert_eq!(decode_epoch(&user, Some(s.as_bytes())).unwrap(), e);
+            assert_eq!(
+                decode_epoch_record(&user, Some(s.as_bytes())).unwrap(),
+                Some((e, anchor))
+            );
         }
         assert_eq!(decode_epoch(&user, None).unwrap(), UserEpoch::default());
+        assert_eq!(decode_epoch_record(&user, None).unwrap(), None);
+        assert_eq!(
+            decode_epoch_for_change(&user, None).unwrap(),
+            (UserEpoch::default(), Anchor::Pending)
+        );
         assert!(decode_epoch(&user, Some(b"1|2")).is_err());
+        assert!(decode_epoch(&user, Some(b"3|0||||||x|0")).is_err());
+        // A record written before anchors existed judges every record.
+        let (old, anchor) = decode_epoch_record(&user, Some(b"3|1|||||2:5|7"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((old.epoch, old.privileges), (3, 7));
+        assert_eq!(anchor, Anchor::Since(Timestamp::EPOCH));
+    }
+
+    #[test]
+    fn an_anchor_judges_records_created_from_it_on() {
+        let t = Timestamp::from_millis(5_000);
+        let anchor = Anchor::Since(t);
+        assert!(anchor.judges(t));
+        assert!(anchor.judges(Timestamp::from_millis(5_001)));
+        assert!(!anchor.judges(Timestamp::from_millis(4_999)));
+        assert!(!Anchor::Pending.judges(t));
     }
 
     #[test]

@@ -276,6 +276,23 @@ impl Conn {
         Ok(())
     }
 
+    /// Every master's `maxmemory-policy`, read from `INFO memory` (managed Redis
+    /// services that disable `CONFIG` still answer it).
+    pub(crate) async fn eviction_policies(&self) -> StoreResult<Vec<(Node, String)>> {
+        let mut out = Vec::new();
+        for node in self.masters().await? {
+            let info = text(
+                self.cmd_on_node(&node, redis::cmd("INFO").arg("memory").clone())
+                    .await
+                    .map_err(StoreError::backend)?,
+                "INFO memory",
+            )?;
+            let policy = info_field(&info, "maxmemory_policy").unwrap_or("unknown");
+            out.push((node, policy.to_owned()));
+        }
+        Ok(out)
+    }
+
     /// Loads every script on every master, so the first calls need no fallback.
     pub(crate) async fn load_scripts(&self, scripts: &[&Lua]) -> StoreResult<()> {
         for lua in scripts {

@@ -10,7 +10,7 @@
 //! | `P:{T}:s:<id>` | string | one session, packed (`codec::encode_session`) |
 //! | `P:{T}:us:<user>` | set | the user's session ids |
 //! | `P:{T}:ua:<user>` | set | the user's API-token ids |
-//! | `P:{T}:epoch` | hash | user → encoded [`sessionguard_core::UserEpoch`] (`"n|…"`, starting with the epoch number) |
+//! | `P:{T}:epoch` | hash | user → encoded [`sessionguard_core::UserEpoch`] and its anchor (`"n|…|anchor|privileges"`, starting with the epoch number) |
 //! | `P:{T}:ver` | hash | user → version, bumped by every insert, revocation, rotation and epoch change |
 //! | `P:{T}:access` | hash | user → profile and roles |
 //! | `P:{T}:cred` | hash | user → username and PHC hash |

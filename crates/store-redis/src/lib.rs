@@ -83,9 +83,18 @@
 //! Recommended Redis settings: a replica for every master (`WAIT` is what makes an
 //! acknowledgement survive the loss of a master), `appendonly yes` with
 //! `appendfsync everysec` (or `always`, if the simultaneous loss of a master and
-//! its replicas must not lose the last second), and `maxmemory-policy noeviction`
-//! (an evicting policy could drop an epoch record and so resurrect ended
-//! sessions).
+//! its replicas must not lose the last second). Required: `maxmemory-policy
+//! noeviction` on every master, since an evicting policy could drop an epoch
+//! record and so resurrect ended sessions: [`RedisStore::connect`] refuses
+//! anything else, and [`Store::ready`] reports it while it lasts.
+//!
+//! **Fail closed on a lost epoch record.** Every session, and every API token,
+//! is inserted together with its user's epoch record (created if missing), so a
+//! missing record is a lost one: the session or token is refused (`load_*`
+//! answer `None`, and a warning is logged). A record created again later carries
+//! an anchor, the time it was created less a minute of clock slack, and judges
+//! only records created from then on, so a login after the loss does not bring
+//! older sessions back. See `docs/REDIS.md`, "Failing closed".
 //!
 //! **Expiry: native TTLs.** A session key expires at its idle deadline plus the
 //! configured retention (re-set on touch and rotation, frozen on revocation), a
@@ -240,6 +249,13 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
+/// The `host:port` of a `redis://` URL, without scheme, credentials or path.
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
+}
+
 /// `scheme://user:secret@host` → `scheme://***@host`.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -304,6 +320,20 @@ pub enum BackendError {
         /// What Redis (or the client) said.
         #[source]
         source: redis::RedisError,
+    },
+    /// A master may evict keys (`maxmemory-policy` other than `noeviction`): it
+    /// could drop a user's credential epoch and so bring sessions ended by a
+    /// password change or a revoke-all back, so the store refuses to run on it.
+    #[error(
+        "Redis on {node} has maxmemory-policy {policy}: sessionguard needs noeviction, \
+         because an evicted credential epoch would bring ended sessions back \
+         (set `maxmemory-policy noeviction` on every master)"
+    )]
+    Eviction {
+        /// The master (`host:port`).
+        node: String,
+        /// Its `maxmemory-policy`.
+        policy: String,
     },
     /// A Redis node is older than the scripts need.
     #[error("Redis {found} on {node} is too old: {required} or later is required")]
@@ -403,13 +433,7 @@ impl RedisStore {
             Some(n) => n,
             None => usize::from(reader.replicas_of_every_master().await? > 0),
         };
-        tracing::info!(
-            cluster,
-            wait_replicas,
-            prefix = %config.prefix,
-            "connected to the Redis session store"
-        );
-        Ok(RedisStore {
+        let store = RedisStore {
             inner: Arc::new(Inner {
                 keys: Keys::new(&config.prefix),
                 config,
@@ -419,7 +443,39 @@ impl RedisStore {
                 wait_replicas,
                 cluster,
             }),
-        })
+        };
+        store.check_eviction_policy().await?;
+        tracing::info!(
+            cluster,
+            wait_replicas,
+            prefix = %store.inner.config.prefix,
+            "connected to the Redis session store"
+        );
+        Ok(store)
+    }
+
+    /// Fails with [`BackendError::Eviction`] unless every master's
+    /// `maxmemory-policy` is `noeviction`, or with the connection's error if one
+    /// does not answer. [`RedisStore::connect`] checks it, and
+    /// [`Store::ready`] checks it again, so that a policy changed while the
+    /// store runs makes readiness fail.
+    ///
+    /// An evicting policy could drop a user's credential-epoch record: the
+    /// sessions a password change or a revoke-all ended would then pass again.
+    /// (Should a record be lost all the same, the store refuses the sessions that
+    /// depended on it: see `docs/REDIS.md`.)
+    pub async fn check_eviction_policy(&self) -> StoreResult<()> {
+        for (node, policy) in self.inner.reader.eviction_policies().await? {
+            if policy != "noeviction" {
+                let node = if self.inner.cluster {
+                    format!("{}:{}", node.host, node.port)
+                } else {
+                    host_of(&self.inner.config.urls[0])
+                };
+                return Err(StoreError::backend(BackendError::Eviction { node, policy }));
+            }
+        }
+        Ok(())
     }
 
     /// How many replicas durable writes wait for.
@@ -744,6 +800,12 @@ impl Store for RedisStore {
     async fn purge_events(&self, cutoff: Timestamp) -> StoreResult<u64> {
         self.purge_events_impl(cutoff).await
     }
+
+    /// Every master answers, and each one's `maxmemory-policy` is `noeviction`
+    /// ([`RedisStore::check_eviction_policy`]).
+    async fn ready(&self) -> StoreResult<()> {
+        self.check_eviction_policy().await
+    }
 }
 
 #[cfg(test)]
@@ -762,5 +824,7 @@ mod tests {
         assert!(c.validate().is_err());
         let none: [&str; 0] = [];
         assert!(RedisConfig::new(none).validate().is_err());
+        assert_eq!(host_of("redis://:hunter2@10.0.0.1:6379/0"), "10.0.0.1:6379");
+        assert_eq!(host_of("rediss://cache.example:6380"), "cache.example:6380");
     }
 }

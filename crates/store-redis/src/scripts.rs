@@ -56,6 +56,17 @@ local function epoch_of(rec)
   if rec then return string.match(rec, '^(%d+)|') end
   return '0'
 end
+-- Gives `user` an epoch record in the hash `h` that judges a record created at
+-- `at` (ms): creates it as `fresh` (epoch 0, anchored at `at`) if there is none
+-- (`rec` is what HGET returned), or anchors one whose anchor is pending ('*').
+local function ensure_epoch(h, user, rec, fresh, at)
+  if not rec then
+    redis.call('HSET', h, user, fresh)
+    return
+  end
+  local head, tail = string.match(rec, '^(.*|)%*(|%d+)$')
+  if head then redis.call('HSET', h, user, head .. at .. tail) end
+end
 -- ARGV[from..] as a table.
 local function rest(from)
   local t = {}
@@ -224,13 +235,16 @@ return append_records(out, KEYS[4], ARGV[2])
     // KEYS: new session, epochs, versions, user's session set, displaced sessions...
     // ARGV: user, expected epoch, expected version ('' = unchecked), new id,
     //       session key prefix, session expiry, set expiry, the displaced
-    //       sessions' revocation and "displaced by" group, the new session.
+    //       sessions' revocation and "displaced by" group, the new session, the
+    //       user's epoch record if it has none, the anchor for its creation (ms).
     // Returns 0 stored, 1 the id exists, 2 the epoch moved, 3 the version moved.
+    // The session is stored with its user's epoch record (`ensure_epoch`).
     insert_session: Lua::new(
         "insert_session",
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if epoch_of(redis.call('HGET', KEYS[2], ARGV[1])) ~= ARGV[2] then return 2 end
+local rec = redis.call('HGET', KEYS[2], ARGV[1])
+if epoch_of(rec) ~= ARGV[2] then return 2 end
 if ARGV[3] ~= '' and (redis.call('HGET', KEYS[3], ARGV[1]) or '0') ~= ARGV[3] then
   return 3
 end
@@ -241,6 +255,7 @@ for i = 5, #KEYS do
     redis.call('SET', KEYS[i], s_with_group(s, 2, ARGV[9]), 'KEEPTTL')
   end
 end
+ensure_epoch(KEYS[2], ARGV[1], rec, ARGV[11], ARGV[12])
 redis.call('SET', KEYS[1], ARGV[10], 'PXAT', ARGV[6])
 redis.call('SADD', KEYS[4], ARGV[4])
 extend(KEYS[4], tonumber(ARGV[7]))
@@ -425,14 +440,18 @@ return {0}
     ),
 
     // KEYS: API token, epochs, user's API-token set.
-    // ARGV: user, expected epoch, id, expiry, pairs...
-    // Returns 0 stored, 1 the id exists, 2 the epoch moved.
+    // ARGV: user, expected epoch, id, expiry, the user's epoch record if it has
+    //       none, the anchor for its creation (ms), pairs...
+    // Returns 0 stored, 1 the id exists, 2 the epoch moved. The token is stored
+    // with its user's epoch record (`ensure_epoch`).
     insert_api_token: Lua::new(
         "insert_api_token",
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if epoch_of(redis.call('HGET', KEYS[2], ARGV[1])) ~= ARGV[2] then return 2 end
-redis.call('HSET', KEYS[1], unpack(rest(5)))
+local rec = redis.call('HGET', KEYS[2], ARGV[1])
+if epoch_of(rec) ~= ARGV[2] then return 2 end
+ensure_epoch(KEYS[2], ARGV[1], rec, ARGV[5], ARGV[6])
+redis.call('HSET', KEYS[1], unpack(rest(7)))
 redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 redis.call('SADD', KEYS[3], ARGV[3])
 extend(KEYS[3], tonumber(ARGV[4]))

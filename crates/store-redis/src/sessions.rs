@@ -84,7 +84,9 @@ impl RedisStore {
                 .num(self.expiry(s.absolute_deadline))
                 .push(displaced_revocation.clone())
                 .push(displaced_by.clone())
-                .push(packed.clone());
+                .push(packed.clone())
+                .push(codec::fresh_epoch(s.created_at))
+                .push(codec::ms(codec::anchor_for(s.created_at)));
             let reply = self
                 .durable(&SCRIPTS.insert_session, &all_keys, &args.0)
                 .await?;
@@ -188,8 +190,15 @@ impl RedisStore {
             other => return Err(unexpected("load_session", &format!("{other:?}"))),
         };
         let (state, epoch) = codec::decode_state_and_rest(*id, &raw)?;
-        let epoch = codec::decode_epoch(&state.user_id, (!epoch.is_empty()).then_some(epoch))?;
-        Ok(Some((state, epoch)))
+        let record =
+            codec::decode_epoch_record(&state.user_id, (!epoch.is_empty()).then_some(epoch))?;
+        match record {
+            Some((epoch, anchor)) if anchor.judges(state.created_at) => Ok(Some((state, epoch))),
+            _ => {
+                lost_epoch(&state.user_id, "session", id);
+                Ok(None)
+            }
+        }
     }
 
     pub(crate) async fn touch_session_impl(
@@ -238,12 +247,12 @@ impl RedisStore {
             if attempt > 0 {
                 backoff(attempt).await;
             }
-            let (raw, old) = self.read_epoch(user).await?;
+            let (raw, old, anchor) = self.read_epoch(user).await?;
             let new = old.bumped(bump);
             let mut args = Args::new();
             args.push(user.as_str())
                 .push(raw)
-                .push(codec::encode_epoch(&new))
+                .push(codec::encode_epoch(&new, anchor))
                 .push(codec::epoch_bytes(old.epoch).as_slice())
                 .push(codec::epoch_bytes(new.epoch).as_slice());
             let reply = self.durable(&SCRIPTS.bump_epoch, &keys, &args.0).await?;
@@ -257,8 +266,12 @@ impl RedisStore {
         }))
     }
 
-    /// The user's epoch record as stored (empty if none) and decoded.
-    pub(crate) async fn read_epoch(&self, user: &UserId) -> StoreResult<(Vec<u8>, UserEpoch)> {
+    /// The user's epoch record as stored (empty if none) and decoded, with its
+    /// anchor (pending if there is none).
+    pub(crate) async fn read_epoch(
+        &self,
+        user: &UserId,
+    ) -> StoreResult<(Vec<u8>, UserEpoch, codec::Anchor)> {
         let key = self.keys().epochs(user.shard());
         let reply = self
             .inner
@@ -267,8 +280,8 @@ impl RedisStore {
             .await
             .map_err(StoreError::backend)?;
         let raw = opt_bytes(reply, "HGET epoch")?;
-        let epoch = codec::decode_epoch(user, raw.as_deref())?;
-        Ok((raw.unwrap_or_default(), epoch))
+        let (epoch, anchor) = codec::decode_epoch_for_change(user, raw.as_deref())?;
+        Ok((raw.unwrap_or_default(), epoch, anchor))
     }
 
     pub(crate) async fn user_epoch_impl(&self, user: &UserId) -> StoreResult<UserEpoch> {
@@ -297,6 +310,18 @@ struct Snapshot {
     epoch: UserEpoch,
     version: String,
     sessions: Vec<SessionRecord>,
+}
+
+/// Reports a session or API token refused because its user's epoch record is
+/// missing, or was created again after it: the record was lost (evicted, or
+/// deleted by hand), and with it the bumps that may have ended this one.
+pub(crate) fn lost_epoch(user: &UserId, kind: &str, id: &TokenId) {
+    tracing::warn!(
+        user = %user,
+        kind,
+        id = %id,
+        "refused: the user's credential-epoch record was lost (is Redis evicting keys?)"
+    );
 }
 
 /// A session or token id read back from Redis.

@@ -8,7 +8,7 @@ use sessionguard_core::{
 use crate::codec::{self, Hash, ms};
 use crate::conn::{array, bytes, int, pairs, unexpected};
 use crate::scripts::SCRIPTS;
-use crate::sessions::{record_with_epoch, stored_id};
+use crate::sessions::{lost_epoch, record_with_epoch, stored_id};
 use crate::{Args, RedisStore, same_shard, wall_clock_ms};
 
 impl RedisStore {
@@ -146,7 +146,10 @@ impl RedisStore {
             .num(record.epoch)
             .push(record.id.to_string())
             .num(self.expiry(record.expires_at))
-            .pairs(codec::api_token_fields(&record));
+            .push(codec::fresh_epoch(record.created_at))
+            .push(ms(codec::anchor_for(record.created_at)))
+            .pairs(codec::api_token_fields(&record))
+            .pairs(vec![(codec::GUARDED, b"1".to_vec())]);
         let reply = self
             .durable(&SCRIPTS.insert_api_token, &keys, &args.0)
             .await?;
@@ -166,9 +169,21 @@ impl RedisStore {
         let Some((fields, epoch)) = record_with_epoch(reply)? else {
             return Ok(None);
         };
-        let token = codec::decode_api_token(*id, &Hash::new(format!("API token {id}"), fields))?;
-        let epoch = codec::decode_epoch(&token.user_id, epoch.as_deref())?;
-        Ok(Some((token, epoch)))
+        let hash = Hash::new(format!("API token {id}"), fields);
+        let token = codec::decode_api_token(*id, &hash)?;
+        let record = codec::decode_epoch_record(&token.user_id, epoch.as_deref())?;
+        match record {
+            Some((epoch, anchor)) if anchor.judges(token.created_at) => Ok(Some((token, epoch))),
+            // Written before tokens were inserted with their user's record: judged
+            // as then, a missing record reading as epoch 0.
+            _ if !codec::is_guarded(&hash) => {
+                Ok(Some((token, record.map(|(e, _)| e).unwrap_or_default())))
+            }
+            _ => {
+                lost_epoch(&token.user_id, "API token", id);
+                Ok(None)
+            }
+        }
     }
 
     pub(crate) async fn touch_api_token_impl(

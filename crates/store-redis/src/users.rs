@@ -100,15 +100,16 @@ impl RedisStore {
     }
 
     pub(crate) async fn get_user_impl(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
-        Ok(self.read_user(id).await?.map(|(user, _, _)| user))
+        Ok(self.read_user(id).await?.map(|(user, _, _, _)| user))
     }
 
     /// The user's credentials and epoch, read together: the user, its epoch
-    /// record as stored (empty if none), and decoded.
+    /// record as stored (empty if none), decoded, and its anchor.
+    #[allow(clippy::type_complexity)]
     async fn read_user(
         &self,
         id: &UserId,
-    ) -> StoreResult<Option<(UserRecord, Vec<u8>, UserEpoch)>> {
+    ) -> StoreResult<Option<(UserRecord, Vec<u8>, UserEpoch, codec::Anchor)>> {
         let keys = [
             self.keys().credentials(id.shard()),
             self.keys().epochs(id.shard()),
@@ -125,7 +126,7 @@ impl RedisStore {
         };
         let (username, password_hash) = codec::decode_credentials(id, &cred)?;
         let raw = opt_bytes(epoch, "get_user")?;
-        let epoch = codec::decode_epoch(id, raw.as_deref())?;
+        let (epoch, anchor) = codec::decode_epoch_for_change(id, raw.as_deref())?;
         Ok(Some((
             UserRecord {
                 id: id.clone(),
@@ -135,6 +136,7 @@ impl RedisStore {
             },
             raw.unwrap_or_default(),
             epoch,
+            anchor,
         )))
     }
 
@@ -154,14 +156,14 @@ impl RedisStore {
             if attempt > 0 {
                 backoff(attempt).await;
             }
-            let Some((user, raw, old)) = self.read_user(id).await? else {
+            let Some((user, raw, old, anchor)) = self.read_user(id).await? else {
                 return Err(StoreError::NotFound("user"));
             };
             let new = old.bumped(bump);
             let mut args = Args::new();
             args.push(id.as_str())
                 .push(raw)
-                .push(codec::encode_epoch(&new))
+                .push(codec::encode_epoch(&new, anchor))
                 .push(codec::encode_credentials(&user.username, &hash));
             let reply = self.durable(&SCRIPTS.set_password, &keys, &args.0).await?;
             match int(&reply, "set_password")? {
@@ -199,6 +201,8 @@ impl RedisStore {
             self.keys().access(user.shard()),
             self.keys().epochs(user.shard()),
         ];
+        // Created here only if the user has no record: anchored by the next
+        // session or API token (see `codec::Anchor`).
         let fresh = UserEpoch {
             privileges: 1,
             ..UserEpoch::default()
@@ -206,7 +210,7 @@ impl RedisStore {
         let mut args = Args::new();
         args.push(user.as_str())
             .push(codec::encode_access(&access))
-            .push(codec::encode_epoch(&fresh));
+            .push(codec::encode_epoch(&fresh, codec::Anchor::Pending));
         let reply = self.durable(&SCRIPTS.set_access, &keys, &args.0).await?;
         let raw = opt_bytes(reply, "set_access")?;
         codec::decode_epoch(user, raw.as_deref())

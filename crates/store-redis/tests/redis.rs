@@ -8,31 +8,21 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use sessionguard_core::{
     AuditEvent, ClientInfo, EventKind, EventQuery, OnLimit, Reason, ReplacedToken, Rotation,
-    SealedSecret, SessionLimit, SessionRecord, Store, StoreError, Timestamp, Token, TokenId,
-    TokenKind, TokenRotation, UserAccess, UserId,
+    SealedSecret, SessionLimit, SessionRecord, Store, Timestamp, Token, TokenId, TokenKind,
+    TokenRotation, UserAccess, UserId,
 };
 use sessionguard_store_redis::{BackendError, RedisConfig, RedisStore};
 use sessionguard_test_kit::fixtures::{self, bump, hash, rev, user};
 use sessionguard_test_kit::redis::{RedisCluster, RedisServer};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
 
-fn config(urls: Vec<String>) -> RedisConfig {
-    let mut c = RedisConfig::new(urls);
-    c.prefix = format!("t{}", TokenId::random());
-    c
-}
+use common::{backend_error, config, now, runtime};
 
 async fn connect(config: RedisConfig) -> RedisStore {
     RedisStore::connect(config).await.unwrap()
@@ -44,14 +34,6 @@ async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
-}
-
-fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    Timestamp::from_millis(i64::try_from(ms).unwrap())
 }
 
 fn ms(d: Duration) -> i64 {
@@ -77,14 +59,6 @@ fn key(prefix: &str, kind: &str, id: &TokenId) -> String {
 
 fn user_set(prefix: &str, kind: &str, user: &UserId) -> String {
     format!("{prefix}:{{{:04x}}}:{kind}:{user}", user.shard().0)
-}
-
-/// The backend error behind a `StoreError`, if it is this crate's.
-fn backend_error(e: &StoreError) -> Option<&BackendError> {
-    match e {
-        StoreError::Backend(b) => b.downcast_ref::<BackendError>(),
-        _ => None,
-    }
 }
 
 /// A TCP proxy in front of a Redis server that counts round trips: on each
@@ -443,8 +417,9 @@ fn records_carry_native_expiry() {
         );
 
         // A record that ended long ago (a test clock in the past) is still kept
-        // for the retention, not dropped at once.
-        let old = session_at(&u, Timestamp::from_millis(1_000_000));
+        // for the retention, not dropped at once. (Another user's: alice's epoch
+        // record judges only what was created from her first session on.)
+        let old = session_at(&user("u_ttl_old"), Timestamp::from_millis(1_000_000));
         let before = now().as_millis();
         store
             .insert_session(old.clone(), SessionLimit::NONE)

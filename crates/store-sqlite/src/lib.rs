@@ -57,10 +57,10 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
 use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
-    ApiTokenRecord, AuditEvent, EARLIER_BUMPS, EpochBump, EventQuery, MemoryIndex, PasswordHash,
-    ProfileName, Purged, Reason, RefreshState, Revocation, Rotation, SessionId, SessionLimit,
-    SessionRecord, SessionState, Store, StoreError, StoreResult, Timestamp, TokenId, TokenRotation,
-    UserAccess, UserEpoch, UserId, UserRecord,
+    ApiTokenRecord, AuditEvent, ClientId, EARLIER_BUMPS, EpochBump, EventQuery, MemoryIndex,
+    PasswordHash, ProfileName, Purged, Reason, RefreshState, Revocation, Rotation, SessionId,
+    SessionLimit, SessionRecord, SessionState, Store, StoreError, StoreResult, Timestamp, TokenId,
+    TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
 };
 
 /// How often the background thread writes buffered touches.
@@ -879,8 +879,8 @@ impl Inner {
 fn insert_refresh_row(tx: &Transaction<'_>, r: &RefreshState) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO refresh_tokens (id, verifier_hash, session_id, user_id, created_at,
-             rotated_at, successor, sealed_successor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             rotated_at, successor, sealed_successor, client_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         r.id.as_bytes(),
@@ -891,6 +891,7 @@ fn insert_refresh_row(tx: &Transaction<'_>, r: &RefreshState) -> rusqlite::Resul
         r.rotated.map(|x| x.at.as_millis()),
         r.rotated.map(|x| *x.successor.as_bytes()),
         r.rotated.map(|x| x.sealed_successor.0),
+        r.client_id.as_ref().map(ClientId::as_str),
     ])?;
     Ok(())
 }
@@ -1080,6 +1081,18 @@ impl Store for SqliteStore {
 
     async fn purge_events(&self, cutoff: Timestamp) -> StoreResult<u64> {
         self.write(move |s| s.purge_events(cutoff)).await
+    }
+
+    /// A query through the writer: the connection answers and no write holds the
+    /// writer for longer than a probe waits.
+    async fn ready(&self) -> StoreResult<()> {
+        self.write(|s| {
+            let conn = s.writer();
+            conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                .map(drop)
+                .map_err(StoreError::backend)
+        })
+        .await
     }
 }
 

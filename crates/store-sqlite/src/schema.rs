@@ -2,9 +2,9 @@
 //! in-memory index at start-up.
 //!
 //! Tables: `users` (the credential epoch with its API-token floor, and credentials
-//! if the user was created here), `sessions`, `refresh_tokens` (with their
-//! rotation: the successor's id and its verifier sealed under the predecessor's
-//! verifier) and `api_tokens`. Tokens are stored as their public id and the hash of
+//! if the user was created here), `sessions`, `refresh_tokens` (with the client
+//! they were issued to, and their rotation: the successor's id and its verifier
+//! sealed under the predecessor's verifier) and `api_tokens`. Tokens are stored as their public id and the hash of
 //! their verifier, never as text.
 //!
 //! The schema version is `PRAGMA user_version`: the number of migrations applied.
@@ -22,9 +22,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, TransactionBehavior};
 use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
-    ApiTokenRecord, ClientInfo, MemoryIndex, PasswordHash, ProfileName, Reason, RefreshState,
-    ReplacedToken, Revocation, Rotation, SealedSecret, SessionId, SessionRecord, SessionState,
-    StoreError, StoreResult, Timestamp, TokenId, UserAccess, UserEpoch, UserId,
+    ApiTokenRecord, ClientId, ClientInfo, MemoryIndex, PasswordHash, ProfileName, Reason,
+    RefreshState, ReplacedToken, Revocation, Rotation, SealedSecret, SessionId, SessionRecord,
+    SessionState, StoreError, StoreResult, Timestamp, TokenId, UserAccess, UserEpoch, UserId,
 };
 
 use crate::policy::decode_roles;
@@ -124,6 +124,9 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;
      CREATE INDEX events_user_id ON events(user_id, id);
      CREATE INDEX events_at ON events(at);",
+    // 5: the client a refresh token was issued to. Rows stored before have none
+    // (NULL): such a token binds its successor to the client that uses it first.
+    "ALTER TABLE refresh_tokens ADD COLUMN client_id TEXT;",
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -321,7 +324,7 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
         conn,
         "refresh_tokens",
         "SELECT rowid, id, verifier_hash, session_id, user_id, created_at, rotated_at,
-                successor, sealed_successor
+                successor, sealed_successor, client_id
          FROM refresh_tokens",
         |c| {
             let rotated = match (
@@ -351,6 +354,10 @@ pub(crate) fn load_index(conn: &Connection, index: &MemoryIndex) -> StoreResult<
                 session_id: SessionId::from_bytes(c.blob(3, "session_id")?),
                 user_id: c.user_id(4, "user_id")?,
                 created_at: c.timestamp(5, "created_at")?,
+                client_id: c
+                    .opt_text(9, "client_id")?
+                    .map(|id| ClientId::new(id).map_err(|p| c.corrupt("client_id", p)))
+                    .transpose()?,
                 rotated,
             });
             loaded.refresh_tokens += 1;

@@ -10,9 +10,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::Connection;
 use sessionguard_core::{
-    ApiTokenRecord, ClientInfo, Engine, ManualClock, Policy, Reason, RefreshState, Revocation,
-    Rotation, SealedSecret, SessionLimit, SessionRecord, SessionState, Store, StoreError,
-    UserEpoch, UserId,
+    ApiTokenRecord, ClientId, ClientInfo, Engine, ManualClock, Policy, Reason, RefreshState,
+    Revocation, Rotation, SealedSecret, SessionLimit, SessionRecord, SessionState, Store,
+    StoreError, UserEpoch, UserId,
 };
 use sessionguard_store_sqlite::{DatabaseInUse, SqliteStore};
 use sessionguard_test_kit::fixtures::{self, at, bump, bump_all, hash, rev, user};
@@ -469,6 +469,14 @@ async fn corrupt_rows_fail_open_with_table_and_column() {
             "refresh_tokens.user_id",
         ),
         (
+            "UPDATE refresh_tokens SET client_id = 'tab' || char(9) || 'bed'",
+            "refresh_tokens.client_id",
+        ),
+        (
+            "UPDATE refresh_tokens SET client_id = ''",
+            "refresh_tokens.client_id",
+        ),
+        (
             "UPDATE refresh_tokens SET successor = x'01' WHERE rotated_at IS NOT NULL",
             "refresh_tokens.successor",
         ),
@@ -859,11 +867,12 @@ async fn the_file_holds_no_refresh_or_api_token_text() {
         .create_session(&alice, 0, ClientInfo::default())
         .await
         .unwrap();
-    let first = engine.issue_refresh(&issued.session).await.unwrap();
+    let app = ClientId::first_party();
+    let first = engine.issue_refresh(&issued.session, &app).await.unwrap();
     clock.advance(Duration::from_secs(1));
-    let rotated = engine.refresh(&first.reveal()).await.unwrap();
+    let rotated = engine.refresh(&first.reveal(), &app).await.unwrap();
     // A retry within the grace window opens the sealed successor: same token.
-    let again = engine.refresh(&first.reveal()).await.unwrap();
+    let again = engine.refresh(&first.reveal(), &app).await.unwrap();
     assert_eq!(*again.refresh.reveal(), *rotated.refresh.reveal());
     let (api, _) = engine
         .create_api_token(&alice, "ci", Some(Duration::from_secs(3600)))
@@ -1040,7 +1049,7 @@ async fn a_version_1_database_is_upgraded() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let strict: i64 = conn
         .query_row(
             "SELECT count(*) FROM pragma_table_list
@@ -1059,4 +1068,75 @@ async fn a_version_1_database_is_upgraded() {
         )
         .unwrap();
     assert_eq!(default.as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn a_version_4_database_is_upgraded_and_its_refresh_tokens_bind_at_first_use() {
+    let dir = TempDir::new().unwrap();
+    let alice = user("u_alice");
+    let live = session(&alice, 0);
+    let (token, mut stored) = fixtures::refresh(&live, 1);
+    stored.client_id = None;
+    {
+        // A version-4 file: today's schema without migration 5, as a release
+        // with four migrations wrote it.
+        let store = open(&dir);
+        store
+            .insert_session(live.clone(), SessionLimit::NONE)
+            .await
+            .unwrap();
+        store.insert_refresh(stored.clone()).await.unwrap();
+        drop(store);
+        let conn = Connection::open(db(&dir)).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE refresh_tokens DROP COLUMN client_id;
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+
+    let store = open(&dir);
+    // Rows from before the migration have no client.
+    assert_eq!(store.load_refresh(&stored.id).await.unwrap(), Some(stored));
+    let clock = ManualClock::new(at(2));
+    let engine = Engine::with_clock(store.clone(), clock, Policy::default()).unwrap();
+    // Such a token works for the client that uses it first, and binds its
+    // successor to that client; another client is then refused.
+    let app = ClientId::new("mobile-app").unwrap();
+    let next = engine.refresh(&token.reveal(), &app).await.unwrap();
+    let bound = store
+        .load_refresh(&next.refresh.id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bound.client_id, Some(app.clone()));
+    let err = engine
+        .refresh(&next.refresh.reveal(), &ClientId::first_party())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, sessionguard_core::Error::ClientMismatch),
+        "{err}"
+    );
+    engine.refresh(&next.refresh.reveal(), &app).await.unwrap();
+    drop(engine);
+    drop(store);
+
+    // The binding survives a reopen; the file is at version 5.
+    let store = open(&dir);
+    assert_eq!(
+        store
+            .load_refresh(&next.refresh.id())
+            .await
+            .unwrap()
+            .unwrap()
+            .client_id,
+        Some(app)
+    );
+    drop(store);
+    let conn = Connection::open(db(&dir)).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 5);
 }

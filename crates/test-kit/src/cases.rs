@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use sessionguard_core::{
-    Reason, Rotation, SealedSecret, SessionLimit, Store, StoreError, UserEpoch,
+    ClientId, Reason, Rotation, SealedSecret, SessionLimit, Store, StoreError, UserEpoch,
 };
 
 use crate::fixtures::{api_token, at, bump, bump_all, hash, refresh, rev, session, user};
@@ -618,6 +618,46 @@ pub async fn refresh_round_trips_and_is_never_overwritten<S: Store>(store: S) {
     assert!(store.load_refresh(&unknown.id).await.unwrap().is_none());
 }
 
+/// A refresh token keeps the client it was issued to (or none, for one stored
+/// before refresh tokens were bound to a client), and a successor keeps its own.
+pub async fn refresh_tokens_keep_the_client_they_were_issued_to<S: Store>(store: S) {
+    let (_t, s) = session(&user("alice"), 0, 0);
+    store
+        .insert_session(s.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
+    let clients = [
+        Some(ClientId::new("mobile app/2.0 (build 7); \"quoted\" ~").unwrap()),
+        Some(ClientId::new(&"x".repeat(ClientId::MAX_LEN)).unwrap()),
+        Some(ClientId::first_party()),
+        None,
+    ];
+    let mut stored = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        let (_t, mut r) = refresh(&s, i as u64);
+        r.client_id = client;
+        store.insert_refresh(r.clone()).await.unwrap();
+        stored.push(r);
+    }
+    for r in &stored {
+        assert_eq!(store.load_refresh(&r.id).await.unwrap().as_ref(), Some(r));
+    }
+    // The unbound one is rotated to a successor bound to the client that used it.
+    let legacy = &stored[3];
+    let (_t, successor) = refresh(&s, 10);
+    assert_eq!(
+        store
+            .rotate_refresh(&legacy.id, rotation_to(&successor, 10), successor.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    let got = store.load_refresh(&successor.id).await.unwrap().unwrap();
+    assert_eq!(got.client_id, Some(crate::fixtures::client()));
+    let got = store.load_refresh(&legacy.id).await.unwrap().unwrap();
+    assert_eq!((got.client_id, got.rotated.is_some()), (None, true));
+}
+
 /// The first rotation wins and stores the successor; later ones report it and
 /// change nothing.
 pub async fn rotate_refresh_happens_exactly_once<S: Store>(store: S) {
@@ -912,4 +952,17 @@ pub async fn purge_removes_ended_api_tokens<S: Store>(store: S) {
     assert_eq!(left, vec![live.id]);
     assert_eq!(purged(156_401).await, 1, "the live one, once expired");
     assert!(store.list_user_api_tokens(&u).await.unwrap().is_empty());
+}
+
+/// A store that holds data and answers is ready, and stays so after writes.
+pub async fn a_working_store_is_ready<S: Store>(store: S) {
+    store.ready().await.expect("a fresh store is ready");
+    let u = user("ready");
+    let (_t, s) = session(&u, 0, 1);
+    store
+        .insert_session(s.clone(), SessionLimit::NONE)
+        .await
+        .unwrap();
+    store.ready().await.expect("a store in use is ready");
+    assert!(store.load_session(&s.state.id).await.unwrap().is_some());
 }

@@ -6,7 +6,9 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use sessionguard_core::{Reason, Rotation, SealedSecret, SessionLimit, Store, UserEpoch};
+use sessionguard_core::{
+    Reason, RefreshState, Rotation, SealedSecret, SessionLimit, Store, UserEpoch,
+};
 
 use crate::fixtures::{api_token, at, bump, bump_all, hash, refresh, rev, session, user};
 
@@ -163,7 +165,9 @@ where
 {
     let u = user("alice");
     let (_t, s) = session(&u, 0, 0);
-    let (_t, r0) = refresh(&s, 1);
+    // One issued before refresh tokens were bound to a client, one bound.
+    let (_t, mut r0) = refresh(&s, 1);
+    r0.client_id = None;
     let (_t, r1) = refresh(&s, 2);
     let rotation = Rotation {
         at: at(2),
@@ -202,8 +206,11 @@ where
     }
     let store = open(dir).await;
     assert_eq!(
-        store.load_refresh(&r0.id).await.unwrap().unwrap().rotated,
-        Some(rotation)
+        store.load_refresh(&r0.id).await.unwrap(),
+        Some(RefreshState {
+            rotated: Some(rotation),
+            ..r0
+        })
     );
     assert_eq!(store.load_refresh(&r1.id).await.unwrap(), Some(r1));
     let (got, epoch) = store.load_api_token(&used.id).await.unwrap().unwrap();

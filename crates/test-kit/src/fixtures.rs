@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sessionguard_core::{
-    ApiTokenRecord, ClientInfo, EpochBump, PasswordHash, Reason, RefreshState, Revocation,
-    SessionRecord, SessionState, Timestamp, Token, TokenId, TokenKind, UserId,
+    ApiTokenRecord, ClientId, ClientInfo, EpochBump, PasswordHash, Reason, RefreshState,
+    Revocation, SessionRecord, SessionState, Timestamp, Token, TokenId, TokenKind, UserId,
 };
 
 /// A fixed instant the cases count from.
@@ -112,7 +112,13 @@ impl Drop for TempDir {
     }
 }
 
-/// A refresh token of session `session`, created at `T0 + created`.
+/// The client the fixtures' refresh tokens are issued to.
+pub fn client() -> ClientId {
+    ClientId::new("fixture-app 1.0").expect("a valid client id")
+}
+
+/// A refresh token of session `session`, created at `T0 + created`, issued to
+/// [`client`].
 pub fn refresh(session: &SessionRecord, created: u64) -> (Token, RefreshState) {
     let token = Token::generate_in(TokenKind::Refresh, session.state.user_id.shard());
     let state = RefreshState {
@@ -121,6 +127,7 @@ pub fn refresh(session: &SessionRecord, created: u64) -> (Token, RefreshState) {
         session_id: session.state.id,
         user_id: session.state.user_id.clone(),
         created_at: at(created),
+        client_id: Some(client()),
         rotated: None,
     };
     (token, state)

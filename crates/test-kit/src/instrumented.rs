@@ -136,4 +136,5 @@ instrumented! {
     Other append_event(event: AuditEvent) -> u64;
     Other list_events(query: &EventQuery) -> Vec<AuditEvent>;
     Other purge_events(cutoff: Timestamp) -> u64;
+    Other ready() -> ();
 }

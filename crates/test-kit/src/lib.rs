@@ -69,6 +69,7 @@ macro_rules! store_conformance {
             password_change_is_never_seen_half_done,
             keep_during_revoke_all_is_atomic,
             refresh_round_trips_and_is_never_overwritten,
+            refresh_tokens_keep_the_client_they_were_issued_to,
             rotate_refresh_happens_exactly_once,
             concurrent_rotations_of_one_refresh_token_have_one_winner,
             purge_takes_refresh_tokens_with_their_session,
@@ -77,6 +78,7 @@ macro_rules! store_conformance {
             api_token_revoke_and_touch,
             epoch_bump_ends_api_tokens_only_when_asked,
             purge_removes_ended_api_tokens,
+            a_working_store_is_ready,
         );
         $crate::__cases!(
             policy_conformance, $make, policy_cases;
@@ -240,6 +242,7 @@ macro_rules! __sequential_cases {
                 password_change_is_never_seen_half_done,
                 keep_during_revoke_all_is_atomic,
                 refresh_round_trips_and_is_never_overwritten,
+                refresh_tokens_keep_the_client_they_were_issued_to,
                 rotate_refresh_happens_exactly_once,
                 concurrent_rotations_of_one_refresh_token_have_one_winner,
                 purge_takes_refresh_tokens_with_their_session,
@@ -248,6 +251,7 @@ macro_rules! __sequential_cases {
                 api_token_revoke_and_touch,
                 epoch_bump_ends_api_tokens_only_when_asked,
                 purge_removes_ended_api_tokens,
+                a_working_store_is_ready,
             ],
             policy_cases: [
                 limit_evicts_the_least_recently_used,

@@ -65,6 +65,11 @@ pub fn api_token_verdict(
     user: &UserEpoch,
     now: Timestamp,
 ) -> Result<(), Rejection> {
+    // Created at a later epoch than its user's: the store lost the user's epoch
+    // record (see `verdict`).
+    if record.epoch > user.epoch {
+        return Err(Rejection::INVALID);
+    }
     let floor = if record.epoch < user.api_token_floor {
         // The floor is only ever raised with a reason; if a store lost it, the token
         // is ended all the same.

@@ -99,6 +99,10 @@ pub enum Error {
     /// ([`Engine::elevate`]).
     #[error("the action needs a recent re-authentication")]
     StepUpRequired,
+    /// A genuine refresh token was presented by a client other than the one it
+    /// was issued to ([`Engine::refresh`]); nothing changed.
+    #[error("the refresh token was issued to another client")]
+    ClientMismatch,
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -888,7 +892,15 @@ pub const LIFECYCLE: &str = "sessionguard::lifecycle";
 /// that timed out after a password change says `password_changed`. On a tie the
 /// earlier-listed cause wins: a recorded revocation, then the epoch, then the
 /// absolute deadline (an idle deadline capped by it says `absolute_timeout`).
+///
+/// A session from a *later* epoch than its user's cannot have been written by a
+/// correct store: the store lost (or rolled back) the user's epoch record, and
+/// with it the bumps that ended sessions. It is refused (`invalid_token`) rather
+/// than judged against a record that forgot them.
 pub fn verdict(state: &SessionState, user: &UserEpoch, now: Timestamp) -> Result<(), Rejection> {
+    if state.epoch > user.epoch {
+        return Err(Rejection::INVALID);
+    }
     let stale_epoch = if state.epoch < user.epoch {
         // An epoch is only ever bumped with a reason; if a store lost it, the session
         // is ended all the same.

@@ -9,11 +9,20 @@
 //! that was *just* replaced, within [`Policy::refresh_reuse_grace`]: a client
 //! retrying after a lost response, or two tabs racing, gets the same successor back.
 //!
+//! A refresh token is bound to the [`ClientId`] it was issued to, and so is each
+//! successor. Presented by another client (a missing `client_id` is the
+//! first-party client), an unused token is refused with
+//! [`Error::ClientMismatch`] and changes nothing; a token already replaced is
+//! honoured as a repeat only for its own client, so for another one it is
+//! reuse. Both the refusal (`refresh_client_mismatch`) and an honoured repeat
+//! (`refresh_repeated`) are audit events: a replay inside the grace window leaves
+//! a trace.
+//!
 //! [`Policy::refresh_reuse_grace`]: crate::Policy::refresh_reuse_grace
 
 use crate::audit::EventKind;
 use crate::clock::{Clock, Timestamp};
-use crate::model::{RefreshState, Rotation, SealedSecret};
+use crate::model::{ClientId, RefreshState, Rotation, SealedSecret};
 use crate::reason::Reason;
 use crate::store::Store;
 use crate::token::{Token, TokenKind};
@@ -31,8 +40,9 @@ pub struct Refreshed {
 }
 
 impl<S: Store, C: Clock> Engine<S, C> {
-    /// Issues the first refresh token of `session` (at a token login).
-    pub async fn issue_refresh(&self, session: &ValidSession) -> Result<Token> {
+    /// Issues the first refresh token of `session` (at a token login), bound to
+    /// `client`.
+    pub async fn issue_refresh(&self, session: &ValidSession, client: &ClientId) -> Result<Token> {
         let token = Token::generate_in(TokenKind::Refresh, session.id().shard());
         self.store
             .insert_refresh(RefreshState {
@@ -41,17 +51,39 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 session_id: session.id(),
                 user_id: session.user_id().clone(),
                 created_at: self.clock.now(),
+                client_id: Some(client.clone()),
                 rotated: None,
             })
             .await?;
         Ok(token)
     }
 
-    /// Uses a refresh token: checks it and its session, records activity, and
-    /// rotates it. See the module documentation for reuse and the grace window.
-    pub async fn refresh(&self, presented: &str) -> Result<Refreshed> {
+    /// Uses a refresh token on behalf of `client`: checks it, its client and its
+    /// session, records activity, and rotates it; the successor is bound to the
+    /// same client. See the module documentation for reuse, the grace window and
+    /// the client binding.
+    pub async fn refresh(&self, presented: &str, client: &ClientId) -> Result<Refreshed> {
         let now = self.clock.now();
         let (parsed, state) = self.check_refresh(presented).await?;
+        // Checked before the session, so that another client's attempt is not
+        // activity. A token stored before binding existed binds its successor now.
+        if state.rotated.is_none() && state.client_id.as_ref().is_some_and(|c| c != client) {
+            self.record(
+                EventKind::RefreshClientMismatch,
+                Some(&state.user_id),
+                Some(&state.session_id),
+                None,
+            )
+            .await;
+            tracing::warn!(
+                target: super::LIFECYCLE,
+                event = "refresh_client_mismatch",
+                user = %state.user_id,
+                session = %state.session_id,
+                "a refresh token was presented by another client than it was issued to; refused"
+            );
+            return Err(Error::ClientMismatch);
+        }
         let session = self
             .validate_authenticated_id(&state.session_id, true)
             .await?;
@@ -70,6 +102,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
                     session_id: state.session_id,
                     user_id: state.user_id.clone(),
                     created_at: now,
+                    client_id: Some(client.clone()),
                     rotated: None,
                 };
                 match self
@@ -95,7 +128,17 @@ impl<S: Store, C: Clock> Engine<S, C> {
             }
         };
         let grace = self.policy_of(session.profile()).refresh_reuse_grace;
-        if let Some(again) = self.repeat_within_grace(&parsed, done, now, grace).await? {
+        if let Some(again) = self
+            .repeat_within_grace(&parsed, done, client, now, grace)
+            .await?
+        {
+            self.record(
+                EventKind::RefreshRepeated,
+                Some(&state.user_id),
+                Some(&state.session_id),
+                None,
+            )
+            .await;
             return Ok(Refreshed {
                 session,
                 refresh: again,
@@ -154,12 +197,14 @@ impl<S: Store, C: Clock> Engine<S, C> {
         }
     }
 
-    /// The successor handed out by `done`, if `done` is recent enough and its
-    /// successor has not itself been used: a retry, not a theft.
+    /// The successor handed out by `done`, if `done` is recent enough, its
+    /// successor has not itself been used, and `client` is the one it is bound to:
+    /// a retry, not a theft.
     async fn repeat_within_grace(
         &self,
         parsed: &Token,
         done: Rotation,
+        client: &ClientId,
         now: Timestamp,
         grace: std::time::Duration,
     ) -> Result<Option<Token>> {
@@ -169,7 +214,7 @@ impl<S: Store, C: Clock> Engine<S, C> {
         let Some(next) = self.store.load_refresh(&done.successor).await? else {
             return Ok(None);
         };
-        if next.rotated.is_some() {
+        if next.rotated.is_some() || next.client_id.as_ref().is_some_and(|c| c != client) {
             return Ok(None);
         }
         let again = parsed.unseal(TokenKind::Refresh, done.successor, &done.sealed_successor.0);

@@ -13,11 +13,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sessionguard_core::{Clock, Reason, Store, Timestamp, TokenKind, ValidSession};
+use sessionguard_core::{ClientId, Clock, Reason, Store, Timestamp, TokenKind, ValidSession};
 use sessionguard_jwt::AccessClaims;
 use zeroize::Zeroizing;
 
-use crate::access::{TokenPair, looks_like_jwt, valid_client_id};
+use crate::access::{TokenPair, looks_like_jwt};
 use crate::csrf::SameOrigin;
 use crate::error::ApiError;
 use crate::extract::{Client, Introspector, JsonOrForm};
@@ -94,10 +94,19 @@ impl fmt::Debug for TokenParam {
 ///
 /// - `grant_type=password&username=..&password=..[&client_id=..]`: the cookie
 ///   login path exactly (same lookup, same dummy-hash timing, same revocation of a
-///   presented session token), then a first refresh token; no cookie is set.
+///   presented session token), then a first refresh token, bound to the client;
+///   no cookie is set.
 /// - `grant_type=refresh_token&refresh_token=..[&client_id=..]`: rotates the
-///   refresh token ([`sessionguard_core::Engine::refresh`]: reuse detection and
-///   grace window included).
+///   refresh token ([`sessionguard_core::Engine::refresh`]: reuse detection,
+///   grace window and client binding included).
+///
+/// A request without `client_id` is made by the first-party client
+/// (`"first-party"`, [`ClientId::first_party`]). Access tokens name the client in
+/// `client_id`; a refresh token works only for the client it was issued to:
+/// another `client_id`, none for a token issued with one, or one for a token
+/// issued without, is `invalid_grant` with the code `client_mismatch`, and
+/// changes nothing (a token already rotated, presented by another client, is
+/// reuse, as it would be without the grace window).
 ///
 /// Either answers `{"access_token","token_type":"Bearer","expires_in",
 /// "refresh_token","session_id"}` with `Cache-Control: no-store` and
@@ -120,24 +129,22 @@ pub async fn token<S: Store, C: Clock>(
             refresh_token,
             client_id,
         }) = body?;
-        let client_id = client_id.as_deref();
-        if client_id.is_some_and(|c| !valid_client_id(c)) {
-            return Err(ApiError::malformed(
-                "client_id must be 1 to 255 visible ASCII characters.",
-            ));
-        }
+        // No `client_id` is the first-party client.
+        let client_id = ClientId::new_or_first_party(client_id.as_deref()).map_err(|_| {
+            ApiError::malformed("client_id must be 1 to 255 visible ASCII characters.")
+        })?;
         match grant_type.as_deref() {
             Some("password") => {
                 let username = required(username.as_deref(), "username")?;
                 let password = password.ok_or_else(|| missing("password"))?;
                 let issued = password_login(&state, &headers, client, username, password).await?;
-                state.issue_token_pair(&issued.session, client_id).await
+                state.issue_token_pair(&issued.session, &client_id).await
             }
             Some("refresh_token") => {
                 let presented =
                     Zeroizing::new(refresh_token.ok_or_else(|| missing("refresh_token"))?);
-                let refreshed = state.engine().refresh(&presented).await?;
-                let access = state.issue_access_token(&refreshed.session, client_id)?;
+                let refreshed = state.engine().refresh(&presented, &client_id).await?;
+                let access = state.issue_access_token(&refreshed.session, &client_id)?;
                 Ok(TokenPair::new(
                     &refreshed.session,
                     &access,
@@ -308,8 +315,10 @@ async fn api_token_status<S: Store, C: Clock>(
 ///
 /// No client authentication is required: possession of a token is proof enough
 /// to end it, and every kind is checked in full before anything is revoked (the
-/// secret verifier of an opaque token; an access token's signature, issuer,
-/// audience and expiry), so a public id, a forged or an expired token ends nothing.
+/// secret verifier of an opaque token; for an access token the rules of every
+/// other endpoint: signature, issuer, audience, expiry, a live session, and no
+/// step-up or privilege change since it was issued), so a public id, a forged,
+/// an expired or a superseded token ends nothing.
 pub async fn revoke<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     body: Result<JsonOrForm<TokenParam>, ApiError>,
@@ -331,12 +340,17 @@ pub async fn revoke<S: Store, C: Clock>(
                 .revoke_api_token_by_token(&token, Reason::RevokedByUser)
                 .await?;
         }
-        // A verified signature is the proof; the session may already be over.
-        Presented::Access => {
-            if let Ok(claims) = state.verify_access_token(&token).await {
-                engine.revoke(&claims.sid(), Reason::LoggedOut).await?;
+        // The access-token rules of every endpoint (`AppState::access_session`):
+        // a token that would be refused there (bad signature, expired, its
+        // session over, issued before a step-up or a privilege change) ends
+        // nothing here either.
+        Presented::Access => match state.access_session(&token, true).await {
+            Ok((session, _)) => {
+                engine.revoke(&session.id(), Reason::LoggedOut).await?;
             }
-        }
+            Err(e) if e.status().is_server_error() => return Err(e),
+            Err(_) => {}
+        },
         Presented::Unknown => {}
     }
     Ok(Json(json!({})))

@@ -16,6 +16,7 @@ use sessionguard_core::{
 use sessionguard_http::{CredentialSource, TokenForm, cookie};
 use zeroize::Zeroizing;
 
+use crate::access::client_of;
 use crate::csrf::SameOrigin;
 use crate::error::ApiError;
 use crate::extract::{
@@ -252,7 +253,7 @@ pub async fn elevate<S: Store, C: Clock>(
         .map_err(|e| auth.credential.reject(e))?;
     let view = SessionView::from(&issued.session);
     if let Some(old) = &auth.access {
-        let access = state.issue_access_token(&issued.session, old.client_id())?;
+        let access = state.issue_access_token(&issued.session, &client_of(old))?;
         return Ok(Json(ElevatedAccess {
             view,
             access_token: access.secret().to_owned(),
@@ -427,7 +428,7 @@ pub async fn change_password<S: Store, C: Clock>(
         .map_err(|e| auth.credential.reject(e))?;
     if let Some(old) = &auth.access {
         let pair = state
-            .issue_token_pair(&issued.session, old.client_id())
+            .issue_token_pair(&issued.session, &client_of(old))
             .await?;
         return Ok((StatusCode::OK, Json(pair)).into_response());
     }

@@ -109,7 +109,19 @@ impl TestApp {
         Grant::from(res)
     }
 
-    /// A refresh grant at the token endpoint.
+    /// A refresh grant at the token endpoint made by `client_id`.
+    pub async fn refresh_as(&self, refresh_token: &str, client_id: &str) -> Resp {
+        Req::post("/v1/token")
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", client_id),
+            ])
+            .send(self)
+            .await
+    }
+
+    /// A refresh grant at the token endpoint (no `client_id`: first party).
     pub async fn refresh(&self, refresh_token: &str) -> Resp {
         Req::post("/v1/token")
             .form(&[
