@@ -56,11 +56,15 @@ pub enum EventKind {
     ApiTokenRevoked,
     /// An administrator changed the user's profile or roles.
     UserUpdated,
+    /// Password checks now wait: for the user from one client (or known device)
+    /// after repeated wrong passwords, or, without a user, for one client across
+    /// accounts. The failures in between are not stored one by one.
+    LoginThrottled,
 }
 
 impl EventKind {
     /// Every kind, in storage-tag order.
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::LoginSucceeded,
         EventKind::LoginFailed,
         EventKind::LoginRefused,
@@ -78,6 +82,7 @@ impl EventKind {
         EventKind::ApiTokenCreated,
         EventKind::ApiTokenRevoked,
         EventKind::UserUpdated,
+        EventKind::LoginThrottled,
     ];
 
     /// The stable snake_case code.
@@ -100,6 +105,7 @@ impl EventKind {
             EventKind::ApiTokenCreated => "api_token_created",
             EventKind::ApiTokenRevoked => "api_token_revoked",
             EventKind::UserUpdated => "user_updated",
+            EventKind::LoginThrottled => "login_throttled",
         }
     }
 

@@ -21,6 +21,7 @@ use crate::profile::ProfileName;
 use crate::reason::{Reason, Revocation};
 use crate::store::Purged;
 use crate::store::{Store, StoreError, StoreResult};
+use crate::throttle::{Attempt, Settle, ThrottleKey, ThrottleLimit, ThrottleTable};
 use crate::token::{TokenId, VerifierHash};
 
 /// A user as the index keeps it. Most users have never had their epoch bumped,
@@ -750,6 +751,7 @@ fn user_record(id: &UserId, u: &UserEntry) -> Option<UserRecord> {
 pub struct MemoryStore {
     index: Arc<MemoryIndex>,
     events: Arc<Mutex<EventLog>>,
+    throttle: Arc<ThrottleTable>,
 }
 
 /// An audit log in memory.
@@ -854,6 +856,7 @@ impl Store for MemoryStore {
     }
 
     async fn purge(&self, cutoff: Timestamp) -> StoreResult<Purged> {
+        self.throttle.purge(cutoff);
         Ok(self.index.purge(cutoff))
     }
 
@@ -942,6 +945,26 @@ impl Store for MemoryStore {
 
     async fn purge_events(&self, cutoff: Timestamp) -> StoreResult<u64> {
         Ok(self.events().purge(cutoff))
+    }
+
+    async fn throttle_attempt(
+        &self,
+        key: &ThrottleKey,
+        limit: ThrottleLimit,
+        now: Timestamp,
+        create: bool,
+    ) -> StoreResult<Attempt> {
+        Ok(self.throttle.attempt(key, &limit, now, create))
+    }
+
+    async fn throttle_settle(
+        &self,
+        key: &ThrottleKey,
+        settle: Settle,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.throttle.settle(key, settle, now);
+        Ok(())
     }
 }
 

@@ -33,15 +33,18 @@ use crate::policy::{Policy, PolicyError};
 use crate::profile::{ProfileError, ProfileName, Profiles};
 use crate::reason::{Reason, Revocation};
 use crate::store::{Purged, Store, StoreError};
+use crate::throttle::{ThrottleRule, ThrottleRuleError};
 use crate::token::{Token, TokenKind, VerifierHash};
 
 mod access;
 mod api_token;
 mod refresh;
+mod throttle;
 
 pub use access::Validated;
 pub use api_token::{ValidApiToken, api_token_verdict};
 pub use refresh::Refreshed;
+pub use throttle::{PasswordAttempt, PasswordCheck};
 
 /// Why a token was refused, and since when. Safe to show to the token's holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +98,14 @@ pub enum Error {
     /// ([`Engine::elevate`]).
     #[error("the action needs a recent re-authentication")]
     StepUpRequired,
+    /// Too many wrong passwords from this client for this account (or from this
+    /// client at all): no password may be checked before `retry_at`
+    /// ([`Engine::begin_password_check`]).
+    #[error("too many failed password attempts")]
+    Throttled {
+        /// When a password may be checked again.
+        retry_at: Timestamp,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -249,6 +260,7 @@ pub struct Engine<S, C = SystemClock> {
     profiles: Profiles,
     audit_retention: Duration,
     mirror: Option<AuditMirror>,
+    throttle: ThrottleRule,
 }
 
 /// A copy of every audit event, handed over after the event is stored (for
@@ -263,6 +275,7 @@ impl<S, C> fmt::Debug for Engine<S, C> {
         f.debug_struct("Engine")
             .field("profiles", &self.profiles)
             .field("audit_retention", &self.audit_retention)
+            .field("throttle", &self.throttle)
             .finish_non_exhaustive()
     }
 }
@@ -295,7 +308,15 @@ impl<S: Store, C: Clock> Engine<S, C> {
             profiles,
             audit_retention: DEFAULT_AUDIT_RETENTION,
             mirror: None,
+            throttle: ThrottleRule::default(),
         }
+    }
+
+    /// Throttles password checks by `rule` instead of [`ThrottleRule::default`].
+    pub fn with_throttle(mut self, rule: ThrottleRule) -> Result<Self, ThrottleRuleError> {
+        rule.validate()?;
+        self.throttle = rule;
+        Ok(self)
     }
 
     /// Keeps audit events for `retention` (default 90 days) instead.
