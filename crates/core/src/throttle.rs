@@ -114,6 +114,9 @@ impl ThrottleRule {
         if self.failures == 0 {
             return bad("failures", "must be at least 1");
         }
+        if self.delay > Self::MAX_DELAY {
+            return bad("delay", "must be at most 1 day");
+        }
         if self.max_delay > Self::MAX_DELAY {
             return bad("max_delay", "must be at most 1 day");
         }

@@ -68,6 +68,7 @@ pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod passwords;
 pub mod policy_check;
 pub mod routes;
 pub mod shared_keys;
