@@ -288,6 +288,11 @@ impl<S: Store, C: Clock> AppState<S, C> {
         self.inner.hash_capacity
     }
 
+    /// How many password jobs are admitted now: running, or waiting for a worker.
+    pub fn password_jobs(&self) -> usize {
+        self.inner.hash_admitted.load(Ordering::Acquire)
+    }
+
     /// Runs password work (argon2id hashing or verification) on the blocking pool,
     /// at most one job per CPU at a time. When [`AppState::password_hash_capacity`]
     /// jobs are already running or waiting, refuses at once with
