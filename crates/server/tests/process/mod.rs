@@ -49,11 +49,21 @@ impl Server {
     }
 
     pub(crate) fn terminate(mut self) -> Option<i32> {
+        self.sigterm();
+        self.child.wait().unwrap().code()
+    }
+
+    /// Sends SIGTERM without waiting for the process to end.
+    pub(crate) fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits for the process to end; its exit code.
+    pub(crate) fn wait(mut self) -> Option<i32> {
         self.child.wait().unwrap().code()
     }
 }
