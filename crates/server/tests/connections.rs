@@ -5,12 +5,14 @@
 //! tests assert that connections are closed (or answered), never how fast.
 
 mod common;
+mod process;
 
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{ADMIN_TOKEN, ORIGIN, TestApp};
+use process::{closed, header, read_head};
 use tokio::sync::oneshot;
 
 /// The bound on every blocking socket operation of a test: a server that never
@@ -84,35 +86,11 @@ impl Drop for Running {
 /// Reads one response (head and `Content-Length` body) from `s`; `None` if the
 /// connection closes first.
 fn read_response(s: &mut TcpStream) -> Option<(String, String)> {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) => return None,
-            Ok(_) => raw.push(byte[0]),
-            Err(e) if closed(&e) => return None,
-            Err(e) => panic!("no answer and no close: {e}"),
-        }
-    }
-    let head = String::from_utf8(raw).unwrap();
+    let head = read_head(s)?;
     let len: usize = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).unwrap();
     Some((head, String::from_utf8(body).unwrap()))
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-fn closed(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
-    )
 }
 
 /// Whether the server closed `s`: a read sees the end of the stream (or a

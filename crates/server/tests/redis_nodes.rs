@@ -364,14 +364,9 @@ fn login_with(addr: &str, name: &str, password: &str, headers: &[(&str, &str)]) 
 
 /// The `__Host-sg_device` cookie a response head sets, as a `Cookie` pair.
 fn device_cookie_of(head: &str) -> String {
-    head.lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, v)| v.trim())
-        .find(|v| v.starts_with("__Host-sg_device="))
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_else(|| panic!("no device cookie in {head}"))
-        .to_owned()
+    let value = process::set_cookie(head, "__Host-sg_device")
+        .unwrap_or_else(|| panic!("no device cookie in {head}"));
+    format!("__Host-sg_device={value}")
 }
 
 #[test]

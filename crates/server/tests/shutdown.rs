@@ -11,7 +11,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use process::{REQUEST_TIMEOUT, Running, cookie_of, json_field, start_with, status};
+use process::{REQUEST_TIMEOUT, Running, cookie_of, json_field, read_head, start_with, status};
 use sessionguard_test_kit::fixtures::TempDir;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -41,21 +41,6 @@ fn login_in_flight(addr: &str, body: &str) -> TcpStream {
     let head = read_head(&mut s).expect("100 Continue");
     assert!(head.starts_with("HTTP/1.1 100"), "{head}");
     s
-}
-
-/// The next response head on `s`, or `None` if the connection closes first.
-fn read_head(s: &mut TcpStream) -> Option<String> {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) => return None,
-            Ok(_) => raw.push(byte[0]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-            Err(e) => panic!("neither an answer nor a close: {e}"),
-        }
-    }
-    Some(String::from_utf8(raw).unwrap())
 }
 
 /// Waits until `addr` refuses connections (the listener is closed).
