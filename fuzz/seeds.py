@@ -192,6 +192,10 @@ absolute_timeout = "12h"
 max_sessions = 0
 on_limit = "evict_oldest"
 renewal_interval = "0s"
+throttle_failures = 5
+throttle_client_failures = 50
+throttle_delay = "1s"
+throttle_max_delay = "15m"
 [profiles.admin]
 idle_timeout = "5m"
 [profiles.partners]
@@ -205,6 +209,13 @@ mirror = "off"
 retention = "90d"
 [store]
 kind = "embedded"
+[server]
+header_read_timeout = "10s"
+request_timeout = "30s"
+keep_alive_timeout = "75s"
+max_connections = 1000
+shutdown_grace = "10s"
+password_hash_queue = 32
 """
     texts = {
         "full-example": example,
@@ -212,6 +223,8 @@ kind = "embedded"
         "redis": '[store]\nkind = "redis"\nurls = ["redis://127.0.0.1:6379"]\nprefix = "sg"\n'
         'wait_replicas = "auto"\nwait_timeout = "1s"\n',
         "bad-duration": '[policy]\nidle_timeout = "30 fortnights"\n',
+        "bad-server-limit": '[server]\nmax_connections = 0\nrequest_timeout = "1ms"\n',
+        "throttle-in-profile": '[profiles.admin]\nthrottle_failures = 3\n',
         "unknown-key": 'colour = "blue"\n',
         "short-admin-token": 'admin_token = "short"\n',
         "admin-token-wrong-type": "admin_token = 12345678901234567890\n",

@@ -64,11 +64,15 @@ pub enum EventKind {
     /// A refresh token was presented by a client other than the one it was
     /// issued to, and refused.
     RefreshClientMismatch,
+    /// Password checks now wait: for the user from one client (or known device)
+    /// after repeated wrong passwords, or, without a user, for one client across
+    /// accounts. The failures in between are not stored one by one.
+    LoginThrottled,
 }
 
 impl EventKind {
     /// Every kind, in storage-tag order.
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::LoginSucceeded,
         EventKind::LoginFailed,
         EventKind::LoginRefused,
@@ -88,6 +92,7 @@ impl EventKind {
         EventKind::UserUpdated,
         EventKind::RefreshRepeated,
         EventKind::RefreshClientMismatch,
+        EventKind::LoginThrottled,
     ];
 
     /// The stable snake_case code.
@@ -112,6 +117,7 @@ impl EventKind {
             EventKind::UserUpdated => "user_updated",
             EventKind::RefreshRepeated => "refresh_repeated",
             EventKind::RefreshClientMismatch => "refresh_client_mismatch",
+            EventKind::LoginThrottled => "login_throttled",
         }
     }
 

@@ -11,7 +11,8 @@
 //! - [`Store`]: the storage contract, atomic and durable per method, implemented by
 //!   [`MemoryStore`] here and by durable backends in their own crates;
 //! - [`Clock`]: injectable time; [`ManualClock`] drives tests without sleeping;
-//! - [`password`]: argon2id hashing with OWASP parameters.
+//! - [`password`]: argon2id hashing with OWASP parameters;
+//! - [`throttle`]: the password-guessing throttle's rule, keys and state.
 //!
 //! Every ended session carries a [`Reason`], kept as a tombstone so that a client
 //! can be told why it was signed out.
@@ -30,6 +31,7 @@ pub mod policy;
 pub mod profile;
 pub mod reason;
 pub mod store;
+pub mod throttle;
 pub mod token;
 
 pub use audit::{AuditEvent, EventKind, EventQuery};
@@ -49,4 +51,8 @@ pub use policy::{OnLimit, Policy, PolicyError, SessionLimit};
 pub use profile::{ProfileError, ProfileName, Profiles};
 pub use reason::{Reason, Revocation};
 pub use store::{Purged, Store, StoreError, StoreResult};
+pub use throttle::{
+    Attempt, DeviceSecret, Settle, ThrottleKey, ThrottleLimit, ThrottleRule, ThrottleState,
+    ThrottleTable,
+};
 pub use token::{Shard, Token, TokenError, TokenId, TokenKind};

@@ -22,6 +22,7 @@ use crate::profile::ProfileName;
 use crate::reason::{Reason, Revocation};
 use crate::store::Purged;
 use crate::store::{Store, StoreError, StoreResult};
+use crate::throttle::{Attempt, Settle, ThrottleKey, ThrottleLimit, ThrottleTable};
 use crate::token::{TokenId, VerifierHash};
 
 /// A user as the index keeps it. Most users have never had their epoch bumped,
@@ -784,6 +785,7 @@ fn user_record(id: &UserId, u: &UserEntry) -> Option<UserRecord> {
 pub struct MemoryStore {
     index: Arc<MemoryIndex>,
     events: Arc<Mutex<EventLog>>,
+    throttle: Arc<ThrottleTable>,
 }
 
 /// An audit log in memory.
@@ -888,6 +890,7 @@ impl Store for MemoryStore {
     }
 
     async fn purge(&self, cutoff: Timestamp) -> StoreResult<Purged> {
+        self.throttle.purge(cutoff);
         Ok(self.index.purge(cutoff))
     }
 
@@ -981,6 +984,26 @@ impl Store for MemoryStore {
     /// Always ready: the memory store has nothing to reach and loses nothing on
     /// its own.
     async fn ready(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn throttle_attempt(
+        &self,
+        key: &ThrottleKey,
+        limit: ThrottleLimit,
+        now: Timestamp,
+        create: bool,
+    ) -> StoreResult<Attempt> {
+        Ok(self.throttle.attempt(key, &limit, now, create))
+    }
+
+    async fn throttle_settle(
+        &self,
+        key: &ThrottleKey,
+        settle: Settle,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.throttle.settle(key, settle, now);
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::policy::SessionLimit;
 use crate::reason::Revocation;
+use crate::throttle::{Attempt, Settle, ThrottleKey, ThrottleLimit};
 use crate::token::{TokenId, VerifierHash};
 
 /// A failure of a store operation.
@@ -300,6 +301,42 @@ pub trait Store: Send + Sync + 'static {
     /// an evicting `maxmemory-policy`, which could drop a credential epoch and so
     /// bring ended sessions back) reports that too, as an error.
     fn ready(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Counts one password attempt on `key` at `now`, unless the key must wait
+    /// ([`crate::throttle`]).
+    ///
+    /// Atomically: reads the key's [`crate::ThrottleState`] (a record whose keep
+    /// time has passed counts as absent); if there is none and `create` is false,
+    /// changes nothing and answers [`Attempt::Unknown`]; an absent record is
+    /// otherwise a state with no failures. If [`crate::ThrottleState::retry_at`]
+    /// under `limit` is later than `now`, changes nothing and answers
+    /// [`Attempt::Throttled`] with that time. Otherwise stores
+    /// [`crate::ThrottleState::counted`]`(now)`, keeps the record until at least
+    /// `now + limit.window` (never shortening a longer keep time), and answers
+    /// [`Attempt::Counted`] with the new count. So of simultaneous attempts on one
+    /// key, never more are counted than the limit lets through.
+    ///
+    /// Throttle records need not be durable: a store may keep them in memory only
+    /// (a restart then gives clients their free attempts back), and a networked
+    /// store shares them between its nodes.
+    fn throttle_attempt(
+        &self,
+        key: &ThrottleKey,
+        limit: ThrottleLimit,
+        now: Timestamp,
+        create: bool,
+    ) -> impl Future<Output = StoreResult<Attempt>> + Send;
+
+    /// Settles a check counted on `key`, atomically: [`Settle::Forget`] deletes
+    /// the record; [`Settle::Release`] takes one failure back from a live record,
+    /// if it has any, and changes nothing else (the time of the last attempt
+    /// stays); [`Settle::Trust`] sets the
+    /// failures to 0 and keeps the record until `until` (creating it if absent).
+    fn throttle_settle(
+        &self,
+        key: &ThrottleKey,
+        settle: Settle,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
 /// Forwards every method of [`Store`] to `(**self)`.
@@ -343,5 +380,7 @@ impl<S: Store> Store for std::sync::Arc<S> {
         list_events(query: &EventQuery) -> Vec<AuditEvent>;
         purge_events(cutoff: Timestamp) -> u64;
         ready() -> ();
+        throttle_attempt(key: &ThrottleKey, limit: ThrottleLimit, now: Timestamp, create: bool) -> Attempt;
+        throttle_settle(key: &ThrottleKey, settle: Settle, now: Timestamp) -> ();
     }
 }

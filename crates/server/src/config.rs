@@ -25,6 +25,18 @@
 //! step_up_ttl = "5m"
 //! renewal_interval = "0s"                  # "0s" turns renewal off
 //! renewal_overlap = "30s"
+//! # The password throttle (one rule for every profile; not in [profiles.NAME]):
+//! throttle_failures = 5                    # wrong passwords per account and client before waits
+//! throttle_client_failures = 50            # per client address, across accounts; 0 = off
+//! throttle_delay = "1s"                    # the first wait; doubles with every further failure
+//! throttle_max_delay = "15m"               # the longest wait
+//! [server]
+//! header_read_timeout = "10s"              # a request's head must arrive within this
+//! request_timeout = "30s"                  # head to response, body included (then 408)
+//! keep_alive_timeout = "75s"               # an idle connection is closed after this
+//! max_connections = 1000                   # more are answered 503 (Retry-After) and closed
+//! shutdown_grace = "10s"                   # on SIGTERM, in-flight requests get this long
+//! password_hash_queue = 32                 # password checks waiting for a worker; more get 503
 //! [profiles.admin]                         # overrides fields of a built-in profile...
 //! idle_timeout = "5m"
 //! [profiles.partners]                      # ...or defines a profile, starting from
@@ -65,7 +77,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use sessionguard_core::policy::MAX_TIMEOUT;
 use sessionguard_core::profile::{self, BUILT_IN};
-use sessionguard_core::{OnLimit, Policy, ProfileError, ProfileName, Profiles, TokenId};
+use sessionguard_core::{
+    OnLimit, Policy, ProfileError, ProfileName, Profiles, ThrottleRule, TokenId,
+};
 use sessionguard_jwt::Algorithm;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -105,6 +119,55 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The `[store]` table: where sessions live.
     pub store: StoreConfig,
+    /// The password throttle: the `throttle_*` keys of `[policy]`.
+    pub throttle: ThrottleRule,
+    /// The `[server]` table: connection limits and timeouts, shutdown, the
+    /// password-hashing queue.
+    pub server: ServerConfig,
+}
+
+/// The `[server]` table: how the server holds its ground against slow and
+/// flooding clients, and how it stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// `header_read_timeout`: a request's head (request line and headers) must
+    /// arrive within this, counted from the connection's start for its first
+    /// request and from the first byte for later ones; else the connection is
+    /// closed. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// `request_timeout`: from a request's head to its response, reading the
+    /// body included; past it the request is answered 408 `request_timeout`
+    /// and the connection closed. Default 30 s.
+    pub request_timeout: Duration,
+    /// `keep_alive_timeout`: a connection idle between requests is closed after
+    /// this. Default 75 s (longer than the usual 60 s of reverse proxies' pools,
+    /// so the proxy closes first).
+    pub keep_alive_timeout: Duration,
+    /// `max_connections`: open connections at most; another is answered 503
+    /// `server_busy` with `Retry-After` and closed. Default 1000 (below the
+    /// common limit of 1024 open files; raise both together).
+    pub max_connections: usize,
+    /// `shutdown_grace`: after SIGTERM (or SIGINT), how long in-flight requests
+    /// get to finish before their connections are closed. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// `password_hash_queue`: password checks that may wait for a hashing worker
+    /// (one per CPU); a check finding the queue full is answered 503
+    /// `server_busy` with `Retry-After` instead of waiting. Default 32.
+    pub password_hash_queue: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(75),
+            max_connections: 1000,
+            shutdown_grace: Duration::from_secs(10),
+            password_hash_queue: 32,
+        }
+    }
 }
 
 /// The `[store]` table.
@@ -235,6 +298,8 @@ impl fmt::Debug for Config {
             .field("profiles", &self.profiles)
             .field("audit", &self.audit)
             .field("store", &self.store)
+            .field("throttle", &self.throttle)
+            .field("server", &self.server)
             .finish()
     }
 }
@@ -443,16 +508,23 @@ struct FileConfig {
     audit: FileAudit,
     #[serde(default)]
     store: FileStore,
+    #[serde(default)]
+    server: FileServer,
 }
 
 /// Declares the `[policy]` table and the `[profiles.NAME]` tables (the same keys
-/// but `profile`) from one list of fields.
+/// but `profile` and the throttle's, which are not per profile) from one list of
+/// fields.
 macro_rules! policy_tables {
     ($($field:ident: $ty:ty,)*) => {
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
         struct FilePolicy {
             profile: Option<String>,
+            throttle_failures: Option<u32>,
+            throttle_client_failures: Option<u32>,
+            throttle_delay: Option<String>,
+            throttle_max_delay: Option<String>,
             $($field: Option<$ty>,)*
         }
 
@@ -466,6 +538,10 @@ macro_rules! policy_tables {
             fn from(table: FileProfile) -> Self {
                 FilePolicy {
                     profile: None,
+                    throttle_failures: None,
+                    throttle_client_failures: None,
+                    throttle_delay: None,
+                    throttle_max_delay: None,
                     $($field: table.$field,)*
                 }
             }
@@ -636,6 +712,17 @@ struct FileStore {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct FileServer {
+    header_read_timeout: Option<String>,
+    request_timeout: Option<String>,
+    keep_alive_timeout: Option<String>,
+    max_connections: Option<u64>,
+    shutdown_grace: Option<String>,
+    password_hash_queue: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct FileAudit {
     mirror: Option<String>,
     retention: Option<String>,
@@ -790,7 +877,10 @@ impl Config {
             keys.rotation_period = period;
         }
 
-        let profiles = build_profiles(file.policy, file.profiles, |field| match field {
+        let mut file_policy = file.policy;
+        let throttle = throttle_rule(&mut file_policy)?;
+        let server = server_config(file.server)?;
+        let profiles = build_profiles(file_policy, file.profiles, |field| match field {
             "idle_timeout" => layer(None, "SESSIONGUARD_IDLE_TIMEOUT"),
             "absolute_timeout" => layer(None, "SESSIONGUARD_ABSOLUTE_TIMEOUT"),
             _ => None,
@@ -848,8 +938,122 @@ impl Config {
             profiles,
             audit,
             store,
+            throttle,
+            server,
         })
     }
+}
+
+/// The throttle's keys of `[policy]`, taken out of `policy` (they are not
+/// profile fields), over [`ThrottleRule::default`].
+fn throttle_rule(policy: &mut FilePolicy) -> Result<ThrottleRule, ConfigError> {
+    let mut rule = ThrottleRule::default();
+    if let Some(n) = policy.throttle_failures.take() {
+        rule.failures = n;
+    }
+    if let Some(n) = policy.throttle_client_failures.take() {
+        rule.client_failures = n;
+    }
+    let delay = policy
+        .throttle_delay
+        .take()
+        .map(|v| parse_duration("policy.throttle_delay", &v, Origin::File))
+        .transpose()?;
+    let max_delay = policy
+        .throttle_max_delay
+        .take()
+        .map(|v| parse_duration("policy.throttle_max_delay", &v, Origin::File))
+        .transpose()?;
+    // A default follows the value set beside it: only two set values can
+    // contradict each other.
+    match (delay, max_delay) {
+        (Some(d), Some(m)) => (rule.delay, rule.max_delay) = (d, m),
+        (Some(d), None) => (rule.delay, rule.max_delay) = (d, rule.max_delay.max(d)),
+        (None, Some(m)) => (rule.delay, rule.max_delay) = (rule.delay.min(m), m),
+        (None, None) => {}
+    }
+    rule.validate().map_err(|e| ConfigError::Invalid {
+        key: match e.key {
+            "failures" => "policy.throttle_failures",
+            "delay" => "policy.throttle_delay",
+            _ => "policy.throttle_max_delay",
+        },
+        problem: e.problem.to_owned(),
+        origin: Origin::File,
+    })?;
+    Ok(rule)
+}
+
+/// The shortest accepted server timeout: short enough for tests, long enough
+/// that no real client is cut off by accident of a typo such as `"10"`.
+const MIN_SERVER_TIMEOUT: Duration = Duration::from_millis(10);
+/// The longest accepted server timeout or grace.
+const MAX_SERVER_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The `[server]` table over [`ServerConfig::default`].
+fn server_config(file: FileServer) -> Result<ServerConfig, ConfigError> {
+    let mut server = ServerConfig::default();
+    let timeout = |key: &'static str, v: Option<String>, min: Duration, slot: &mut Duration| {
+        let Some(v) = v else { return Ok(()) };
+        let d = parse_duration(key, &v, Origin::File)?;
+        if !(min..=MAX_SERVER_TIMEOUT).contains(&d) {
+            return Err(ConfigError::Invalid {
+                key,
+                problem: format!("must be between {} and 1h", humantime::format_duration(min)),
+                origin: Origin::File,
+            });
+        }
+        *slot = d;
+        Ok(())
+    };
+    timeout(
+        "server.header_read_timeout",
+        file.header_read_timeout,
+        MIN_SERVER_TIMEOUT,
+        &mut server.header_read_timeout,
+    )?;
+    timeout(
+        "server.request_timeout",
+        file.request_timeout,
+        MIN_SERVER_TIMEOUT,
+        &mut server.request_timeout,
+    )?;
+    timeout(
+        "server.keep_alive_timeout",
+        file.keep_alive_timeout,
+        MIN_SERVER_TIMEOUT,
+        &mut server.keep_alive_timeout,
+    )?;
+    timeout(
+        "server.shutdown_grace",
+        file.shutdown_grace,
+        Duration::ZERO,
+        &mut server.shutdown_grace,
+    )?;
+    let count = |key: &'static str, v: Option<u64>, range: std::ops::RangeInclusive<u64>| match v {
+        None => Ok(None),
+        Some(n) if range.contains(&n) => Ok(usize::try_from(n).ok()),
+        Some(_) => Err(ConfigError::Invalid {
+            key,
+            problem: format!("must be between {} and {}", range.start(), range.end()),
+            origin: Origin::File,
+        }),
+    };
+    if let Some(n) = count(
+        "server.max_connections",
+        file.max_connections,
+        1..=1_000_000,
+    )? {
+        server.max_connections = n;
+    }
+    if let Some(n) = count(
+        "server.password_hash_queue",
+        file.password_hash_queue,
+        0..=100_000,
+    )? {
+        server.password_hash_queue = n;
+    }
+    Ok(server)
 }
 
 /// The longest accepted key prefix.

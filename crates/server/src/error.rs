@@ -14,6 +14,7 @@
 
 use std::error::Error as StdError;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -146,6 +147,26 @@ pub enum ApiError {
     /// The header block, or one credential header, exceeds its limit (431).
     #[error("headers too large")]
     HeadersTooLarge,
+    /// Too many wrong passwords from this client for this account (or from this
+    /// client across accounts): no password is checked before `retry_after`
+    /// has passed (429, `Retry-After`).
+    #[error("too many failed password attempts")]
+    TooManyAttempts {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// The request (its body included) took longer than `request_timeout`
+    /// (408); the connection is closed.
+    #[error("request timed out")]
+    RequestTimeout,
+    /// The server is at capacity — its connection limit, or its queue of
+    /// password checks — and refused the work rather than queue it without
+    /// bound (503, `Retry-After`).
+    #[error("server busy")]
+    Busy {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The store failed (503). Logged with its chain; never shown.
     #[error("store unavailable")]
     Store(#[source] StoreError),
@@ -184,7 +205,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Store(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -222,6 +245,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::HeadersTooLarge => "headers_too_large",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::Busy { .. } => "server_busy",
             ApiError::Store(_) => "store_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -256,12 +282,36 @@ impl ApiError {
         }
     }
 
+    /// How long the client should wait before retrying, for the answers that
+    /// say (`Retry-After`, in whole seconds rounded up, at least 1).
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::TooManyAttempts { retry_after } | ApiError::Busy { retry_after } => {
+                Some(*retry_after)
+            }
+            ApiError::OAuth(inner) => inner.retry_after(),
+            _ => None,
+        }
+    }
+
+    /// The refusal of a password check the throttle holds back until
+    /// `retry_at`, as seen at `now` (the engine's clock).
+    pub fn throttled(
+        retry_at: sessionguard_core::Timestamp,
+        now: sessionguard_core::Timestamp,
+    ) -> Self {
+        ApiError::TooManyAttempts {
+            retry_after: retry_at.duration_since(now),
+        }
+    }
+
     /// The RFC 6749 §5.2 `error` for this failure of an OAuth endpoint.
     fn oauth_error(&self) -> &'static str {
         match self {
             ApiError::Session { .. }
             | ApiError::InvalidCredentials
             | ApiError::ClientMismatch
+            | ApiError::TooManyAttempts { .. }
             | ApiError::Conflict(_)
             | ApiError::SessionLimitReached => "invalid_grant",
             ApiError::UnsupportedGrantType => "unsupported_grant_type",
@@ -274,7 +324,9 @@ impl ApiError {
     /// cross-origin browser, an oversized body), which keep their own.
     fn oauth_status(&self) -> StatusCode {
         match self {
-            ApiError::CrossOrigin | ApiError::PayloadTooLarge => self.status(),
+            ApiError::CrossOrigin
+            | ApiError::PayloadTooLarge
+            | ApiError::TooManyAttempts { .. } => self.status(),
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -309,6 +361,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::PayloadTooLarge => "Payload too large",
             ApiError::HeadersTooLarge => "Request headers too large",
+            ApiError::TooManyAttempts { .. } => "Too many attempts",
+            ApiError::RequestTimeout => "Request timeout",
+            ApiError::Busy { .. } => "Server busy",
             ApiError::Store(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
         }
@@ -402,6 +457,20 @@ impl ApiError {
                  header exceeds 8 KiB."
                     .to_owned()
             }
+            ApiError::TooManyAttempts { .. } => {
+                "Too many wrong passwords were tried for this account from this client. No \
+                 password is checked until the time in Retry-After has passed; the wait grows \
+                 with every further failure."
+                    .to_owned()
+            }
+            ApiError::RequestTimeout => {
+                "The request was not received in time; the connection is closed.".to_owned()
+            }
+            ApiError::Busy { .. } => {
+                "The server is at capacity and did not start the request. Retry after the time \
+                 in Retry-After."
+                    .to_owned()
+            }
             ApiError::Store(_) => {
                 "The session store is unavailable; the request was not completed.".to_owned()
             }
@@ -463,6 +532,11 @@ impl From<sessionguard_core::Error> for ApiError {
             sessionguard_core::Error::StepUpRequired => ApiError::StepUpRequired,
             sessionguard_core::Error::ClientMismatch => ApiError::ClientMismatch,
             sessionguard_core::Error::Store(e) => e.into(),
+            // The time is the engine's: callers use `ApiError::throttled` with it.
+            // Without it, the shortest honest answer.
+            sessionguard_core::Error::Throttled { .. } => ApiError::TooManyAttempts {
+                retry_after: Duration::from_secs(1),
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -519,6 +593,9 @@ impl IntoResponse for ApiError {
             );
             // RFC 6749 §5.1: token responses must not be cached, by old caches either.
             headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            if let Some(wait) = self.retry_after() {
+                headers.insert(header::RETRY_AFTER, retry_after_value(wait));
+            }
             return res;
         }
         let mut problem = Problem::new(status, code, self.title(), self.detail());
@@ -526,17 +603,29 @@ impl IntoResponse for ApiError {
             problem = problem.with_rejection(rejection);
         }
         let mut res: Response = problem.response();
+        let headers = res.headers_mut();
         match self.challenge() {
             Some(challenge) => {
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, challenge);
+                headers.insert(header::WWW_AUTHENTICATE, challenge);
             }
             None => {
-                res.headers_mut().remove(header::WWW_AUTHENTICATE);
+                headers.remove(header::WWW_AUTHENTICATE);
             }
+        }
+        if let Some(wait) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, retry_after_value(wait));
+        }
+        if matches!(self, ApiError::RequestTimeout) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         res
     }
+}
+
+/// `Retry-After` in whole seconds (RFC 9110 §10.2.3), rounded up, at least 1.
+fn retry_after_value(wait: Duration) -> HeaderValue {
+    let secs = wait.as_millis().div_ceil(1000).max(1);
+    HeaderValue::from(u64::try_from(secs).unwrap_or(u64::MAX))
 }
 
 /// An error and all its sources, `: `-separated, for logs.

@@ -68,11 +68,13 @@ pub mod audit_log;
 /// limits (shared with the middleware: [`sessionguard_http::cookie`]).
 pub use sessionguard_http::cookie;
 pub mod config;
+pub mod conn;
 pub mod context;
 pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod passwords;
 pub mod policy_check;
 pub mod routes;
 pub mod shared_keys;
@@ -197,7 +199,10 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, with the reaper running
-/// alongside. In-flight requests finish before it returns.
+/// alongside, under the `[server]` limits of `state` ([`conn::serve`]: the
+/// connection cap, the header, request and keep-alive timeouts). Once
+/// `shutdown` completes, new connections are refused and in-flight requests get
+/// `shutdown_grace` to finish before it returns.
 pub async fn run<S: Store, C: Clock>(
     listener: TcpListener,
     state: AppState<S, C>,
@@ -205,10 +210,8 @@ pub async fn run<S: Store, C: Clock>(
 ) -> io::Result<()> {
     let reaper = spawn_reaper(state.clone(), REAP_INTERVAL);
     let watch = spawn_store_watch(state.clone(), STORE_CHECK_INTERVAL);
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.server_config().clone();
+    let served = conn::serve(listener, router(state), limits, shutdown).await;
     reaper.abort();
     watch.abort();
     served

@@ -1,15 +1,17 @@
 //! [`AppState`]: what every handler shares.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use sessionguard_core::throttle::ThrottleRuleError;
 use sessionguard_core::{Clock, Engine, PasswordHasher, ProfileError, Store, SystemClock};
 use sessionguard_jwt::{Algorithm, KeySet, SignatureMemo, Verifier};
 use tokio::sync::Semaphore;
 
 use crate::audit_log;
-use crate::config::{AdminToken, Config, IntrospectionToken};
+use crate::config::{AdminToken, Config, IntrospectionToken, ServerConfig};
 use crate::error::ApiError;
 use crate::shared_keys::SharedKeys;
 
@@ -20,6 +22,9 @@ pub enum StateError {
     /// A policy profile is invalid (normally caught by [`Config`]).
     #[error("invalid policy profiles")]
     Profiles(#[source] ProfileError),
+    /// The password throttle's rule is invalid (normally caught by [`Config`]).
+    #[error("invalid password throttle")]
+    Throttle(#[source] ThrottleRuleError),
     /// The audit mirror's file could not be opened.
     #[error("cannot open the audit mirror {target}")]
     AuditMirror {
@@ -49,6 +54,13 @@ struct Shared<S, C> {
     // One argon2id computation per CPU at a time: each holds 19 MiB and a core for
     // tens of milliseconds, so more in parallel would only add memory, not speed.
     hashing: Arc<Semaphore>,
+    /// Password jobs admitted (running or waiting for `hashing`); at
+    /// `hash_capacity` a new one is refused instead of queued, so a flood of
+    /// logins cannot make every login wait without bound.
+    hash_admitted: Arc<AtomicUsize>,
+    hash_capacity: usize,
+    /// The `[server]` settings: connection limits, timeouts, shutdown grace.
+    server: ServerConfig,
     public_origin: String,
     admin_token: Option<AdminToken>,
     introspection_tokens: Vec<IntrospectionToken>,
@@ -123,7 +135,9 @@ impl<S: Store, C: Clock> AppState<S, C> {
     ) -> Result<Self, StateError> {
         let mut engine = Engine::with_profiles(store, clock, config.profiles.clone())
             .map_err(StateError::Profiles)?
-            .with_audit_retention(config.audit.retention);
+            .with_audit_retention(config.audit.retention)
+            .with_throttle(config.throttle)
+            .map_err(StateError::Throttle)?;
         let mirror = audit_log::open_mirror(&config.audit.mirror).map_err(|source| {
             StateError::AuditMirror {
                 target: format!("{:?}", config.audit.mirror),
@@ -139,6 +153,9 @@ impl<S: Store, C: Clock> AppState<S, C> {
                 engine,
                 hasher: PasswordHasher::owasp(),
                 hashing: Arc::new(Semaphore::new(cpus)),
+                hash_admitted: Arc::new(AtomicUsize::new(0)),
+                hash_capacity: cpus.saturating_add(config.server.password_hash_queue),
+                server: config.server.clone(),
                 public_origin: config.public_origin.clone(),
                 admin_token: config.admin_token.clone(),
                 introspection_tokens: config.introspection_tokens.clone(),
@@ -260,25 +277,74 @@ impl<S: Store, C: Clock> AppState<S, C> {
         self.inner.rotation_period
     }
 
+    /// The `[server]` settings.
+    pub fn server_config(&self) -> &ServerConfig {
+        &self.inner.server
+    }
+
+    /// How many password jobs may be admitted at once: one running per CPU,
+    /// plus `password_hash_queue` waiting.
+    pub fn password_hash_capacity(&self) -> usize {
+        self.inner.hash_capacity
+    }
+
+    /// How many password jobs are admitted now: running, or waiting for a worker.
+    pub fn password_jobs(&self) -> usize {
+        self.inner.hash_admitted.load(Ordering::Acquire)
+    }
+
     /// Runs password work (argon2id hashing or verification) on the blocking pool,
-    /// at most one job per CPU at a time.
+    /// at most one job per CPU at a time. When [`AppState::password_hash_capacity`]
+    /// jobs are already running or waiting, refuses at once with
+    /// [`ApiError::Busy`] (503, `Retry-After`): a bounded wait, never an
+    /// unbounded queue.
     pub async fn with_hasher<T, F>(&self, job: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&PasswordHasher) -> T + Send + 'static,
     {
+        let admitted = Admission::enter(&self.inner.hash_admitted, self.inner.hash_capacity)
+            .ok_or(ApiError::Busy {
+                retry_after: HASH_QUEUE_RETRY,
+            })?;
         let permit = Arc::clone(&self.inner.hashing)
             .acquire_owned()
             .await
             .map_err(|_| ApiError::Internal("the hashing semaphore is closed".into()))?;
         let inner = Arc::clone(&self.inner);
         // argon2 is CPU-bound for tens of milliseconds: off the async workers, so it
-        // never stalls other requests; the permit is released when the job ends.
+        // never stalls other requests; the permit and the admission are released
+        // when the job ends (or, if the request goes away while waiting, then).
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _held = (permit, admitted);
             job(&inner.hasher)
         })
         .await
         .map_err(|e| ApiError::Internal(format!("password hashing job failed: {e}")))
+    }
+}
+
+/// What a client refused by a full password-hash queue is told to wait.
+pub const HASH_QUEUE_RETRY: Duration = Duration::from_secs(1);
+
+/// One admitted password job: counted in `hash_admitted` until dropped.
+struct Admission(Arc<AtomicUsize>);
+
+impl Admission {
+    /// Admits a job unless `capacity` are already admitted.
+    fn enter(count: &Arc<AtomicUsize>, capacity: usize) -> Option<Self> {
+        // Increment first, then check: of simultaneous callers at the edge, the
+        // ones past it undo their increment, so never more than `capacity` hold one.
+        if count.fetch_add(1, Ordering::AcqRel) >= capacity {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Admission(Arc::clone(count)))
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

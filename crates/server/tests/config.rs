@@ -787,3 +787,111 @@ fn the_binary_exits_2_on_a_bad_profile_naming_the_dotted_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_server_table_has_safe_defaults_and_takes_its_keys() {
+    let d = parse("").unwrap().server;
+    assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(d.request_timeout, Duration::from_secs(30));
+    assert_eq!(d.keep_alive_timeout, Duration::from_secs(75));
+    assert_eq!(d.max_connections, 1000);
+    assert_eq!(d.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(d.password_hash_queue, 32);
+
+    let s = parse(
+        "[server]\nheader_read_timeout = \"2s\"\nrequest_timeout = \"5s\"\n\
+         keep_alive_timeout = \"1m\"\nmax_connections = 50\nshutdown_grace = \"0s\"\n\
+         password_hash_queue = 0\n",
+    )
+    .unwrap()
+    .server;
+    assert_eq!(s.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(s.request_timeout, Duration::from_secs(5));
+    assert_eq!(s.keep_alive_timeout, Duration::from_secs(60));
+    assert_eq!(s.max_connections, 50);
+    assert_eq!(s.shutdown_grace, Duration::ZERO);
+    assert_eq!(s.password_hash_queue, 0);
+}
+
+#[test]
+fn bad_server_settings_are_refused_by_key() {
+    for (toml, key) in [
+        ("[server]\nmax_connections = 0", "server.max_connections"),
+        (
+            "[server]\nmax_connections = 2000000",
+            "server.max_connections",
+        ),
+        (
+            "[server]\nrequest_timeout = \"1ms\"",
+            "server.request_timeout",
+        ),
+        (
+            "[server]\nheader_read_timeout = \"2h\"",
+            "server.header_read_timeout",
+        ),
+        (
+            "[server]\nkeep_alive_timeout = \"soon\"",
+            "server.keep_alive_timeout",
+        ),
+        ("[server]\nshutdown_grace = \"3h\"", "server.shutdown_grace"),
+        (
+            "[server]\npassword_hash_queue = 100001",
+            "server.password_hash_queue",
+        ),
+    ] {
+        let msg = refused(toml);
+        assert!(msg.starts_with(key), "{toml}: {msg}");
+    }
+    assert!(refused("[server]\nlisten = \"127.0.0.1:1\"").contains("unknown field"));
+}
+
+#[test]
+fn the_throttle_is_set_in_policy_and_its_defaults_follow_the_values_set() {
+    let d = parse("").unwrap().throttle;
+    assert_eq!(d, sessionguard_core::ThrottleRule::default());
+
+    let t = parse(
+        "[policy]\nthrottle_failures = 3\nthrottle_client_failures = 0\n\
+         throttle_delay = \"2s\"\nthrottle_max_delay = \"1h\"\n",
+    )
+    .unwrap()
+    .throttle;
+    assert_eq!(t.failures, 3);
+    assert_eq!(t.client_failures, 0);
+    assert_eq!(t.delay, Duration::from_secs(2));
+    assert_eq!(t.max_delay, Duration::from_secs(3600));
+
+    // One value set, the other's default follows it instead of contradicting it.
+    let short = parse("[policy]\nthrottle_max_delay = \"500ms\"")
+        .unwrap()
+        .throttle;
+    assert_eq!(short.delay, Duration::from_millis(500));
+    let long = parse("[policy]\nthrottle_delay = \"1h\"").unwrap().throttle;
+    assert_eq!(long.max_delay, Duration::from_secs(3600));
+}
+
+#[test]
+fn bad_throttle_settings_are_refused_by_key() {
+    for (toml, key) in [
+        (
+            "[policy]\nthrottle_failures = 0",
+            "policy.throttle_failures",
+        ),
+        (
+            "[policy]\nthrottle_delay = \"2m\"\nthrottle_max_delay = \"1m\"",
+            "policy.throttle_delay",
+        ),
+        (
+            "[policy]\nthrottle_max_delay = \"2d\"",
+            "policy.throttle_max_delay",
+        ),
+        ("[policy]\nthrottle_delay = \"0s\"", "policy.throttle_delay"),
+        ("[policy]\nthrottle_delay = \"x\"", "policy.throttle_delay"),
+    ] {
+        let msg = refused(toml);
+        assert!(msg.starts_with(key), "{toml}: {msg}");
+    }
+    // One rule for every profile: not a profile field.
+    let msg = refused("[profiles.admin]\nthrottle_failures = 3");
+    assert!(msg.contains("unknown field"), "{msg}");
+}

@@ -402,3 +402,61 @@ fn a_node_refuses_to_start_on_an_evicting_redis_and_is_not_ready_while_it_evicts
     set_policy("noeviction");
     assert_eq!(ready().0, 200);
 }
+
+/// `POST /v1/login` at `addr` with extra headers: status, head, body.
+fn login_with(addr: &str, name: &str, password: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let body = serde_json::json!({ "username": name, "password": password }).to_string();
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let (status, head, body) = http(addr, "POST", "/v1/login", &all, &body);
+    (status, format!("{head}\r\n\r\n{body}"))
+}
+
+/// The `__Host-sg_device` cookie a response head sets, as a `Cookie` pair.
+fn device_cookie_of(head: &str) -> String {
+    let value = process::set_cookie(head, "__Host-sg_device")
+        .unwrap_or_else(|| panic!("no device cookie in {head}"));
+    format!("__Host-sg_device={value}")
+}
+
+#[test]
+fn wrong_passwords_on_one_node_throttle_the_account_on_the_other_but_not_the_users_browser() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let cfg = config(
+        dir.path(),
+        &[redis.url()],
+        &prefix(),
+        "[policy]\nthrottle_failures = 3\nthrottle_delay = \"1h\"",
+    );
+    let (a, b) = (node(&cfg), node(&cfg));
+    a.create_user("alice");
+    a.create_user("bob");
+
+    // Alice signed in on A from her browser before: it holds the device cookie.
+    let (status, head) = login_with(&a.addr, "alice", PASSWORD, &[]);
+    assert_eq!(status, 200, "{head}");
+    let device = device_cookie_of(&head);
+
+    // A guesser fails three times on A...
+    for _ in 0..3 {
+        let (status, body) = login_with(&a.addr, "alice", "a wrong guess at it", &[]);
+        assert_eq!(status, 401, "{body}");
+    }
+    // ...and on B even the right password waits, with the wait to go.
+    let (status, answer) = login_with(&b.addr, "alice", PASSWORD, &[]);
+    assert_eq!(status, 429, "{answer}");
+    assert!(answer.contains(r#""code":"too_many_attempts""#), "{answer}");
+    let wait: u64 = process::header(&answer, "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((3000..=3600).contains(&wait), "{wait}");
+
+    // Alice's browser signs in on B: her known device counts apart.
+    let (status, answer) = login_with(&b.addr, "alice", PASSWORD, &[("cookie", &device)]);
+    assert_eq!(status, 200, "{answer}");
+    // And another account from the same client is not held back.
+    let (status, answer) = login_with(&b.addr, "bob", PASSWORD, &[]);
+    assert_eq!(status, 200, "{answer}");
+}

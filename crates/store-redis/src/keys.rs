@@ -19,8 +19,9 @@
 //! | `P:{n<H>}:name:<username>` | string | user id (`H`: 4 hex digits of SHA-256 of the name) |
 //! | `P:{events}:seq`, `:data`, `:ids`, `:at`, `:u:<user>` | string, hash, zsets | the audit log |
 //! | `P:{keys}:signing` | string | the servers' shared signing keys (JSON) |
+//! | `P:{t<H>}:th:<key>` | string | one password-throttle record (`H`: the key digest's first 4 hex digits; `<key>`: [`ThrottleKey::hex`]) |
 
-use sessionguard_core::{Shard, TokenId, UserId};
+use sessionguard_core::{Shard, ThrottleKey, TokenId, UserId};
 use sha2::{Digest, Sha256};
 
 /// Builds every key from the configured prefix.
@@ -147,6 +148,18 @@ impl Keys {
 
     pub(crate) fn events_user(&self, user: &UserId) -> String {
         format!("{}{user}", self.events_users())
+    }
+
+    /// A password-throttle record: its own slot, chosen by the key's digest.
+    pub(crate) fn throttle(&self, key: &ThrottleKey) -> String {
+        let d = key.digest_bytes();
+        format!(
+            "{}:{{t{:02x}{:02x}}}:th:{}",
+            self.prefix,
+            d[0],
+            d[1],
+            key.hex()
+        )
     }
 
     pub(crate) fn signing_keys(&self) -> String {

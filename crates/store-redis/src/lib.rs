@@ -128,6 +128,7 @@
 //! | `find_user_by_username` | 2 |
 //! | `create_user` | 3 (reserve the name, credentials, keep the name) |
 //! | `purge` | a `SCAN` sweep of every master (see above) |
+//! | `throttle_attempt`, `throttle_settle` | 1 (no `WAIT`: throttle records are not durable; the `throttle` module) |
 
 mod codec;
 mod conn;
@@ -136,6 +137,7 @@ mod keys;
 mod purge;
 mod scripts;
 mod sessions;
+mod throttle;
 mod tokens;
 mod users;
 
@@ -153,6 +155,7 @@ use sessionguard_core::{
     StoreError, StoreResult, Timestamp, TokenId, TokenRotation, UserAccess, UserEpoch, UserId,
     UserRecord,
 };
+use sessionguard_core::{Attempt, Settle, ThrottleKey, ThrottleLimit};
 
 use crate::conn::{Conn, text};
 use crate::keys::Keys;
@@ -805,6 +808,25 @@ impl Store for RedisStore {
     /// ([`RedisStore::check_eviction_policy`]).
     async fn ready(&self) -> StoreResult<()> {
         self.check_eviction_policy().await
+    }
+
+    async fn throttle_attempt(
+        &self,
+        key: &ThrottleKey,
+        limit: ThrottleLimit,
+        now: Timestamp,
+        create: bool,
+    ) -> StoreResult<Attempt> {
+        self.throttle_attempt_impl(key, limit, now, create).await
+    }
+
+    async fn throttle_settle(
+        &self,
+        key: &ThrottleKey,
+        settle: Settle,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.throttle_settle_impl(key, settle, now).await
     }
 }
 

@@ -112,6 +112,23 @@ end
     )
 });
 
+/// The throttle scripts' helpers: reading a live record (`nil` when absent or
+/// past its keep time) and writing one that Redis expires at its keep time.
+const THROTTLE_PRELUDE: &str = r#"
+local function read(now)
+  local rec = redis.call('GET', KEYS[1])
+  if not rec then return nil end
+  local n, last, keep = string.match(rec, '^(%d+):(%-?%d+):(%-?%d+)$')
+  if not n then error('corrupt throttle record') end
+  if tonumber(keep) <= now then return nil end
+  return tonumber(n), tonumber(last), tonumber(keep)
+end
+local function write(n, last, keep, now)
+  redis.call('SET', KEYS[1], string.format('%.0f:%.0f:%.0f', n, last, keep),
+    'PX', string.format('%.0f', keep - now))
+end
+"#;
+
 /// Every script, built (and hashed) once.
 #[derive(Debug)]
 pub(crate) struct Scripts {
@@ -144,10 +161,12 @@ pub(crate) struct Scripts {
     pub(crate) purge_refresh: Lua,
     pub(crate) purge_api_token: Lua,
     pub(crate) swap_signing_keys: Lua,
+    pub(crate) throttle_attempt: Lua,
+    pub(crate) throttle_settle: Lua,
 }
 
 impl Scripts {
-    pub(crate) fn all(&self) -> [&Lua; 29] {
+    pub(crate) fn all(&self) -> [&Lua; 31] {
         [
             &self.load_session,
             &self.load_with_epoch,
@@ -178,6 +197,8 @@ impl Scripts {
             &self.purge_refresh,
             &self.purge_api_token,
             &self.swap_signing_keys,
+            &self.throttle_attempt,
+            &self.throttle_settle,
         ]
     }
 }
@@ -669,5 +690,62 @@ end
 redis.call('SET', KEYS[1], ARGV[3])
 return 1
 "#,
+    ),
+    // KEYS: a throttle record (`failures:last:keep`, ms of the engine's clock).
+    // ARGV: now, create ('1' or '0'), free, delay, max delay, window.
+    // Returns {0, failures} counted, {1, retry at} throttled, {2, 0} unknown.
+    // The wait is `ThrottleLimit::wait`: delay * 2^(failures - free), at most
+    // the max delay (exact in doubles: both stay far below 2^53 ms).
+    throttle_attempt: Lua::bare(
+        "throttle_attempt",
+        format!(
+            r#"{THROTTLE_PRELUDE}
+local now = tonumber(ARGV[1])
+local n, last, keep = read(now)
+if not n then
+  if ARGV[2] == '0' then return {{2, 0}} end
+  n, last, keep = 0, 0, 0
+end
+local free = tonumber(ARGV[3])
+if n >= free then
+  local wait = tonumber(ARGV[4]) * 2 ^ (n - free)
+  local max = tonumber(ARGV[5])
+  if wait > max then wait = max end
+  if last + wait > now then return {{1, last + wait}} end
+end
+n = n + 1
+local until_ = now + tonumber(ARGV[6])
+if keep > until_ then until_ = keep end
+write(n, now, until_, now)
+return {{0, n}}
+"#
+        ),
+    ),
+
+    // KEYS: a throttle record. ARGV: 'f' (forget), 'r' (release one failure) or
+    // 't' (trust: no failures, kept until ARGV[3]); now; until.
+    throttle_settle: Lua::bare(
+        "throttle_settle",
+        format!(
+            r#"{THROTTLE_PRELUDE}
+if ARGV[1] == 'f' then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+local now = tonumber(ARGV[2])
+if ARGV[1] == 't' then
+  local until_ = tonumber(ARGV[3])
+  if until_ <= now then
+    redis.call('DEL', KEYS[1])
+  else
+    write(0, now, until_, now)
+  end
+  return 0
+end
+local n, last, keep = read(now)
+if n and n > 0 then write(n - 1, last, keep, now) end
+return 0
+"#
+        ),
     ),
 });

@@ -41,6 +41,12 @@
 //! handle write them too. Losing buffered touches in a crash only gives sessions an
 //! earlier idle deadline after restart — they end sooner, which is the safe
 //! direction — and API tokens an older `last_used_at`.
+//!
+//! **Throttle records stay in memory.** The password throttle's counts and
+//! known devices ([`Store::throttle_attempt`]) live in a [`ThrottleTable`] only,
+//! never in the file: a restart gives clients their free attempts back and
+//! makes known devices count by address again until they next sign in, which
+//! the contract allows.
 
 mod policy;
 mod schema;
@@ -62,6 +68,7 @@ use sessionguard_core::{
     SessionLimit, SessionRecord, SessionState, Store, StoreError, StoreResult, Timestamp, TokenId,
     TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
 };
+use sessionguard_core::{Attempt, Settle, ThrottleKey, ThrottleLimit, ThrottleTable};
 
 /// How often the background thread writes buffered touches.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -103,6 +110,8 @@ struct Inner {
     writer: Mutex<Connection>,
     /// Touches applied to the index but not yet written to disk.
     touches: Mutex<Pending>,
+    /// The password throttle's records: in memory only (see the crate docs).
+    throttle: ThrottleTable,
 }
 
 /// Touches and API-token uses applied to the index but not yet written to disk.
@@ -201,6 +210,7 @@ impl SqliteStore {
             index,
             writer: Mutex::new(conn),
             touches: Mutex::new(Pending::default()),
+            throttle: ThrottleTable::new(),
         });
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -983,6 +993,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, cutoff: Timestamp) -> StoreResult<Purged> {
+        self.inner().throttle.purge(cutoff);
         self.write(move |s| s.purge(cutoff)).await
     }
 
@@ -1093,6 +1104,26 @@ impl Store for SqliteStore {
                 .map_err(StoreError::backend)
         })
         .await
+    }
+
+    async fn throttle_attempt(
+        &self,
+        key: &ThrottleKey,
+        limit: ThrottleLimit,
+        now: Timestamp,
+        create: bool,
+    ) -> StoreResult<Attempt> {
+        Ok(self.inner().throttle.attempt(key, &limit, now, create))
+    }
+
+    async fn throttle_settle(
+        &self,
+        key: &ThrottleKey,
+        settle: Settle,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.inner().throttle.settle(key, settle, now);
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ use sessionguard_core::{
     Revocation, Rotation, SessionId, SessionLimit, SessionRecord, SessionState, Store, StoreError,
     StoreResult, Timestamp, TokenId, TokenRotation, UserAccess, UserEpoch, UserId, UserRecord,
 };
+use sessionguard_core::{Attempt, Settle, ThrottleKey, ThrottleLimit};
 
 const OK: u8 = 0;
 const FAIL: u8 = 1;
@@ -137,4 +138,6 @@ instrumented! {
     Other list_events(query: &EventQuery) -> Vec<AuditEvent>;
     Other purge_events(cutoff: Timestamp) -> u64;
     Other ready() -> ();
+    Other throttle_attempt(key: &ThrottleKey, limit: ThrottleLimit, now: Timestamp, create: bool) -> Attempt;
+    Other throttle_settle(key: &ThrottleKey, settle: Settle, now: Timestamp) -> ();
 }

@@ -20,6 +20,7 @@ pub mod fixtures;
 pub mod instrumented;
 pub mod policy_cases;
 pub mod redis;
+pub mod throttle_cases;
 
 pub use instrumented::Instrumented;
 
@@ -91,6 +92,14 @@ macro_rules! store_conformance {
             user_access_round_trips_and_counts_privilege_changes,
             audit_events_append_list_and_purge,
         );
+        $crate::__cases!(
+            throttle_conformance, $make, throttle_cases;
+            throttle_counts_then_makes_attempts_wait,
+            throttle_does_not_create_records_unless_asked,
+            throttle_settles_forget_release_and_trust,
+            throttle_records_are_forgotten_after_their_window,
+            simultaneous_attempts_never_pass_the_limit,
+        );
     };
 }
 
@@ -148,7 +157,8 @@ macro_rules! __durable_cases {
     };
 }
 
-/// Runs every case of [`store_conformance!`] (the `cases` and the `policy_cases`)
+/// Runs every case of [`store_conformance!`] (the `cases`, `policy_cases` and
+/// `throttle_cases`)
 /// one after another inside the calling test, each on a fresh store from `$make`
 /// (an expression callable as `$make()` that returns a future of a fresh, empty
 /// store), and fails at the end naming every case that failed.
@@ -262,6 +272,13 @@ macro_rules! __sequential_cases {
                 simultaneous_rotations_have_one_winner,
                 user_access_round_trips_and_counts_privilege_changes,
                 audit_events_append_list_and_purge,
+            ],
+            throttle_cases: [
+                throttle_counts_then_makes_attempts_wait,
+                throttle_does_not_create_records_unless_asked,
+                throttle_settles_forget_release_and_trust,
+                throttle_records_are_forgotten_after_their_window,
+                simultaneous_attempts_never_pass_the_limit,
             ]
         )
     };

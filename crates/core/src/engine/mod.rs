@@ -33,6 +33,7 @@ use crate::policy::{Policy, PolicyError};
 use crate::profile::{ProfileError, ProfileName, Profiles};
 use crate::reason::{Reason, Revocation};
 use crate::store::{Purged, Store, StoreError};
+use crate::throttle::{ThrottleRule, ThrottleRuleError};
 use crate::token::{Token, TokenKind, VerifierHash};
 
 mod access;
@@ -40,12 +41,14 @@ mod access_token;
 mod api_token;
 mod identity;
 mod refresh;
+mod throttle;
 
 pub use access::Validated;
 pub use access_token::access_token_verdict;
 pub use api_token::{ValidApiToken, api_token_verdict};
 pub use identity::{IDENTITY_MEMO_CAPACITY, Identity};
 pub use refresh::Refreshed;
+pub use throttle::{PasswordAttempt, PasswordCheck};
 
 /// Why a token was refused, and since when. Safe to show to the token's holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +106,14 @@ pub enum Error {
     /// was issued to ([`Engine::refresh`]); nothing changed.
     #[error("the refresh token was issued to another client")]
     ClientMismatch,
+    /// Too many wrong passwords from this client for this account (or from this
+    /// client at all): no password may be checked before `retry_at`
+    /// ([`Engine::begin_password_check`]).
+    #[error("too many failed password attempts")]
+    Throttled {
+        /// When a password may be checked again.
+        retry_at: Timestamp,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -268,6 +279,7 @@ pub struct Engine<S, C = SystemClock> {
     audit_retention: Duration,
     mirror: Option<AuditMirror>,
     identities: identity::IdentityMemo,
+    throttle: ThrottleRule,
 }
 
 /// A copy of every audit event, handed over after the event is stored (for
@@ -283,6 +295,7 @@ impl<S, C> fmt::Debug for Engine<S, C> {
             .field("profiles", &self.profiles)
             .field("audit_retention", &self.audit_retention)
             .field("identities", &self.identities)
+            .field("throttle", &self.throttle)
             .finish_non_exhaustive()
     }
 }
@@ -316,7 +329,15 @@ impl<S: Store, C: Clock> Engine<S, C> {
             audit_retention: DEFAULT_AUDIT_RETENTION,
             mirror: None,
             identities: identity::IdentityMemo::new(IDENTITY_MEMO_CAPACITY),
+            throttle: ThrottleRule::default(),
         }
+    }
+
+    /// Throttles password checks by `rule` instead of [`ThrottleRule::default`].
+    pub fn with_throttle(mut self, rule: ThrottleRule) -> Result<Self, ThrottleRuleError> {
+        rule.validate()?;
+        self.throttle = rule;
+        Ok(self)
     }
 
     /// Keeps audit events for `retention` (default 90 days) instead.

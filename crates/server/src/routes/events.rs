@@ -90,6 +90,9 @@ fn describe(e: &AuditEvent) -> String {
         EventKind::ApiTokenCreated => format!("API token created{from}."),
         EventKind::ApiTokenRevoked => format!("API token revoked{from}.{why}"),
         EventKind::UserUpdated => "Account profile or roles changed by an administrator.".into(),
+        EventKind::LoginThrottled => {
+            format!("Repeated wrong passwords{from}: further attempts from there must wait.")
+        }
         _ => format!("{}{from}.", e.kind.code()),
     }
 }

@@ -137,8 +137,11 @@ pub async fn token<S: Store, C: Clock>(
             Some("password") => {
                 let username = required(username.as_deref(), "username")?;
                 let password = password.ok_or_else(|| missing("password"))?;
-                let issued = password_login(&state, &headers, client, username, password).await?;
-                state.issue_token_pair(&issued.session, &client_id).await
+                let login =
+                    password_login(&state, &headers, client, username, password, false).await?;
+                state
+                    .issue_token_pair(&login.issued.session, &client_id)
+                    .await
             }
             Some("refresh_token") => {
                 let presented =

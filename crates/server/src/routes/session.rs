@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sessionguard_core::{
-    ClientInfo, Clock, EventKind, Issued, Password, Reason, Rejection, Store, TokenId, UserRecord,
+    ClientInfo, Clock, DeviceSecret, Issued, Password, PasswordHash, PasswordHasher, Reason,
+    Rejection, Store, TokenId, UserRecord,
 };
 use sessionguard_http::{CredentialSource, TokenForm, cookie};
 use zeroize::Zeroizing;
@@ -23,6 +24,7 @@ use crate::extract::{
     CheckedSession, Client, Credential, JsonBody, JsonOrForm, LiveSession, OptionalBody, PathParam,
     PeekSession, QueryParams, authenticate_credential, unreadable,
 };
+use crate::passwords::{Checker, Passed, check_password, device_cookie, device_of};
 use crate::routes::{SessionList, SessionView};
 use crate::state::AppState;
 
@@ -78,7 +80,10 @@ impl fmt::Debug for LogoutBody {
 
 /// `POST /v1/login`: checks the password and starts a new session, revoking any
 /// session token presented with the request (anti-fixation). Unknown users and
-/// wrong passwords are answered alike, in the same time.
+/// wrong passwords are answered alike, in the same time. Password checks are
+/// throttled ([`crate::passwords`]): 429 `too_many_attempts` with `Retry-After`
+/// after repeated failures. The answer also keeps this browser as a known device
+/// of the account (`__Host-sg_device`), whose checks count apart from others'.
 pub async fn login<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     _: SameOrigin,
@@ -86,51 +91,87 @@ pub async fn login<S: Store, C: Clock>(
     Client(client): Client,
     JsonOrForm(body): JsonOrForm<LoginBody>,
 ) -> Result<Response, ApiError> {
-    let issued = password_login(&state, &headers, client, &body.username, body.password).await?;
-    Ok(with_cookie(
+    let login = password_login(
+        &state,
+        &headers,
+        client,
+        &body.username,
+        body.password,
+        true,
+    )
+    .await?;
+    let mut res = with_cookie(
         StatusCode::OK,
-        &issued,
-        Json(SessionView::from(&issued.session)),
-    ))
+        &login.issued,
+        Json(SessionView::from(&login.issued.session)),
+    );
+    if let Some(device) = &login.device {
+        let ttl = state.engine().throttle_rule().known_device_ttl;
+        res.headers_mut()
+            .append(header::SET_COOKIE, device_cookie(device, ttl));
+    }
+    Ok(res)
 }
 
-/// The password login shared by the cookie flow and the token endpoint: looks the
-/// user up, verifies the password (against a dummy hash for unknown users, so both
-/// failures take the same time and get the same answer) and starts a new session
-/// with the user's credential epoch, revoking any session token presented in
-/// `headers` (anti-fixation).
-pub(crate) async fn password_login<S: Store, C: Clock>(
+/// A password login that passed: the new session, and the device secret to keep
+/// in the device cookie (when asked to remember the device).
+#[derive(Debug)]
+pub struct PasswordLogin {
+    /// The new session and its token.
+    pub issued: Issued,
+    /// The device secret for [`crate::passwords::device_cookie`].
+    pub device: Option<DeviceSecret>,
+}
+
+/// The password login shared by the cookie flow, the token endpoint and any
+/// login form: looks the user up, verifies the password (against a dummy hash
+/// for unknown users, so both failures take the same time and get the same
+/// answer) through the throttle and the bounded hash queue
+/// ([`crate::passwords::check_password`]), and starts a new session with the
+/// user's credential epoch, revoking any session token presented in `headers`
+/// (anti-fixation). With `remember`, the answer is to carry the device cookie
+/// ([`PasswordLogin::device`]).
+pub async fn password_login<S: Store, C: Clock>(
     state: &AppState<S, C>,
     headers: &HeaderMap,
     client: ClientInfo,
     username: &str,
     password: String,
-) -> Result<Issued, ApiError> {
+    remember: bool,
+) -> Result<PasswordLogin, ApiError> {
     let password = Password::new(password).map_err(|_| ApiError::InvalidCredentials)?;
+    let device = device_of(headers);
     let user = state
         .engine()
         .store()
         .find_user_by_username(username)
         .await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let verified = state
-        .with_hasher(move |h| h.verify(&password, hash.as_ref()))
-        .await?;
     let known = user.as_ref().map(|u| u.id.clone());
-    let Some(UserRecord { id, epoch, .. }) = user.filter(|_| verified) else {
+    let who = Checker {
+        account: username,
+        client: client.ip(),
+        device: device.as_ref(),
         // The user, if the name exists; never the name itself: a password typed
         // into the wrong field must not reach the logs.
-        state
-            .engine()
-            .record(EventKind::LoginFailed, known.as_ref(), None, None)
-            .await;
+        user: known.as_ref(),
+        session: None,
+        remember,
+    };
+    let passed = check_password(state, who, move |h| {
+        h.verify(&password, hash.as_ref()).then_some(())
+    })
+    .await?;
+    let Some(UserRecord { id, epoch, .. }) = user else {
+        // A verified password without a user cannot happen (`verify(.., None)`
+        // always fails); refuse rather than continue.
         return Err(ApiError::InvalidCredentials);
     };
     // A credential that cannot even be read cannot be a live session to revoke.
     let presented = sessionguard_http::Credential::from_headers(headers)
         .ok()
         .flatten();
-    state
+    let issued = state
         .engine()
         .login(
             &id,
@@ -144,7 +185,41 @@ pub(crate) async fn password_login<S: Store, C: Clock>(
                 ApiError::Conflict("the user's credentials changed during login")
             }
             other => other.into(),
-        })
+        })?;
+    Ok(PasswordLogin {
+        issued,
+        device: passed.device,
+    })
+}
+
+/// Checks the password of the signed-in user of `auth` (step-up, password
+/// change) through the throttle and the hash queue, as their own account from
+/// this client or device; `job` as in [`check_password`].
+async fn check_own_password<S: Store, C: Clock, T: Send + 'static>(
+    state: &AppState<S, C>,
+    auth: &LiveSession,
+    headers: &HeaderMap,
+    client: &ClientInfo,
+    job: impl FnOnce(&PasswordHasher, Option<&PasswordHash>) -> Option<T> + Send + 'static,
+) -> Result<Passed<T>, ApiError> {
+    let user_id = auth.session.user_id();
+    let user = state.engine().store().get_user(user_id).await?;
+    // Sidecar users have no password here: their checks count under their id,
+    // and `verify(.., None)` fails after the dummy hash, in the same time.
+    let account = user
+        .as_ref()
+        .map_or_else(|| user_id.to_string(), |u| u.username.clone());
+    let hash = user.map(|u| u.password_hash);
+    let device = device_of(headers);
+    let who = Checker {
+        account: &account,
+        client: client.ip(),
+        device: device.as_ref(),
+        user: Some(user_id),
+        session: Some(auth.session.id()),
+        remember: false,
+    };
+    check_password(state, who, move |h| job(h, hash.as_ref())).await
 }
 
 /// `?require=step_up` on `GET /v1/session`.
@@ -225,28 +300,16 @@ impl fmt::Debug for ElevateBody {
 pub async fn elevate<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     auth: LiveSession,
+    headers: HeaderMap,
+    Client(client): Client,
     JsonBody(body): JsonBody<ElevateBody>,
 ) -> Result<Response, ApiError> {
     let engine = state.engine();
-    let user = engine.store().get_user(auth.session.user_id()).await?;
-    let hash = user.map(|u| u.password_hash);
     let password = Password::new(body.password).ok();
-    // Sidecar users have no password here: `verify(.., None)` fails after the
-    // dummy hash, in the same time.
-    let verified = state
-        .with_hasher(move |h| password.is_some_and(|p| h.verify(&p, hash.as_ref())))
-        .await?;
-    if !verified {
-        engine
-            .record(
-                EventKind::LoginFailed,
-                Some(auth.session.user_id()),
-                Some(&auth.session.id()),
-                None,
-            )
-            .await;
-        return Err(ApiError::InvalidCredentials);
-    }
+    check_own_password(&state, &auth, &headers, &client, move |h, hash| {
+        password.is_some_and(|p| h.verify(&p, hash)).then_some(())
+    })
+    .await?;
     let issued = engine
         .elevate(&auth.session)
         .await
@@ -400,6 +463,7 @@ async fn logout_with_refresh_token<S: Store, C: Clock>(
 pub async fn change_password<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     auth: LiveSession,
+    headers: HeaderMap,
     Client(client): Client,
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> Result<Response, ApiError> {
@@ -410,17 +474,11 @@ pub async fn change_password<S: Store, C: Clock>(
         .map_err(|e| auth.credential.reject(e))?;
     let new = Password::new_for_setting(body.new_password).map_err(ApiError::WeakPassword)?;
     let current = Password::new(body.current_password).map_err(|_| ApiError::InvalidCredentials)?;
-    let user = state
-        .engine()
-        .store()
-        .get_user(auth.session.user_id())
-        .await?;
-    let hash = user.map(|u| u.password_hash);
-    // Sidecar users have no password here: `verify(.., None)` fails after the dummy hash.
-    let new_hash = state
-        .with_hasher(move |h| h.verify(&current, hash.as_ref()).then(|| h.hash(&new)))
-        .await?
-        .ok_or(ApiError::InvalidCredentials)?;
+    let new_hash = check_own_password(&state, &auth, &headers, &client, move |h, hash| {
+        h.verify(&current, hash).then(|| h.hash(&new))
+    })
+    .await?
+    .value;
     let issued = state
         .engine()
         .change_password(&auth.session, new_hash, client)

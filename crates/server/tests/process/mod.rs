@@ -49,11 +49,21 @@ impl Server {
     }
 
     pub(crate) fn terminate(mut self) -> Option<i32> {
+        self.sigterm();
+        self.child.wait().unwrap().code()
+    }
+
+    /// Sends SIGTERM without waiting for the process to end.
+    pub(crate) fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits for the process to end; its exit code.
+    pub(crate) fn wait(mut self) -> Option<i32> {
         self.child.wait().unwrap().code()
     }
 }
@@ -160,20 +170,46 @@ pub(crate) fn json_field(body: &str, field: &str) -> String {
         .to_owned()
 }
 
+/// The value a response head sets for cookie `name`, if any (and not empty).
+pub(crate) fn set_cookie(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.trim().strip_prefix(name)?.strip_prefix('='))
+        .filter_map(|v| v.split(';').next())
+        .find(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
 /// The session token a response sets in `__Host-sg_session`; panics if none.
 pub(crate) fn cookie_of(head: &str) -> String {
-    head.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("set-cookie")
-                .then_some(v.trim())
-        })
-        .and_then(|v| v.strip_prefix("__Host-sg_session="))
-        .and_then(|v| v.split(';').next())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| panic!("no session cookie in {head}"))
-        .to_owned()
+    set_cookie(head, "__Host-sg_session").unwrap_or_else(|| panic!("no session cookie in {head}"))
+}
+
+/// The next response head on `s` (up to its blank line), or `None` if the
+/// server closes the connection (or resets it) first.
+pub(crate) fn read_head(s: &mut TcpStream) -> Option<String> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) => return None,
+            Ok(_) => raw.push(byte[0]),
+            Err(e) if closed(&e) => return None,
+            Err(e) => panic!("neither an answer nor a close: {e}"),
+        }
+    }
+    Some(String::from_utf8(raw).expect("a UTF-8 head"))
+}
+
+/// Whether a socket error says the server closed the connection.
+pub(crate) fn closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// Reads the start-up lines up to the listening line; returns them and the address.
