@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use serde::de::DeserializeOwned;
-use sessionguard_core::{ClientInfo, Clock, Rejection, Store, Token, ValidSession};
+use sessionguard_core::{ClientInfo, Clock, Engine, Rejection, Store, Token, ValidSession};
 use sessionguard_jwt::AccessClaims;
 use zeroize::Zeroizing;
 
@@ -111,6 +111,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalBody<T> {
     }
 }
 
+/// The bytes of a form body (`application/x-www-form-urlencoded`, as HTML forms
+/// send), at most [`BODY_LIMIT`]: 415 for another media type. Parse it with
+/// [`parse_form`].
+pub(crate) async fn form_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if media_type(req.headers()) != Some(Media::Form) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    read_body(req, state).await
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Media {
     Json,
@@ -159,7 +169,8 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Parses a form body: 422 naming a missing field, never echoing a value.
+pub(crate) fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_urlencoded::from_bytes(bytes).map_err(|e| ApiError::Malformed {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         detail: missing_field(&e.to_string())
@@ -246,6 +257,13 @@ impl Credential {
                 source: CredentialSource::Bearer,
             }));
         }
+        Self::from_cookie(headers)
+    }
+
+    /// The session cookie alone, whatever `Authorization` says: the credential of
+    /// the web pages, which browsers reach with nothing else. A value that is not
+    /// UTF-8 is refused as `invalid_token`.
+    pub fn from_cookie(headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
         match session_cookie(headers) {
             None => Ok(None),
             Some(Ok(token)) => Ok(Some(Credential {
@@ -303,8 +321,14 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<Option<&str>> {
 }
 
 /// The session cookie's value: `None` if absent (or empty), `Some(Err)` if it is
-/// not UTF-8. Parsed as bytes so that other cookies' bytes do not matter.
+/// not UTF-8.
 fn session_cookie(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name`: `None` if absent (or empty), `Some(Err)` if it
+/// is not UTF-8. Parsed as bytes so that other cookies' bytes do not matter.
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<Result<&'h str, ()>> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -312,8 +336,8 @@ fn session_cookie(headers: &HeaderMap) -> Option<Result<&str, ()>> {
         .find_map(|pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|&b| b == b'=')?;
-            let (name, value) = (&pair[..eq], &pair[eq + 1..]);
-            if name.trim_ascii() != SESSION_COOKIE.as_bytes() {
+            let (found, value) = (&pair[..eq], &pair[eq + 1..]);
+            if found.trim_ascii() != name.as_bytes() {
                 return None;
             }
             let value = value.trim_ascii();
@@ -444,12 +468,7 @@ async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
     let mut new_bearer_token = None;
     let checked = match renewal {
         Some(slot) if TOUCH && !credential.is_bearer() => {
-            engine.validate_renewing(credential.token()).await.map(|v| {
-                if let Some(token) = v.new_token {
-                    slot.set(token);
-                }
-                v.session
-            })
+            validate_cookie(engine, credential.token(), slot).await
         }
         _ if TOUCH && rotate_bearer => engine
             .validate_rotating(credential.token(), false)
@@ -471,6 +490,21 @@ async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
         access: None,
     };
     Ok((auth, new_bearer_token))
+}
+
+/// Checks a session cookie's token as activity and, when the session is due for
+/// a new token (renewal interval, privilege change), replaces it and leaves the
+/// new one in `slot`, for the response to carry as the cookie.
+pub(crate) async fn validate_cookie<S: Store, C: Clock>(
+    engine: &Engine<S, C>,
+    token: &str,
+    slot: &Renewal,
+) -> Result<ValidSession, sessionguard_core::Error> {
+    let validated = engine.validate_renewing(token).await?;
+    if let Some(token) = validated.new_token {
+        slot.set(token);
+    }
+    Ok(validated.session)
 }
 
 /// The client's user agent and address, for the user's list of sessions. The

@@ -68,6 +68,7 @@ pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod pages;
 pub mod policy_check;
 pub mod routes;
 pub mod shared_keys;
@@ -153,6 +154,7 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
             get(admin::list_user_sessions::<S, C>),
         )
         .route("/v1/admin/sessions", post(admin::create_session::<S, C>))
+        .merge(pages::router::<S, C>())
         // Must follow the routes: it applies to those already added.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound })

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sessionguard_core::{
     ClientInfo, Clock, EventKind, Issued, Password, Reason, Rejection, Store, TokenId, TokenKind,
-    UserRecord,
+    UserRecord, ValidSession,
 };
 use zeroize::Zeroizing;
 
@@ -27,7 +27,8 @@ use crate::routes::{SessionList, SessionView};
 use crate::state::AppState;
 
 /// The `Set-Cookie` value that makes browsers drop the session cookie.
-const CLEAR_COOKIE: &str = "__Host-sg_session=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0";
+pub(crate) const CLEAR_COOKIE: &str =
+    "__Host-sg_session=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0";
 
 /// `{"username","password"}` for login.
 #[derive(Deserialize)]
@@ -228,30 +229,13 @@ pub async fn elevate<S: Store, C: Clock>(
     auth: LiveSession,
     JsonBody(body): JsonBody<ElevateBody>,
 ) -> Result<Response, ApiError> {
-    let engine = state.engine();
-    let user = engine.store().get_user(auth.session.user_id()).await?;
-    let hash = user.map(|u| u.password_hash);
-    let password = Password::new(body.password).ok();
-    // Sidecar users have no password here: `verify(.., None)` fails after the
-    // dummy hash, in the same time.
-    let verified = state
-        .with_hasher(move |h| password.is_some_and(|p| h.verify(&p, hash.as_ref())))
-        .await?;
-    if !verified {
-        engine
-            .record(
-                EventKind::LoginFailed,
-                Some(auth.session.user_id()),
-                Some(&auth.session.id()),
-                None,
-            )
-            .await;
-        return Err(ApiError::InvalidCredentials);
-    }
-    let issued = engine
-        .elevate(&auth.session)
-        .await
-        .map_err(|e| auth.credential.reject(e))?;
+    let issued = reauthenticate(
+        &state,
+        &auth.session,
+        auth.credential.is_bearer(),
+        body.password,
+    )
+    .await?;
     let view = SessionView::from(&issued.session);
     if let Some(old) = &auth.access {
         let access = state.issue_access_token(&issued.session, old.client_id())?;
@@ -275,6 +259,44 @@ pub async fn elevate<S: Store, C: Clock>(
         session_token: None,
     };
     Ok(with_cookie(StatusCode::OK, &issued, Json(body)))
+}
+
+/// The step-up shared by `POST /v1/session/elevate` and the account page: checks
+/// `password` against the session's user (a wrong one is 401
+/// `invalid_credentials` and is audited as a failed sign-in) and then
+/// [`sessionguard_core::Engine::elevate`]s the session, whose new token the caller
+/// hands to the client (the presented one ends at once). `bearer` says how the
+/// session's credential was presented, for the rejection if it ended meanwhile.
+pub(crate) async fn reauthenticate<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    session: &ValidSession,
+    bearer: bool,
+    password: String,
+) -> Result<Issued, ApiError> {
+    let engine = state.engine();
+    let user = engine.store().get_user(session.user_id()).await?;
+    let hash = user.map(|u| u.password_hash);
+    let password = Password::new(password).ok();
+    // Sidecar users have no password here: `verify(.., None)` fails after the
+    // dummy hash, in the same time.
+    let verified = state
+        .with_hasher(move |h| password.is_some_and(|p| h.verify(&p, hash.as_ref())))
+        .await?;
+    if !verified {
+        engine
+            .record(
+                EventKind::LoginFailed,
+                Some(session.user_id()),
+                Some(&session.id()),
+                None,
+            )
+            .await;
+        return Err(ApiError::InvalidCredentials);
+    }
+    engine
+        .elevate(session)
+        .await
+        .map_err(|e| ApiError::session(e, bearer))
 }
 
 /// The answer of a step-up with an access token: the session and a new access
@@ -408,23 +430,15 @@ pub async fn change_password<S: Store, C: Clock>(
         .await
         .map_err(|e| auth.credential.reject(e))?;
     let new = Password::new_for_setting(body.new_password).map_err(ApiError::WeakPassword)?;
-    let current = Password::new(body.current_password).map_err(|_| ApiError::InvalidCredentials)?;
-    let user = state
-        .engine()
-        .store()
-        .get_user(auth.session.user_id())
-        .await?;
-    let hash = user.map(|u| u.password_hash);
-    // Sidecar users have no password here: `verify(.., None)` fails after the dummy hash.
-    let new_hash = state
-        .with_hasher(move |h| h.verify(&current, hash.as_ref()).then(|| h.hash(&new)))
-        .await?
-        .ok_or(ApiError::InvalidCredentials)?;
-    let issued = state
-        .engine()
-        .change_password(&auth.session, new_hash, client)
-        .await
-        .map_err(|e| auth.credential.reject(e))?;
+    let issued = set_password(
+        &state,
+        &auth.session,
+        auth.credential.is_bearer(),
+        client,
+        body.current_password,
+        new,
+    )
+    .await?;
     if let Some(old) = &auth.access {
         let pair = state
             .issue_token_pair(&issued.session, old.client_id())
@@ -444,6 +458,36 @@ pub async fn change_password<S: Store, C: Clock>(
         session_token: None,
     };
     Ok(with_cookie(StatusCode::OK, &issued, Json(body)))
+}
+
+/// The password change shared by `POST /v1/password` and the account page, once
+/// the session passed the step-up rule: verifies `current` (401
+/// `invalid_credentials` if wrong), stores the hash of `new` — which ends every
+/// session of the user, this one included, with their refresh tokens and, by
+/// policy, API tokens — and returns the new session of this device. `bearer` says
+/// how the session's credential was presented, for the rejection if it ended
+/// meanwhile.
+pub(crate) async fn set_password<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    session: &ValidSession,
+    bearer: bool,
+    client: ClientInfo,
+    current: String,
+    new: Password,
+) -> Result<Issued, ApiError> {
+    let current = Password::new(current).map_err(|_| ApiError::InvalidCredentials)?;
+    let user = state.engine().store().get_user(session.user_id()).await?;
+    let hash = user.map(|u| u.password_hash);
+    // Sidecar users have no password here: `verify(.., None)` fails after the dummy hash.
+    let new_hash = state
+        .with_hasher(move |h| h.verify(&current, hash.as_ref()).then(|| h.hash(&new)))
+        .await?
+        .ok_or(ApiError::InvalidCredentials)?;
+    state
+        .engine()
+        .change_password(session, new_hash, client)
+        .await
+        .map_err(|e| ApiError::session(e, bearer))
 }
 
 /// `GET /v1/sessions`: the user's live sessions, the caller's marked `current`.
@@ -486,7 +530,11 @@ pub async fn revoke_others<S: Store, C: Clock>(
 
 /// A response carrying `issued`'s token in the session cookie. The token goes only
 /// into `Set-Cookie`, never into the body.
-fn with_cookie(status: StatusCode, issued: &Issued, body: impl IntoResponse) -> Response {
+pub(crate) fn with_cookie(
+    status: StatusCode,
+    issued: &Issued,
+    body: impl IntoResponse,
+) -> Response {
     match session_cookie(&issued.token) {
         Ok(v) => {
             let mut res = (status, body).into_response();
