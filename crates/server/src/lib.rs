@@ -36,6 +36,10 @@
 //! | `GET /v1/admin/users/{id}/sessions` | admin | a user's live sessions |
 //! | `GET /healthz` | none | liveness |
 //!
+//! The web pages for people — `/login`, `/account` and its forms, `/logout`, and
+//! the idle-timeout warning script under `/static/` — are HTML over the same
+//! functions and rules: see [`pages`].
+//!
 //! "Session" means the session cookie or `Authorization: Bearer <token>` (bearer
 //! wins), where the bearer token is a session token (`sgs_…`) or an access token
 //! (a JWT from `/v1/token`); cookie-authenticated unsafe requests also need the

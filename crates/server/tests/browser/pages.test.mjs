@@ -74,12 +74,8 @@ after(async () => {
 // ---------------------------------------------------------------------------
 // Helpers
 
-let users = 0;
-
 /** Creates a user through the admin API (with `profile`, if given); returns its name. */
-async function createUser(prefix, profile) {
-  users += 1;
-  const username = `${prefix}${users}`;
+async function createUser(username, profile) {
   const created = await api('POST', '/v1/admin/users', { username, password: PASSWORD });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   if (profile) {
