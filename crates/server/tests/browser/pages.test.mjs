@@ -6,7 +6,7 @@
 //   SG_ADMIN_TOKEN  its admin token, to create the users of each scenario
 //   SG_SCREENSHOTS  the folder for login.png and account.png
 //   SG_CHROMIUM     the browser (default /usr/bin/chromium)
-// The server's configuration has a profile `brief` with a 30 s idle timeout,
+// The server's configuration has a profile `brief` with a 45 s idle timeout,
 // for the idle-timeout warning, which runs in real time.
 //
 // Elements are found by their accessible names, the pages' public contract.
@@ -492,7 +492,7 @@ test('idle warning: shown before the deadline, "Stay signed in" keeps the sessio
 
   // The warning: an alertdialog, focus on its button, a countdown.
   const dialog = page.getByRole('alertdialog', { name: 'Are you still there?' });
-  await dialog.waitFor({ state: 'visible', timeout: 45_000 });
+  await dialog.waitFor({ state: 'visible', timeout: 60_000 });
   assert.equal((await status()).status, 200, 'the warning comes before the deadline');
   assert.match(await dialog.innerText(), /signed out in \d+ seconds?/);
   assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Stay signed in');
@@ -509,7 +509,7 @@ test('idle warning: shown before the deadline, "Stay signed in" keeps the sessio
   assert.equal((await status()).status, 200, 'alive after the first deadline');
 
   // Left alone: the warning again, then the login page with the idle reason.
-  await dialog.waitFor({ state: 'visible', timeout: 45_000 });
+  await dialog.waitFor({ state: 'visible', timeout: 60_000 });
   await page.waitForURL(url('/login?reason=idle_timeout'), { timeout: 30_000 });
   assert.match(await mainText(page), /You were signed out because you were inactive for too long\./);
   assert.equal((await status()).status, 401);
