@@ -5,7 +5,7 @@
 //! works without JavaScript; the two small scripts in `static/` add the
 //! idle-timeout warning and a copy button. Every action goes through the very
 //! functions, engine operations and rules of the JSON API — the login path
-//! ([`crate::routes::session::password_login`]), the origin rule
+//! (`routes::session::password_login`), the origin rule
 //! ([`crate::csrf::check_origin`]) and the session's anti-CSRF token, the step-up
 //! rule, the session list, sign-out of others, the password change, API tokens
 //! and the user's events — never a copy of them.
@@ -38,7 +38,7 @@
 //!   skip that rule; they satisfy it: the password form's **Current password**,
 //!   and on a session past its step-up window a **Confirm your password** field
 //!   in the token form, re-authenticate through the step-up of
-//!   `POST /v1/session/elevate` ([`crate::routes::session::reauthenticate`])
+//!   `POST /v1/session/elevate` (`routes::session::reauthenticate`)
 //!   before the action runs, so the user never meets a bare 403.
 //! - **Headers.** [`CONTENT_SECURITY_POLICY`] (no inline script or style, no
 //!   framing), `Referrer-Policy: same-origin`, `X-Content-Type-Options: nosniff`,

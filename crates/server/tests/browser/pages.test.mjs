@@ -510,6 +510,9 @@ test('idle warning: shown before the deadline, "Stay signed in" keeps the sessio
 
   // Left alone: the warning again, then the login page with the idle reason.
   await dialog.waitFor({ state: 'visible', timeout: 60_000 });
+  // Escape is not an answer: the warning stays.
+  await page.keyboard.press('Escape');
+  assert.equal(await dialog.isVisible(), true);
   await page.waitForURL(url('/login?reason=idle_timeout'), { timeout: 30_000 });
   assert.match(await mainText(page), /You were signed out because you were inactive for too long\./);
   assert.equal((await status()).status, 401);
