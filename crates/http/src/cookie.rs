@@ -85,9 +85,17 @@ pub fn sets_session_cookie(headers: &HeaderMap) -> bool {
 }
 
 /// The session cookie's value in a request's `Cookie` headers: `None` if absent
-/// or empty, `Some(Err(NotUtf8))` if it is not UTF-8. Parsed as bytes, so that
-/// other cookies' bytes do not matter; surrounding double quotes are removed.
+/// or empty, `Some(Err(NotUtf8))` if it is not UTF-8 ([`find_named`]).
 pub fn find(headers: &HeaderMap) -> Option<Result<&str, NotUtf8>> {
+    find_named(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name` in a request's `Cookie` headers: `None` if
+/// absent or empty, `Some(Err(NotUtf8))` if it is not UTF-8. Parsed as bytes, so
+/// that other cookies' bytes do not matter; surrounding double quotes are
+/// removed. The one cookie parser of sessionguard: the session cookie and the
+/// server's other cookies (a known device, a token shown once) are read with it.
+pub fn find_named<'h>(headers: &'h HeaderMap, name: &str) -> Option<Result<&'h str, NotUtf8>> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -95,8 +103,8 @@ pub fn find(headers: &HeaderMap) -> Option<Result<&str, NotUtf8>> {
         .find_map(|pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|&b| b == b'=')?;
-            let (name, value) = (&pair[..eq], &pair[eq + 1..]);
-            if name.trim_ascii() != SESSION_COOKIE.as_bytes() {
+            let (found, value) = (&pair[..eq], &pair[eq + 1..]);
+            if found.trim_ascii() != name.as_bytes() {
                 return None;
             }
             let value = value.trim_ascii();

@@ -158,6 +158,18 @@ impl Credential {
         Ok(Presented::find(headers)?.map(|p| Credential::new(p.token, p.source)))
     }
 
+    /// The session cookie alone, whatever `Authorization` says: the credential
+    /// of the web pages, which browsers reach with nothing else.
+    pub fn from_cookie(headers: &HeaderMap) -> Result<Option<Credential>, Unreadable> {
+        match cookie::find(headers) {
+            None => Ok(None),
+            Some(Ok(token)) => Ok(Some(Credential::new(token, CredentialSource::Cookie))),
+            Some(Err(cookie::NotUtf8)) => Err(Unreadable {
+                source: CredentialSource::Cookie,
+            }),
+        }
+    }
+
     /// A credential with this text, presented this way.
     pub fn new(token: &str, source: CredentialSource) -> Self {
         Credential {

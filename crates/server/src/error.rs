@@ -369,7 +369,7 @@ impl ApiError {
         }
     }
 
-    fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         match self {
             ApiError::Session { rejection, .. } => rejection.reason.describe().to_owned(),
             ApiError::InvalidAccessToken(_) => Reason::InvalidToken.describe().to_owned(),
@@ -491,7 +491,10 @@ impl ApiError {
         Some(problem::challenge(bearer))
     }
 
-    fn log(&self) {
+    /// Logs this failure: server-side ones at `error` with their chain, client
+    /// errors at `debug` with their code. Called once per answered failure, by
+    /// [`IntoResponse`] here or by the page that shows it in words.
+    pub(crate) fn log(&self) {
         let code = self.code();
         match self {
             ApiError::Store(e) => {

@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use serde::de::DeserializeOwned;
-use sessionguard_core::{ClientInfo, Clock, Rejection, Store, Token, ValidSession};
+use sessionguard_core::{ClientInfo, Clock, Engine, Rejection, Store, Token, ValidSession};
 pub use sessionguard_http::CredentialSource;
 pub use sessionguard_http::cookie::{CREDENTIAL_HEADER_LIMIT, HEADER_BLOCK_LIMIT, SESSION_COOKIE};
 pub(crate) use sessionguard_http::credential::bearer;
@@ -90,6 +90,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalBody<T> {
     }
 }
 
+/// The bytes of a form body (`application/x-www-form-urlencoded`, as HTML forms
+/// send), at most [`BODY_LIMIT`]: 415 for another media type. Parse it with
+/// [`parse_form`].
+pub(crate) async fn form_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if media_type(req.headers()) != Some(Media::Form) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    read_body(req, state).await
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Media {
     Json,
@@ -138,7 +148,8 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Parses a form body: 422 naming a missing field, never echoing a value.
+pub(crate) fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_urlencoded::from_bytes(bytes).map_err(|e| ApiError::Malformed {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         detail: missing_field(&e.to_string())
@@ -216,6 +227,15 @@ impl Credential {
     /// `invalid_token`; other schemes of `Authorization` are ignored.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
         sessionguard_http::Credential::from_headers(headers)
+            .map(|c| c.map(Credential))
+            .map_err(unreadable)
+    }
+
+    /// The session cookie alone, whatever `Authorization` says: the credential of
+    /// the web pages, which browsers reach with nothing else. A value that is not
+    /// UTF-8 is refused as `invalid_token`.
+    pub fn from_cookie(headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
+        sessionguard_http::Credential::from_cookie(headers)
             .map(|c| c.map(Credential))
             .map_err(unreadable)
     }
@@ -376,12 +396,7 @@ async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
     let mut new_bearer_token = None;
     let checked = match renewal {
         Some(slot) if TOUCH && !credential.is_bearer() => {
-            engine.validate_renewing(credential.token()).await.map(|v| {
-                if let Some(token) = v.new_token {
-                    slot.set(token);
-                }
-                v.session
-            })
+            validate_cookie(engine, credential.token(), slot).await
         }
         _ if TOUCH && rotate_bearer => engine
             .validate_rotating(credential.token(), false)
@@ -403,6 +418,21 @@ async fn authenticate_renewing<S: Store, C: Clock, const TOUCH: bool>(
         access: None,
     };
     Ok((auth, new_bearer_token))
+}
+
+/// Checks a session cookie's token as activity and, when the session is due for
+/// a new token (renewal interval, privilege change), replaces it and leaves the
+/// new one in `slot`, for the response to carry as the cookie.
+pub(crate) async fn validate_cookie<S: Store, C: Clock>(
+    engine: &Engine<S, C>,
+    token: &str,
+    slot: &Renewal,
+) -> Result<ValidSession, sessionguard_core::Error> {
+    let validated = engine.validate_renewing(token).await?;
+    if let Some(token) = validated.new_token {
+        slot.set(token);
+    }
+    Ok(validated.session)
 }
 
 /// The client's user agent and address, for the user's list of sessions. The

@@ -38,6 +38,10 @@
 //! | `GET /healthz` | none | liveness: the process serves HTTP (the store is not asked) |
 //! | `GET /readyz` | none | readiness: the store answers and, on Redis, evicts nothing; else 503 |
 //!
+//! The web pages for people — `/login`, `/account` and its forms, `/logout`, and
+//! the idle-timeout warning script under `/static/` — are HTML over the same
+//! functions and rules: see [`pages`].
+//!
 //! "Session" means the session cookie or `Authorization: Bearer <token>` (bearer
 //! wins), where the bearer token is a session token (`sgs_…`) or an access token
 //! (a JWT from `/v1/token`); cookie-authenticated unsafe requests also need the
@@ -74,6 +78,7 @@ pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod pages;
 pub mod passwords;
 pub mod policy_check;
 pub mod routes;
@@ -169,6 +174,7 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
             get(admin::list_user_sessions::<S, C>),
         )
         .route("/v1/admin/sessions", post(admin::create_session::<S, C>))
+        .merge(pages::router::<S, C>())
         // Must follow the routes: it applies to those already added.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound })

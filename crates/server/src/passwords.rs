@@ -19,9 +19,10 @@
 
 use std::net::IpAddr;
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use sessionguard_core::engine::PasswordAttempt;
 use sessionguard_core::{Clock, DeviceSecret, PasswordHasher, SessionId, Store, UserId};
+use sessionguard_http::cookie;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -115,15 +116,8 @@ where
 /// well-formed (anything else is ignored: the client is then not a known
 /// device).
 pub fn device_of(headers: &HeaderMap) -> Option<DeviceSecret> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == DEVICE_COOKIE).then(|| DeviceSecret::parse(value.trim()))?
-        })
+    let value = cookie::find_named(headers, DEVICE_COOKIE)?.ok()?;
+    DeviceSecret::parse(value)
 }
 
 /// The `Set-Cookie` value keeping `device` for `max_age`: `HttpOnly`,
@@ -142,6 +136,7 @@ pub fn device_cookie(device: &DeviceSecret, max_age: std::time::Duration) -> Hea
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
 
     #[test]
     fn the_device_cookie_is_read_back_and_anything_else_is_ignored() {

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sessionguard_core::{ApiTokenRecord, Clock, Store, TokenId};
+use sessionguard_core::{ApiTokenRecord, Clock, Store, Token, TokenId, ValidSession};
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, LiveSession, PathParam};
@@ -84,12 +84,43 @@ pub async fn create<S: Store, C: Clock>(
     auth: LiveSession,
     JsonBody(body): JsonBody<NewApiToken>,
 ) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
+    let (token, record) = create_token(
+        &state,
+        &auth.session,
+        auth.credential.is_bearer(),
+        &body.name,
+        body.expires_in,
+    )
+    .await?;
+    let body = CreatedApiToken {
+        id: record.id.to_string(),
+        token: token.reveal().to_string(),
+        name: record.name,
+        created_at: record.created_at.to_rfc3339(),
+        expires_at: record.expires_at.to_rfc3339(),
+    };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// The creation shared by `POST /v1/api-tokens` and the account page: the
+/// step-up rule (403 `step_up_required`), the lifetime (`expires_in` seconds, at
+/// most and by default the profile's `api_token_max_ttl`; 422 `invalid_expiry`)
+/// and the name (422 `invalid_name`). Returns the token, to be shown once, and
+/// its record. `bearer` says how the session's credential was presented, for the
+/// rejection if it ended meanwhile.
+pub(crate) async fn create_token<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    session: &ValidSession,
+    bearer: bool,
+    name: &str,
+    expires_in: Option<i64>,
+) -> Result<(Token, ApiTokenRecord), ApiError> {
     let engine = state.engine();
     engine
-        .require_step_up(&auth.session)
+        .require_step_up(session)
         .await
-        .map_err(|e| auth.credential.reject(e))?;
-    let ttl = match body.expires_in {
+        .map_err(|e| ApiError::session(e, bearer))?;
+    let ttl = match expires_in {
         None => None,
         Some(secs) => {
             let ttl = u64::try_from(secs)
@@ -99,7 +130,7 @@ pub async fn create<S: Store, C: Clock>(
                 .ok_or(ApiError::InvalidExpiry)?;
             if ttl
                 > engine
-                    .policy_of_user(auth.session.user_id())
+                    .policy_of_user(session.user_id())
                     .await?
                     .api_token_max_ttl
             {
@@ -108,23 +139,15 @@ pub async fn create<S: Store, C: Clock>(
             Some(ttl)
         }
     };
-    let (token, record) = engine
-        .create_api_token(auth.session.user_id(), &body.name, ttl)
+    engine
+        .create_api_token(session.user_id(), name, ttl)
         .await
         .map_err(|e| match e {
             // The expiry was checked above, so the engine's remaining input rule is
             // the name's.
             sessionguard_core::Error::InvalidInput(_) => ApiError::InvalidName,
-            other => auth.credential.reject(other),
-        })?;
-    let body = CreatedApiToken {
-        id: record.id.to_string(),
-        token: token.reveal().to_string(),
-        name: record.name,
-        created_at: record.created_at.to_rfc3339(),
-        expires_at: record.expires_at.to_rfc3339(),
-    };
-    Ok((StatusCode::CREATED, Json(body)))
+            other => ApiError::session(other, bearer),
+        })
 }
 
 /// `GET /v1/api-tokens`: the user's live API tokens, newest first, without secrets.

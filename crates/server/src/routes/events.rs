@@ -1,6 +1,8 @@
 //! The audit log over HTTP: every event for administrators, and each user's own
 //! security history ("new sign-in from …", "signed out by a password change").
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -14,7 +16,7 @@ use crate::state::AppState;
 const DEFAULT_LIMIT: usize = 100;
 
 /// The page size of a user's own history.
-const OWN_LIMIT: usize = 50;
+pub(crate) const OWN_LIMIT: usize = 50;
 
 /// One event as the API shows it.
 #[derive(Debug, Serialize)]
@@ -45,14 +47,16 @@ impl From<&AuditEvent> for EventView {
             user_agent: e.client.user_agent().map(str::to_owned),
             ip: e.client.ip().map(|ip| ip.to_string()),
             reason: e.reason.map(|r| r.code()),
-            description: describe(e),
+            description: describe(e, |ua| ua.into()),
         }
     }
 }
 
-/// What happened, in a sentence safe to show to the user it concerns.
-fn describe(e: &AuditEvent) -> String {
-    let from = match (e.client.user_agent(), e.client.ip()) {
+/// What happened, in a sentence safe to show to the user it concerns; `device`
+/// says how to name the client's user agent (as it is in the API, as a browser
+/// and OS on the account page).
+pub(crate) fn describe(e: &AuditEvent, device: impl Fn(&str) -> Cow<'_, str>) -> String {
+    let from = match (e.client.user_agent().map(device), e.client.ip()) {
         (Some(ua), Some(ip)) => format!(" from {ua} ({ip})"),
         (Some(ua), None) => format!(" from {ua}"),
         (None, Some(ip)) => format!(" from {ip}"),
@@ -180,14 +184,26 @@ pub async fn own_list<S: Store, C: Clock>(
     auth: LiveSession,
     QueryParams(q): QueryParams<OwnEventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let mut cursor = parse_cursor(q.cursor.as_deref())?;
+    let cursor = parse_cursor(q.cursor.as_deref())?;
+    let shown = own_events(&state, auth.session.user_id(), cursor).await?;
+    Ok(Json(EventPage::new(&shown, OWN_LIMIT)))
+}
+
+/// A page of `user`'s own security history, newest first, after `cursor`: the
+/// events [`EventKind::shown_to_user`], at most [`OWN_LIMIT`]. Shared by
+/// `GET /v1/events` and the account page.
+pub(crate) async fn own_events<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    user: &UserId,
+    mut cursor: Option<u64>,
+) -> Result<Vec<AuditEvent>, ApiError> {
     // Filled up to a page with shown events, reading past the routine ones.
     let mut shown = Vec::with_capacity(OWN_LIMIT);
     loop {
         let batch = state
             .engine()
             .events(&EventQuery {
-                user: Some(auth.session.user_id().clone()),
+                user: Some(user.clone()),
                 since: None,
                 cursor,
                 newest_first: true,
@@ -202,7 +218,7 @@ pub async fn own_list<S: Store, C: Clock>(
         }
     }
     shown.truncate(OWN_LIMIT);
-    Ok(Json(EventPage::new(&shown, OWN_LIMIT)))
+    Ok(shown)
 }
 
 /// A page cursor: the `next_cursor` of the previous page.

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sessionguard_core::{
     ClientInfo, Clock, DeviceSecret, Issued, Password, PasswordHash, PasswordHasher, Reason,
-    Rejection, Store, TokenId, UserRecord,
+    Rejection, Store, TokenId, UserRecord, ValidSession,
 };
 use sessionguard_http::{CredentialSource, TokenForm, cookie};
 use zeroize::Zeroizing;
@@ -100,17 +100,27 @@ pub async fn login<S: Store, C: Clock>(
         true,
     )
     .await?;
-    let mut res = with_cookie(
-        StatusCode::OK,
-        &login.issued,
-        Json(SessionView::from(&login.issued.session)),
-    );
+    let view = Json(SessionView::from(&login.issued.session));
+    Ok(with_login_cookies(&state, StatusCode::OK, &login, view))
+}
+
+/// The answer to a browser's password login: `body` with the new session's
+/// cookie and, when the device is to be remembered, the known-device cookie
+/// ([`crate::passwords::device_cookie`]). Shared by `POST /v1/login` and the
+/// sign-in page.
+pub(crate) fn with_login_cookies<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    status: StatusCode,
+    login: &PasswordLogin,
+    body: impl IntoResponse,
+) -> Response {
+    let mut res = with_cookie(status, &login.issued, body);
     if let Some(device) = &login.device {
         let ttl = state.engine().throttle_rule().known_device_ttl;
         res.headers_mut()
             .append(header::SET_COOKIE, device_cookie(device, ttl));
     }
-    Ok(res)
+    res
 }
 
 /// A password login that passed: the new session, and the device secret to keep
@@ -192,17 +202,17 @@ pub async fn password_login<S: Store, C: Clock>(
     })
 }
 
-/// Checks the password of the signed-in user of `auth` (step-up, password
+/// Checks the password of the user of `session` (step-up, password
 /// change) through the throttle and the hash queue, as their own account from
 /// this client or device; `job` as in [`check_password`].
 async fn check_own_password<S: Store, C: Clock, T: Send + 'static>(
     state: &AppState<S, C>,
-    auth: &LiveSession,
+    session: &ValidSession,
     headers: &HeaderMap,
     client: &ClientInfo,
     job: impl FnOnce(&PasswordHasher, Option<&PasswordHash>) -> Option<T> + Send + 'static,
 ) -> Result<Passed<T>, ApiError> {
-    let user_id = auth.session.user_id();
+    let user_id = session.user_id();
     let user = state.engine().store().get_user(user_id).await?;
     // Sidecar users have no password here: their checks count under their id,
     // and `verify(.., None)` fails after the dummy hash, in the same time.
@@ -216,7 +226,7 @@ async fn check_own_password<S: Store, C: Clock, T: Send + 'static>(
         client: client.ip(),
         device: device.as_ref(),
         user: Some(user_id),
-        session: Some(auth.session.id()),
+        session: Some(session.id()),
         remember: false,
     };
     check_password(state, who, move |h| job(h, hash.as_ref())).await
@@ -304,16 +314,15 @@ pub async fn elevate<S: Store, C: Clock>(
     Client(client): Client,
     JsonBody(body): JsonBody<ElevateBody>,
 ) -> Result<Response, ApiError> {
-    let engine = state.engine();
-    let password = Password::new(body.password).ok();
-    check_own_password(&state, &auth, &headers, &client, move |h, hash| {
-        password.is_some_and(|p| h.verify(&p, hash)).then_some(())
-    })
+    let issued = reauthenticate(
+        &state,
+        &auth.session,
+        auth.credential.is_bearer(),
+        &headers,
+        &client,
+        body.password,
+    )
     .await?;
-    let issued = engine
-        .elevate(&auth.session)
-        .await
-        .map_err(|e| auth.credential.reject(e))?;
     let view = SessionView::from(&issued.session);
     if let Some(old) = &auth.access {
         let access = state.issue_access_token(&issued.session, &client_of(old))?;
@@ -337,6 +346,32 @@ pub async fn elevate<S: Store, C: Clock>(
         session_token: None,
     };
     Ok(with_cookie(StatusCode::OK, &issued, Json(body)))
+}
+
+/// The step-up shared by `POST /v1/session/elevate` and the account page: checks
+/// `password` against the session's user through the throttle and the hash queue
+/// ([`check_own_password`]; a wrong one is 401 `invalid_credentials`) and then
+/// [`sessionguard_core::Engine::elevate`]s the session, whose new token the caller
+/// hands to the client (the presented one ends at once). `bearer` says how the
+/// session's credential was presented, for the rejection if it ended meanwhile.
+pub(crate) async fn reauthenticate<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    session: &ValidSession,
+    bearer: bool,
+    headers: &HeaderMap,
+    client: &ClientInfo,
+    password: String,
+) -> Result<Issued, ApiError> {
+    let password = Password::new(password).ok();
+    check_own_password(state, session, headers, client, move |h, hash| {
+        password.is_some_and(|p| h.verify(&p, hash)).then_some(())
+    })
+    .await?;
+    state
+        .engine()
+        .elevate(session)
+        .await
+        .map_err(|e| ApiError::session(e, bearer))
 }
 
 /// The answer of a step-up with an access token: the session and a new access
@@ -473,17 +508,16 @@ pub async fn change_password<S: Store, C: Clock>(
         .await
         .map_err(|e| auth.credential.reject(e))?;
     let new = Password::new_for_setting(body.new_password).map_err(ApiError::WeakPassword)?;
-    let current = Password::new(body.current_password).map_err(|_| ApiError::InvalidCredentials)?;
-    let new_hash = check_own_password(&state, &auth, &headers, &client, move |h, hash| {
-        h.verify(&current, hash).then(|| h.hash(&new))
-    })
-    .await?
-    .value;
-    let issued = state
-        .engine()
-        .change_password(&auth.session, new_hash, client)
-        .await
-        .map_err(|e| auth.credential.reject(e))?;
+    let issued = set_password(
+        &state,
+        &auth.session,
+        auth.credential.is_bearer(),
+        &headers,
+        client,
+        body.current_password,
+        new,
+    )
+    .await?;
     if let Some(old) = &auth.access {
         let pair = state
             .issue_token_pair(&issued.session, &client_of(old))
@@ -503,6 +537,35 @@ pub async fn change_password<S: Store, C: Clock>(
         session_token: None,
     };
     Ok(with_cookie(StatusCode::OK, &issued, Json(body)))
+}
+
+/// The password change shared by `POST /v1/password` and the account page, once
+/// the session passed the step-up rule: verifies `current` through the throttle
+/// and the hash queue ([`check_own_password`]; 401 `invalid_credentials` if
+/// wrong), stores the hash of `new` — which ends every session of the user, this
+/// one included, with their refresh tokens and, by policy, API tokens — and
+/// returns the new session of this device. `bearer` says how the session's
+/// credential was presented, for the rejection if it ended meanwhile.
+pub(crate) async fn set_password<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    session: &ValidSession,
+    bearer: bool,
+    headers: &HeaderMap,
+    client: ClientInfo,
+    current: String,
+    new: Password,
+) -> Result<Issued, ApiError> {
+    let current = Password::new(current).map_err(|_| ApiError::InvalidCredentials)?;
+    let new_hash = check_own_password(state, session, headers, &client, move |h, hash| {
+        h.verify(&current, hash).then(|| h.hash(&new))
+    })
+    .await?
+    .value;
+    state
+        .engine()
+        .change_password(session, new_hash, client)
+        .await
+        .map_err(|e| ApiError::session(e, bearer))
 }
 
 /// `GET /v1/sessions`: the user's live sessions, the caller's marked `current`.
@@ -545,7 +608,11 @@ pub async fn revoke_others<S: Store, C: Clock>(
 
 /// A response carrying `issued`'s token in the session cookie. The token goes only
 /// into `Set-Cookie`, never into the body.
-fn with_cookie(status: StatusCode, issued: &Issued, body: impl IntoResponse) -> Response {
+pub(crate) fn with_cookie(
+    status: StatusCode,
+    issued: &Issued,
+    body: impl IntoResponse,
+) -> Response {
     let mut res = (status, body).into_response();
     res.headers_mut()
         .insert(header::SET_COOKIE, cookie::session_cookie(&issued.token));
