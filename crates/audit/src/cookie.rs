@@ -88,12 +88,11 @@ impl SetCookie {
         if self.max_age.is_some_and(|a| a <= 0) {
             return true;
         }
-        if self.max_age.is_none() {
-            if let Some(exp) = self.expires.as_deref().and_then(parse_http_date) {
-                if exp < std::time::SystemTime::now() {
-                    return true;
-                }
-            }
+        if self.max_age.is_none()
+            && let Some(exp) = self.expires.as_deref().and_then(parse_http_date)
+            && exp < std::time::SystemTime::now()
+        {
+            return true;
         }
         self.value.is_empty()
     }

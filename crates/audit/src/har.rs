@@ -46,21 +46,22 @@ fn body_fields(req: &Value) -> (bool, Vec<(String, String)>) {
     };
     let mime = post.get("mimeType").and_then(Value::as_str).unwrap_or("");
     let text = post.get("text").and_then(Value::as_str).unwrap_or("");
-    if mime.contains("json") || text.trim_start().starts_with('{') {
-        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
-            let fields = m
-                .into_iter()
-                .map(|(k, v)| {
-                    let s = match v {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (k, s)
-                })
-                .collect();
-            return (true, fields);
-        }
+    if (mime.contains("json") || text.trim_start().starts_with('{'))
+        && let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text)
+    {
+        let fields = m
+            .into_iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, s)
+            })
+            .collect();
+        return (true, fields);
     }
+
     if let Some(params) = post.get("params").and_then(Value::as_array) {
         let fields = params
             .iter()

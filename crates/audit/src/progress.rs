@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 pub struct Progress {
     enabled: bool,
     tty: bool,
-    last: Mutex<Option<Instant>>,
+    last: Mutex<Option<(String, Instant)>>,
 }
 
 impl Progress {
@@ -52,11 +52,13 @@ impl Progress {
         let now = Instant::now();
         let left = until.saturating_duration_since(now);
         let mut last = self.last.lock().expect("not poisoned");
-        let due = last.is_none_or(|l| now.duration_since(l) >= Duration::from_secs(30));
+        let due = last
+            .as_ref()
+            .is_none_or(|(w, l)| w != what || now.duration_since(*l) >= Duration::from_secs(30));
         if !self.tty && !due {
             return;
         }
-        *last = Some(now);
+        *last = Some((what.to_owned(), now));
         let mut err = std::io::stderr().lock();
         let left = humantime::format_duration(Duration::from_secs(left.as_secs())).to_string();
         if self.tty {
@@ -69,7 +71,6 @@ impl Progress {
 
     /// Ends a wait (clears the rewritten line).
     pub fn done_waiting(&self) {
-        *self.last.lock().expect("not poisoned") = None;
         if self.enabled && self.tty {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[2K");

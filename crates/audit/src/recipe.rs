@@ -538,10 +538,10 @@ fn table_lines(text: &str) -> BTreeMap<String, usize> {
             if let Some(name) = rest.split(']').next() {
                 lines.entry(name.trim().to_owned()).or_insert(i + 1);
             }
-        } else if let Some((k, _)) = t.split_once('=') {
-            if k.trim() == "target" {
-                lines.entry("target".to_owned()).or_insert(i + 1);
-            }
+        } else if let Some((k, _)) = t.split_once('=')
+            && k.trim() == "target"
+        {
+            lines.entry("target".to_owned()).or_insert(i + 1);
         }
     }
     lines

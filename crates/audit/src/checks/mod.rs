@@ -190,7 +190,7 @@ pub async fn wait_until(agent: &Agent, what: &str, until: Instant) {
 pub fn human(d: Duration) -> String {
     if d < Duration::from_secs(10) {
         let ms = d.as_millis() as u64;
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             return format!("{}s", ms / 1000);
         }
         return format!("{:.1}s", d.as_secs_f64());

@@ -236,7 +236,7 @@ pub(super) async fn absolute(
             Some((after, ex)) => CheckReport::ok(
                 CheckId::AbsoluteTimeout,
                 format!(
-                    "The session, kept active, ended after {} ({}), within the absolute timeout of {}.",
+                    "The session, kept active, was refused {} after login ({}); the absolute timeout is {}.",
                     human(after),
                     ex.status,
                     human(claim)
