@@ -146,7 +146,8 @@ impl Redactor {
                 let keep = |i: usize| c.get(i).map_or("", |m| m.as_str());
                 let value = |i: usize| c.get(i).map_or("", |m| m.as_str());
                 let hide = |v: &str| {
-                    if v.is_empty() || (v.starts_with('[') && v.ends_with(']')) {
+                    // A label already put in place ("[session 2]") stays.
+                    if v.is_empty() || v.starts_with('[') {
                         v.to_owned()
                     } else {
                         "[redacted]".to_owned()
@@ -208,6 +209,7 @@ mod tests {
             !t.contains("abcdef123456") && !t.contains("zzzzzz999999"),
             "{t}"
         );
+        assert!(t.contains("sid=[session 1]"), "{t}");
         assert!(t.contains("[session 2]"), "{t}");
     }
 
