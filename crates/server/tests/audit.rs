@@ -38,7 +38,9 @@ step_up_ttl = "10s"
 access_token_ttl = "1m"
 "#;
 
-fn cookie_recipe(addr: &str, max_sessions: u32) -> String {
+/// The parts both recipes share: target, credentials, probe, logout, password
+/// change and claims, around the flow's own login and session tables.
+fn recipe(addr: &str, max_sessions: u32, flow: &str) -> String {
     format!(
         r#"
 target = "http://{addr}"
@@ -47,16 +49,7 @@ target = "http://{addr}"
 username = "auditor"
 password_env = "AUDIT_PASSWORD"
 new_password_env = "AUDIT_NEW_PASSWORD"
-
-[login]
-path = "/v1/login"
-body = "json"
-fields = {{ username = "{{username}}", password = "{{password}}" }}
-
-[session]
-cookie = "__Host-sg_session"
-headers = {{ "X-CSRF-Token" = "{{login.csrf_token}}" }}
-
+{flow}
 [probe]
 path = "/v1/session"
 logged_in = {{ status = 200 }}
@@ -69,12 +62,6 @@ path = "/v1/password"
 body = "json"
 fields = {{ current_password = "{{password}}", new_password = "{{new_password}}" }}
 
-[api_token]
-path = "/v1/api-tokens"
-body = "json"
-fields = {{ name = "audit" }}
-token_field = "token"
-
 [claims]
 idle_timeout = "3s"
 absolute_timeout = "10s"
@@ -83,47 +70,45 @@ max_sessions = {max_sessions}
     )
 }
 
+/// The browser flow: `/v1/login`, the session cookie, the anti-CSRF header.
+fn cookie_recipe(addr: &str, max_sessions: u32) -> String {
+    let flow = r#"
+[login]
+path = "/v1/login"
+body = "json"
+fields = { username = "{username}", password = "{password}" }
+
+[session]
+cookie = "__Host-sg_session"
+headers = { "X-CSRF-Token" = "{login.csrf_token}" }
+
+[api_token]
+path = "/v1/api-tokens"
+body = "json"
+fields = { name = "audit" }
+token_field = "token"
+"#;
+    recipe(addr, max_sessions, flow)
+}
+
+/// The API flow: `/v1/token` grants, bearer access tokens, refresh tokens.
 fn api_recipe(addr: &str, max_sessions: u32) -> String {
-    format!(
-        r#"
-target = "http://{addr}"
-
-[credentials]
-username = "auditor"
-password_env = "AUDIT_PASSWORD"
-new_password_env = "AUDIT_NEW_PASSWORD"
-
+    let flow = r#"
 [login]
 path = "/v1/token"
 body = "form"
-fields = {{ grant_type = "password", username = "{{username}}", password = "{{password}}" }}
+fields = { grant_type = "password", username = "{username}", password = "{password}" }
 
 [session]
 bearer = "access_token"
 
-[probe]
-path = "/v1/session"
-
-[logout]
-path = "/v1/logout"
-
-[password_change]
-path = "/v1/password"
-body = "json"
-fields = {{ current_password = "{{password}}", new_password = "{{new_password}}" }}
-
 [refresh]
 path = "/v1/token"
 body = "form"
-fields = {{ grant_type = "refresh_token", refresh_token = "{{refresh_token}}" }}
+fields = { grant_type = "refresh_token", refresh_token = "{refresh_token}" }
 token_field = "refresh_token"
-
-[claims]
-idle_timeout = "3s"
-absolute_timeout = "10s"
-max_sessions = {max_sessions}
-"#
-    )
+"#;
+    recipe(addr, max_sessions, flow)
 }
 
 /// A server with the audit user, optionally assigned the `admin` profile.

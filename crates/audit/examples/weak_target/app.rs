@@ -466,6 +466,27 @@ impl Weak {
             .is_some_and(|s| Some(s.csrf.as_str()) == sent)
     }
 
+    /// The session an unsafe request acts for: authenticated by a session (not an
+    /// API token) and, for a cookie, with the session's anti-CSRF header.
+    fn acting_session(
+        &self,
+        inner: &mut Inner,
+        headers: &HeaderMap,
+        now: Instant,
+    ) -> Result<String, Box<Response>> {
+        let id = match self.auth(inner, headers, now) {
+            Auth::Session(id) => id,
+            Auth::ApiToken => return Err(Box::new(StatusCode::FORBIDDEN.into_response())),
+            Auth::None(r) => return Err(Box::new(self.unauthorized(r))),
+        };
+        if !self.csrf_ok(inner, headers, &id) {
+            return Err(Box::new(
+                (StatusCode::FORBIDDEN, "bad anti-CSRF token").into_response(),
+            ));
+        }
+        Ok(id)
+    }
+
     fn token_pair(&self, inner: &mut Inner, sid: &str, family: Option<u64>) -> Value {
         let family = family.unwrap_or_else(|| {
             inner.families += 1;
@@ -610,14 +631,10 @@ async fn me(State(w): App, headers: HeaderMap) -> Response {
 async fn logout(State(w): App, headers: HeaderMap) -> Response {
     let now = Instant::now();
     let mut inner = w.inner.lock().unwrap();
-    let id = match w.auth(&mut inner, &headers, now) {
-        Auth::Session(id) => id,
-        Auth::ApiToken => return StatusCode::BAD_REQUEST.into_response(),
-        Auth::None(r) => return w.unauthorized(r),
+    let id = match w.acting_session(&mut inner, &headers, now) {
+        Ok(id) => id,
+        Err(res) => return *res,
     };
-    if !w.csrf_ok(&inner, &headers, &id) {
-        return (StatusCode::FORBIDDEN, "bad anti-CSRF token").into_response();
-    }
     if !w.flaw("no_server_logout") {
         inner.sessions.get_mut(&id).expect("valid").ended = Some("logged_out");
     }
@@ -641,14 +658,10 @@ async fn password(State(w): App, headers: HeaderMap, body: Bytes) -> Response {
     let now = Instant::now();
     let f = fields(&headers, &body);
     let mut inner = w.inner.lock().unwrap();
-    let id = match w.auth(&mut inner, &headers, now) {
-        Auth::Session(id) => id,
-        Auth::ApiToken => return StatusCode::FORBIDDEN.into_response(),
-        Auth::None(r) => return w.unauthorized(r),
+    let id = match w.acting_session(&mut inner, &headers, now) {
+        Ok(id) => id,
+        Err(res) => return *res,
     };
-    if !w.csrf_ok(&inner, &headers, &id) {
-        return (StatusCode::FORBIDDEN, "bad anti-CSRF token").into_response();
-    }
     if f.get("current_password") != Some(&inner.password) {
         return (StatusCode::FORBIDDEN, "wrong current password").into_response();
     }
@@ -685,14 +698,10 @@ async fn password(State(w): App, headers: HeaderMap, body: Bytes) -> Response {
 async fn api_tokens(State(w): App, headers: HeaderMap) -> Response {
     let now = Instant::now();
     let mut inner = w.inner.lock().unwrap();
-    let id = match w.auth(&mut inner, &headers, now) {
-        Auth::Session(id) => id,
-        Auth::ApiToken => return StatusCode::FORBIDDEN.into_response(),
-        Auth::None(r) => return w.unauthorized(r),
-    };
-    if !w.csrf_ok(&inner, &headers, &id) {
-        return (StatusCode::FORBIDDEN, "bad anti-CSRF token").into_response();
+    if let Err(res) = w.acting_session(&mut inner, &headers, now) {
+        return *res;
     }
+    // The token belongs to the target's one user.
     let t = format!("wt_api_{}", random_hex(24));
     w.record(&t);
     let epoch = inner.api_epoch;
