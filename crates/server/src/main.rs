@@ -3,7 +3,8 @@
 //! Exit codes: 0 after a clean shutdown (or a done command), 1 when the server or
 //! command fails at run time (the whole error chain is printed) or, for `policy
 //! check`, when a setting exceeds the guidance for its profile, 2 for usage and
-//! configuration errors.
+//! configuration errors. `audit` has its own codes (0 no finding at or above
+//! `--fail-on`, 1 findings, 2 recipe, credentials or target error).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Check any web app or API for session findings, black-box (see the
+    /// README, "Audit your own app").
+    Audit(sessionguard_audit::cli::AuditArgs),
     /// Inspect the session policy profiles.
     Policy {
         #[command(subcommand)]
@@ -85,6 +89,11 @@ enum KeysCommand {
 fn main() -> ExitCode {
     // Clap exits with code 2 on usage errors.
     let cli = Cli::parse();
+    // The auditor is an HTTP client with its own output; it needs no tracing.
+    let cli = match cli.command {
+        Command::Audit(args) => return sessionguard_audit::cli::main(args),
+        command => Cli { command },
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -134,6 +143,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit(args) => sessionguard_audit::cli::main(args),
         Command::Policy {
             command: PolicyCommand::Check { config },
         } => {
