@@ -12,7 +12,8 @@
 //!   [`MemoryStore`] here and by durable backends in their own crates;
 //! - [`Clock`]: injectable time; [`ManualClock`] drives tests without sleeping;
 //! - [`password`]: argon2id hashing with OWASP parameters;
-//! - [`throttle`]: the password-guessing throttle's rule, keys and state.
+//! - [`throttle`]: the password-guessing throttle's rule, keys and state;
+//! - [`observe`]: the engine's decisions, for an [`observe::Observer`] to count.
 //!
 //! Every ended session carries a [`Reason`], kept as a tombstone so that a client
 //! can be told why it was signed out.
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod guidance;
 pub mod memory;
 pub mod model;
+pub mod observe;
 pub mod password;
 pub mod policy;
 pub mod profile;

@@ -10,6 +10,7 @@
 
 use crate::clock::{Clock, Timestamp};
 use crate::model::SessionId;
+use crate::observe::Credential;
 use crate::reason::{Reason, Revocation};
 use crate::store::Store;
 
@@ -70,9 +71,14 @@ impl<S: Store, C: Clock> Engine<S, C> {
         issued_at: Timestamp,
         touch: bool,
     ) -> Result<ValidSession> {
-        let session = self.validate_authenticated_id(sid, touch).await?;
-        access_token_verdict(&session, sub, issued_at).map_err(Error::Rejected)?;
-        Ok(session)
+        let checked = match self.validate_authenticated_id(sid, touch).await {
+            Ok(session) => access_token_verdict(&session, sub, issued_at)
+                .map(|()| session)
+                .map_err(Error::Rejected),
+            Err(e) => Err(e),
+        };
+        self.observer.check(Credential::AccessToken, &checked);
+        checked
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::audit::EventKind;
 use crate::clock::{Clock, Timestamp};
 use crate::model::{ApiTokenRecord, UserEpoch, UserId};
+use crate::observe::{Credential, Observation, RevocationScope};
 use crate::reason::{Reason, Revocation};
 use crate::store::{Store, StoreError};
 use crate::token::{Token, TokenId, TokenKind};
@@ -174,8 +175,19 @@ impl<S: Store, C: Clock> Engine<S, C> {
         })
     }
 
-    /// The live record of an API token, with its user's privilege count.
+    /// The live record of an API token, with its user's privilege count. The
+    /// outcome is reported to the observer.
     async fn check_api_token(
+        &self,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<(ApiTokenRecord, u64)> {
+        let checked = self.judge_api_token(presented, now).await;
+        self.observer.check(Credential::ApiToken, &checked);
+        checked
+    }
+
+    async fn judge_api_token(
         &self,
         presented: &str,
         now: Timestamp,
@@ -243,6 +255,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .revoke_api_token(id, Revocation { reason, at })
             .await?;
         if revoked {
+            self.observer.tell(Observation::Revoked {
+                scope: RevocationScope::ApiToken,
+                reason,
+            });
             let user = self.store.load_api_token(id).await?.map(|(t, _)| t.user_id);
             self.record(
                 EventKind::ApiTokenRevoked,

@@ -29,6 +29,7 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::model::{
     ClientInfo, EpochBump, PasswordHash, SessionId, SessionRecord, SessionState, UserEpoch, UserId,
 };
+use crate::observe::{self, Credential, Observation, Observer, RevocationScope};
 use crate::policy::{Policy, PolicyError};
 use crate::profile::{ProfileError, ProfileName, Profiles};
 use crate::reason::{Reason, Revocation};
@@ -280,6 +281,7 @@ pub struct Engine<S, C = SystemClock> {
     mirror: Option<AuditMirror>,
     identities: identity::IdentityMemo,
     throttle: ThrottleRule,
+    observer: observe::Slot,
 }
 
 /// A copy of every audit event, handed over after the event is stored (for
@@ -296,6 +298,7 @@ impl<S, C> fmt::Debug for Engine<S, C> {
             .field("audit_retention", &self.audit_retention)
             .field("identities", &self.identities)
             .field("throttle", &self.throttle)
+            .field("observer", &self.observer)
             .finish_non_exhaustive()
     }
 }
@@ -330,7 +333,17 @@ impl<S: Store, C: Clock> Engine<S, C> {
             mirror: None,
             identities: identity::IdentityMemo::new(IDENTITY_MEMO_CAPACITY),
             throttle: ThrottleRule::default(),
+            observer: observe::Slot::default(),
         }
+    }
+
+    /// Tells `observer` of every decision of this engine ([`crate::observe`]):
+    /// credential checks, refreshes, revocations, throttled and settled password
+    /// checks. One observer per engine; a later call replaces it.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observe::Slot::new(observer);
+        self
     }
 
     /// Throttles password checks by `rule` instead of [`ThrottleRule::default`].
@@ -445,6 +458,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
         match self.store.insert_session(record, limit).await {
             Ok(displaced) => {
                 for id in &displaced {
+                    self.observer.tell(Observation::Revoked {
+                        scope: RevocationScope::Session,
+                        reason: Reason::Displaced,
+                    });
                     let reason = Some(Reason::Displaced);
                     self.record_from(&client, EventKind::Displaced, Some(user), Some(id), reason)
                         .await;
@@ -613,6 +630,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .revoke_session(id, Revocation { reason, at })
             .await?;
         if revoked {
+            self.observer.tell(Observation::Revoked {
+                scope: RevocationScope::Session,
+                reason,
+            });
             let user = self.store.load_session(id).await?.map(|(s, _)| s.user_id);
             self.record(kind, user.as_ref(), Some(id), Some(reason))
                 .await;
@@ -657,6 +678,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 None,
             )
             .await?;
+        self.observer.tell(Observation::Revoked {
+            scope: RevocationScope::User,
+            reason,
+        });
         self.record(
             EventKind::UserSessionsRevoked,
             Some(user),
@@ -682,6 +707,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 Some(&current.id),
             )
             .await?;
+        self.observer.tell(Observation::Revoked {
+            scope: RevocationScope::User,
+            reason,
+        });
         self.record(
             EventKind::UserSessionsRevoked,
             Some(&current.user_id),
@@ -720,6 +749,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 },
             )
             .await?;
+        self.observer.tell(Observation::Revoked {
+            scope: RevocationScope::User,
+            reason: Reason::PasswordChanged,
+        });
         self.record(
             EventKind::PasswordChanged,
             Some(&current.user_id),
@@ -843,8 +876,19 @@ impl<S: Store, C: Clock> Engine<S, C> {
 
     /// Checks a presented session token: its current token, or the one the last
     /// rotation replaced while its overlap lasts (`true` in the result). Returns
-    /// the user's epoch read with it (one store call).
+    /// the user's epoch read with it (one store call). The outcome is reported
+    /// to the observer.
     async fn check(&self, token: &str, now: Timestamp) -> Result<(SessionState, UserEpoch, bool)> {
+        let checked = self.check_token(token, now).await;
+        self.observer.check(Credential::SessionToken, &checked);
+        checked
+    }
+
+    async fn check_token(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(SessionState, UserEpoch, bool)> {
         // Parsing rejects malformed, foreign and mistyped tokens before any lookup.
         let parsed = Token::parse(token, TokenKind::Session)
             .map_err(|_| Error::Rejected(Rejection::INVALID))?;

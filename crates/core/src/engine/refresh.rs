@@ -23,6 +23,7 @@
 use crate::audit::EventKind;
 use crate::clock::{Clock, Timestamp};
 use crate::model::{ClientId, RefreshState, Rotation, SealedSecret};
+use crate::observe::{Observation, RefreshOutcome};
 use crate::reason::Reason;
 use crate::store::Store;
 use crate::token::{Token, TokenKind};
@@ -64,7 +65,10 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// the client binding.
     pub async fn refresh(&self, presented: &str, client: &ClientId) -> Result<Refreshed> {
         let now = self.clock.now();
-        let (parsed, state) = self.check_refresh(presented).await?;
+        let (parsed, state) = self
+            .check_refresh(presented)
+            .await
+            .inspect_err(|e| self.refresh_refused(e))?;
         // Checked before the session, so that another client's attempt is not
         // activity. A token stored before binding existed binds its successor now.
         if state.rotated.is_none() && state.client_id.as_ref().is_some_and(|c| c != client) {
@@ -82,11 +86,14 @@ impl<S: Store, C: Clock> Engine<S, C> {
                 session = %state.session_id,
                 "a refresh token was presented by another client than it was issued to; refused"
             );
+            self.observer
+                .tell(Observation::Refresh(RefreshOutcome::ClientMismatch));
             return Err(Error::ClientMismatch);
         }
         let session = self
             .validate_authenticated_id(&state.session_id, true)
-            .await?;
+            .await
+            .inspect_err(|e| self.refresh_refused(e))?;
         let done = match state.rotated {
             Some(done) => done,
             None => {
@@ -111,6 +118,8 @@ impl<S: Store, C: Clock> Engine<S, C> {
                     .await?
                 {
                     None => {
+                        self.observer
+                            .tell(Observation::Refresh(RefreshOutcome::Rotated));
                         self.record(
                             EventKind::Refreshed,
                             Some(&state.user_id),
@@ -132,6 +141,8 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .repeat_within_grace(&parsed, done, client, now, grace)
             .await?
         {
+            self.observer
+                .tell(Observation::Refresh(RefreshOutcome::Repeated));
             self.record(
                 EventKind::RefreshRepeated,
                 Some(&state.user_id),
@@ -146,6 +157,8 @@ impl<S: Store, C: Clock> Engine<S, C> {
         }
         // Reuse of a replaced token: whoever holds the live successor, this copy is
         // suspect, so the whole session ends.
+        self.observer
+            .tell(Observation::Refresh(RefreshOutcome::ReuseDetected));
         self.end(
             &state.session_id,
             Reason::RefreshReuseDetected,
@@ -163,6 +176,15 @@ impl<S: Store, C: Clock> Engine<S, C> {
             reason: Reason::RefreshReuseDetected,
             at: now,
         })))
+    }
+
+    /// Reports a refresh refused for `err`: a rejection with its reason; a store
+    /// failure decides nothing and is not reported.
+    fn refresh_refused(&self, err: &Error) {
+        if let Error::Rejected(r) = err {
+            self.observer
+                .tell(Observation::Refresh(RefreshOutcome::Rejected(r.reason)));
+        }
     }
 
     /// Ends the session of a genuine refresh token with `reason` (logout or RFC 7009

@@ -39,6 +39,7 @@ use std::net::IpAddr;
 use crate::audit::EventKind;
 use crate::clock::Clock;
 use crate::model::{SessionId, UserId};
+use crate::observe::{Observation, ThrottledBy};
 use crate::store::Store;
 use crate::throttle::{Attempt, DeviceSecret, Settle, ThrottleKey, ThrottleRule};
 
@@ -140,7 +141,11 @@ impl<S: Store, C: Clock> Engine<S, C> {
                         device,
                     });
                 }
-                Attempt::Throttled { retry_at } => return Err(Error::Throttled { retry_at }),
+                Attempt::Throttled { retry_at } => {
+                    self.observer
+                        .tell(Observation::Throttled(ThrottledBy::KnownDevice));
+                    return Err(Error::Throttled { retry_at });
+                }
                 Attempt::Unknown => {}
             }
         }
@@ -151,7 +156,11 @@ impl<S: Store, C: Clock> Engine<S, C> {
             .await?
         {
             Attempt::Counted { failures } => failures,
-            Attempt::Throttled { retry_at } => return Err(Error::Throttled { retry_at }),
+            Attempt::Throttled { retry_at } => {
+                self.observer
+                    .tell(Observation::Throttled(ThrottledBy::AccountClient));
+                return Err(Error::Throttled { retry_at });
+            }
             Attempt::Unknown => return Err(unknown_answer()),
         };
         let client = match rule.client_limit() {
@@ -165,7 +174,11 @@ impl<S: Store, C: Clock> Engine<S, C> {
                             .throttle_settle(&account_client, Settle::Release, now)
                             .await?;
                         return Err(match refused? {
-                            Attempt::Throttled { retry_at } => Error::Throttled { retry_at },
+                            Attempt::Throttled { retry_at } => {
+                                self.observer
+                                    .tell(Observation::Throttled(ThrottledBy::Client));
+                                Error::Throttled { retry_at }
+                            }
                             _ => unknown_answer(),
                         });
                     }
@@ -196,6 +209,8 @@ impl<S: Store, C: Clock> Engine<S, C> {
         check: PasswordCheck,
         remember: bool,
     ) -> Result<Option<DeviceSecret>> {
+        self.observer
+            .tell(Observation::PasswordChecked { verified: true });
         let now = self.clock.now();
         let trust = Settle::Trust {
             until: now.saturating_add(self.throttle.known_device_ttl),
@@ -244,6 +259,8 @@ impl<S: Store, C: Clock> Engine<S, C> {
         user: Option<&UserId>,
         session: Option<&SessionId>,
     ) {
+        self.observer
+            .tell(Observation::PasswordChecked { verified: false });
         let free = self.throttle.failures;
         let failures = check.failures();
         tracing::debug!(target: LIFECYCLE, failures, "wrong password");
