@@ -179,7 +179,7 @@ impl<S: Store, C: Clock> AppState<S, C> {
     async fn verify_jwt(&self, token: &str) -> Result<AccessClaims, JwtError> {
         let now = self.engine().clock().now();
         let memo = self.signature_memo();
-        match self
+        let verified = match self
             .verifier()
             .verify_memoized(&self.keys(), token, now, memo)
         {
@@ -187,7 +187,13 @@ impl<S: Store, C: Clock> AppState<S, C> {
                 .verifier()
                 .verify_memoized(&self.keys(), token, now, memo),
             other => other,
+        };
+        // Refused before the engine sees it: counted here (the engine counts
+        // the checks of the session behind a verified token).
+        if verified.is_err() {
+            self.metrics().access_token_refused();
         }
+        verified
     }
 
     /// Verifies an access token and checks that the session it names is alive on

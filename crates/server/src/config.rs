@@ -9,6 +9,9 @@
 //! issuer = "http://127.0.0.1:8080"         # `iss` of access tokens; default public_origin
 //! audience = "http://127.0.0.1:8080"       # `aud` of access tokens; default public_origin
 //! introspection_tokens = ["..."]           # resource servers allowed to call /v1/introspect
+//! metrics_listen = "127.0.0.1:9090"        # GET /metrics without authentication there
+//!                                          # (on `listen` it needs the admin token)
+//! log_format = "text"                      # or "json": one JSON object per line
 //! [policy]
 //! profile = "standard"                     # the default profile: standard, sensitive, admin
 //!                                          # or one defined under [profiles]
@@ -63,6 +66,7 @@
 //!
 //! Environment: `SESSIONGUARD_LISTEN`, `SESSIONGUARD_DATA_DIR`,
 //! `SESSIONGUARD_PUBLIC_ORIGIN`, `SESSIONGUARD_ADMIN_TOKEN`,
+//! `SESSIONGUARD_METRICS_LISTEN`, `SESSIONGUARD_LOG_FORMAT`,
 //! `SESSIONGUARD_IDLE_TIMEOUT`, `SESSIONGUARD_ABSOLUTE_TIMEOUT` (the last two apply
 //! to the default profile). Durations are human-readable (`90s`, `15m`, `12h`).
 //! Unknown keys and profile names are errors, and every error names the dotted key
@@ -124,6 +128,24 @@ pub struct Config {
     /// The `[server]` table: connection limits and timeouts, shutdown, the
     /// password-hashing queue.
     pub server: ServerConfig,
+    /// `metrics_listen`: a second address serving `GET /metrics` without
+    /// authentication (for a Prometheus scraper on a private network). `None`
+    /// (default): metrics only on `listen`, with the admin token.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `log_format`: how the `serve` command writes its logs to standard error.
+    pub log_format: LogFormat,
+}
+
+/// `log_format`: the shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// `"text"` (default): one readable line per event.
+    #[default]
+    Text,
+    /// `"json"`: one JSON object per line (`timestamp`, `level`, `target`,
+    /// `fields`, and the request's span with its method and route template).
+    Json,
 }
 
 /// The `[server]` table: how the server holds its ground against slow and
@@ -300,6 +322,8 @@ impl fmt::Debug for Config {
             .field("store", &self.store)
             .field("throttle", &self.throttle)
             .field("server", &self.server)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -498,6 +522,8 @@ struct FileConfig {
     issuer: Option<String>,
     audience: Option<String>,
     introspection_tokens: Option<Vec<String>>,
+    metrics_listen: Option<String>,
+    log_format: Option<String>,
     #[serde(default)]
     policy: FilePolicy,
     #[serde(default)]
@@ -803,6 +829,31 @@ impl Config {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
 
+        let metrics_listen = match layer(file.metrics_listen, "SESSIONGUARD_METRICS_LISTEN") {
+            Some((v, origin)) => {
+                Some(v.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid {
+                    key: "metrics_listen",
+                    problem: format!("invalid socket address {v:?} (expected IP:PORT)"),
+                    origin,
+                })?)
+            }
+            None => None,
+        };
+        let log_format = match layer(file.log_format, "SESSIONGUARD_LOG_FORMAT") {
+            None => LogFormat::Text,
+            Some((v, origin)) => match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "log_format",
+                        problem: format!("must be \"text\" or \"json\" (got {v:?})"),
+                        origin,
+                    });
+                }
+            },
+        };
+
         let data_dir = match &flags.data_dir {
             Some(d) => d.clone(),
             None => env("SESSIONGUARD_DATA_DIR")
@@ -940,6 +991,8 @@ impl Config {
             store,
             throttle,
             server,
+            metrics_listen,
+            log_format,
         })
     }
 }

@@ -55,6 +55,7 @@ use tower::Service as _;
 use crate::config::ServerConfig;
 use crate::context::no_store;
 use crate::error::ApiError;
+use crate::metrics::{Metrics, OpenConnection, Shed};
 
 /// What a client refused at the connection limit is told to wait.
 pub const BUSY_RETRY: Duration = Duration::from_secs(1);
@@ -71,11 +72,13 @@ const SHED_TIMEOUT: Duration = Duration::from_secs(1);
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves `app` on `listener` under `limits` until `shutdown` completes, then
-/// drains: see the module documentation.
+/// drains: see the module documentation. Open connections and connections
+/// refused at the limit are counted in `metrics`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerConfig,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let limits = Arc::new(limits);
@@ -105,7 +108,7 @@ pub async fn serve(
                             app.clone(),
                             Arc::clone(&limits),
                             stopped.clone(),
-                            slot,
+                            (slot, metrics.connection_opened()),
                         );
                         connections.spawn(conn);
                     }
@@ -116,6 +119,7 @@ pub async fn serve(
                                 "connection limit reached: new connections are answered 503"
                             );
                         }
+                        metrics.shed(Shed::ConnectionLimit);
                         shed(stream, &shedding, &limits);
                     }
                 },
@@ -168,14 +172,15 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// Serves one connection under its watchdog until it ends, is found slow or
 /// idle, or is told to stop and finishes its request. `_slot` is its place
-/// under `max_connections`, released when it ends.
+/// under `max_connections` and in the open-connection gauge, released when it
+/// ends.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
     limits: Arc<ServerConfig>,
     mut stop: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    _slot: (OwnedSemaphorePermit, OpenConnection),
 ) {
     let activity = Arc::new(Activity::new(Instant::now()));
     let io = TokioIo::new(Watched {

@@ -78,6 +78,7 @@ pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod metrics;
 pub mod pages;
 pub mod passwords;
 pub mod policy_check;
@@ -96,7 +97,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post};
+use axum::routing::{MethodRouter, any, delete, get, post};
 use sessionguard_core::{Clock, Password, PasswordError, Store, SystemClock, TokenId, UserId};
 use sessionguard_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -109,6 +110,7 @@ use config::{RedisSettings, StoreConfig};
 pub use error::ApiError;
 pub use keys::KEY_FILE;
 use keys::KeySource;
+pub use metrics::Metrics;
 use sessionguard_store_redis::{RedisConfig, RedisStore};
 pub use state::AppState;
 use std::sync::Arc;
@@ -131,49 +133,74 @@ pub const FORWARD_AUTH_PATH: &str = "/v1/auth";
 /// The database file's name in the data folder.
 pub const DB_FILE: &str = "sessionguard.db";
 
-/// The complete HTTP application over `state`.
-pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz::<S, C>))
-        .route("/.well-known/jwks.json", get(oauth::jwks::<S, C>))
-        .route("/v1/login", post(session::login::<S, C>))
-        .route("/v1/token", post(oauth::token::<S, C>))
-        .route("/v1/introspect", post(oauth::introspect::<S, C>))
-        .route("/v1/revoke", post(oauth::revoke::<S, C>))
-        .route("/v1/logout", post(session::logout::<S, C>))
-        .route("/v1/session", get(session::current::<S, C>))
-        .route("/v1/session/status", get(session::status))
-        .route(FORWARD_AUTH_PATH, any(forward::auth::<S, C>))
-        .route("/v1/session/elevate", post(session::elevate::<S, C>))
-        .route("/v1/events", get(events::own_list::<S, C>))
-        .route("/v1/password", post(session::change_password::<S, C>))
-        .route("/v1/sessions", get(session::list::<S, C>))
-        .route(
+/// The JSON API's routes: each template with its handlers. With
+/// [`pages::routes`], every route the application serves
+/// ([`route_templates`]).
+pub fn api_routes<S: Store, C: Clock>() -> Vec<(&'static str, MethodRouter<AppState<S, C>>)> {
+    vec![
+        ("/healthz", get(health::healthz)),
+        ("/readyz", get(health::readyz::<S, C>)),
+        ("/metrics", get(health::metrics::<S, C>)),
+        ("/.well-known/jwks.json", get(oauth::jwks::<S, C>)),
+        ("/v1/login", post(session::login::<S, C>)),
+        ("/v1/token", post(oauth::token::<S, C>)),
+        ("/v1/introspect", post(oauth::introspect::<S, C>)),
+        ("/v1/revoke", post(oauth::revoke::<S, C>)),
+        ("/v1/logout", post(session::logout::<S, C>)),
+        ("/v1/session", get(session::current::<S, C>)),
+        ("/v1/session/status", get(session::status)),
+        (FORWARD_AUTH_PATH, any(forward::auth::<S, C>)),
+        ("/v1/session/elevate", post(session::elevate::<S, C>)),
+        ("/v1/events", get(events::own_list::<S, C>)),
+        ("/v1/password", post(session::change_password::<S, C>)),
+        ("/v1/sessions", get(session::list::<S, C>)),
+        (
             "/v1/sessions/revoke-others",
             post(session::revoke_others::<S, C>),
-        )
-        .route("/v1/sessions/{id}", delete(session::revoke::<S, C>))
-        .route(
+        ),
+        ("/v1/sessions/{id}", delete(session::revoke::<S, C>)),
+        (
             "/v1/api-tokens",
             post(api_tokens::create::<S, C>).get(api_tokens::list::<S, C>),
-        )
-        .route("/v1/api-tokens/{id}", delete(api_tokens::revoke::<S, C>))
-        .route("/v1/admin/users", post(admin::create_user::<S, C>))
-        .route(
+        ),
+        ("/v1/api-tokens/{id}", delete(api_tokens::revoke::<S, C>)),
+        ("/v1/admin/users", post(admin::create_user::<S, C>)),
+        (
             "/v1/admin/users/{id}",
             get(admin::get_user::<S, C>).post(admin::update_user::<S, C>),
-        )
-        .route("/v1/admin/events", get(events::admin_list::<S, C>))
-        .route(
+        ),
+        ("/v1/admin/events", get(events::admin_list::<S, C>)),
+        (
             "/v1/admin/users/{id}/revoke",
             post(admin::revoke_user::<S, C>),
-        )
-        .route(
+        ),
+        (
             "/v1/admin/users/{id}/sessions",
             get(admin::list_user_sessions::<S, C>),
-        )
-        .route("/v1/admin/sessions", post(admin::create_session::<S, C>))
+        ),
+        ("/v1/admin/sessions", post(admin::create_session::<S, C>)),
+    ]
+}
+
+/// Every route template the application serves: the JSON API's
+/// ([`api_routes`]) and the pages' ([`pages::routes`]). They label the request
+/// metrics.
+pub fn route_templates<S: Store, C: Clock>() -> Vec<&'static str> {
+    api_routes::<S, C>()
+        .into_iter()
+        .chain(pages::routes::<S, C>())
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// The complete HTTP application over `state`.
+pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
+    let requests = state.metrics().routes(&route_templates::<S, C>());
+    api_routes::<S, C>()
+        .into_iter()
+        .fold(Router::new(), |router, (path, route)| {
+            router.route(path, route)
+        })
         .merge(pages::router::<S, C>())
         // Must follow the routes: it applies to those already added.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -202,6 +229,24 @@ pub fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
                 .on_failure(()),
         )
         .layer(CatchPanicLayer::custom(panic_response))
+        // Outermost: every answer is counted, a panic's 500 included.
+        .layer(metrics::RequestMetricsLayer::new(requests))
+}
+
+/// The application of the `metrics_listen` address: `GET /metrics` without
+/// authentication, and nothing else.
+pub fn metrics_router(metrics: Metrics) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { health::metrics_text(&metrics) }
+            }),
+        )
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { ApiError::NotFound })
+        .layer(context::RequestContextLayer)
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, with the reaper running
@@ -214,13 +259,68 @@ pub async fn run<S: Store, C: Clock>(
     state: AppState<S, C>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    run_with_metrics(listener, None, state, shutdown).await
+}
+
+/// How many connections the `metrics_listen` address keeps open at once (its
+/// clients are a few scrapers); its timeouts are the `[server]` ones.
+pub const METRICS_CONNECTIONS: usize = 16;
+
+/// [`run`], also serving [`metrics_router`] on `metrics_listener` if given
+/// (at most [`METRICS_CONNECTIONS`] connections, the `[server]` timeouts),
+/// until the main listener has shut down.
+pub async fn run_with_metrics<S: Store, C: Clock>(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    state: AppState<S, C>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let reaper = spawn_reaper(state.clone(), REAP_INTERVAL);
     let watch = spawn_store_watch(state.clone(), STORE_CHECK_INTERVAL);
+    let metrics = state.metrics().clone();
+    let upkeep = spawn_metrics_upkeep(metrics.clone(), metrics::UPKEEP_INTERVAL);
     let limits = state.server_config().clone();
-    let served = conn::serve(listener, router(state), limits, shutdown).await;
+    // The metrics listener stops after the main one has drained, so a scrape
+    // still sees the drain.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let side = metrics_listener.map(|l| {
+        let app = metrics_router(metrics.clone());
+        let mut limits = limits.clone();
+        limits.max_connections = METRICS_CONNECTIONS;
+        let mut stopped = stopped;
+        let until = async move {
+            // An error means the sender is gone: stop as well.
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        tokio::spawn(conn::serve(l, app, limits, metrics.clone(), until))
+    });
+    let served = conn::serve(listener, router(state), limits, metrics, shutdown).await;
+    // No receiver left only when there is no metrics listener.
+    let _ = stop.send(true);
+    if let Some(side) = side {
+        match side.await {
+            Ok(Err(e)) => error::log_background("metrics listener", &e),
+            Err(e) => error::log_background("metrics listener", &e),
+            Ok(Ok(())) => {}
+        }
+    }
     reaper.abort();
     watch.abort();
+    upkeep.abort();
     served
+}
+
+/// Spawns the task that folds the histograms' samples into their buckets every
+/// `every` ([`Metrics::upkeep`]). It runs until aborted.
+pub fn spawn_metrics_upkeep(metrics: Metrics, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            metrics.upkeep();
+        }
+    })
 }
 
 /// Spawns the task that checks every `every` that the store can serve
@@ -342,6 +442,14 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
     };
     let listener = TcpListener::bind(config.listen).await.map_err(io_err)?;
     let addr = listener.local_addr().map_err(io_err)?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => {
+            let io_err = |source| ServeError::Io { addr: at, source };
+            Some(TcpListener::bind(at).await.map_err(io_err)?)
+        }
+        None => None,
+    };
+    let listeners = (listener, metrics_listener);
     if config.public_origin == format!("http://{}", config.listen) {
         // The default origin follows the address actually bound (port 0), and so
         // do the issuer and audience that default to it.
@@ -357,7 +465,7 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
         StoreConfig::Embedded => {
             let store = open_store(&config).await?;
             let keys = KeySource::File(config.data_dir.join(KEY_FILE));
-            serve_on(config, listener, store.clone(), keys, demo).await?;
+            serve_on(config, listeners, store.clone(), keys, demo).await?;
             flush_store(store).await?;
         }
         StoreConfig::Redis(settings) => {
@@ -365,7 +473,7 @@ pub async fn serve(mut config: Config, demo: bool) -> Result<(), ServeError> {
                 .await
                 .map_err(ServeError::Store)?;
             let keys = KeySource::Shared(Arc::new(store.clone()));
-            serve_on(config, listener, store, keys, demo).await?;
+            serve_on(config, listeners, store, keys, demo).await?;
         }
     }
     tracing::info!("stopped");
@@ -400,10 +508,11 @@ pub fn redis_config(config: &Config, settings: RedisSettings) -> RedisConfig {
     redis
 }
 
-/// Serves `store` on `listener` until a shutdown signal.
+/// Serves `store` on the listeners (the main one, and the metrics one if
+/// configured) until a shutdown signal, timing the store's calls.
 async fn serve_on<S: Store>(
     mut config: Config,
-    listener: TcpListener,
+    (listener, metrics_listener): (TcpListener, Option<TcpListener>),
     store: S,
     key_source: KeySource,
     demo: bool,
@@ -429,15 +538,21 @@ async fn serve_on<S: Store>(
         say(&format!("admin token: {}", token.reveal()));
         config.admin_token = Some(token);
     }
-    let state = AppState::with_shared_keys(&config, store, SystemClock, signing_keys, shared)
+    let metrics = Metrics::new();
+    let store = metrics.measure(store);
+    let state = AppState::with_metrics(&config, store, SystemClock, signing_keys, shared, metrics)
         .map_err(ServeError::State)?;
     if demo {
         ensure_demo_user(&state).await?;
     }
     let keeper = keys::spawn_key_keeper(state.clone(), keeper, keys::KEY_CHECK_INTERVAL);
     tracing::info!(%addr, public_origin = %config.public_origin, issuer = %config.issuer, "listening");
+    if let Some(at) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        tracing::info!(addr = %at, "serving metrics");
+        say(&format!("sessionguard metrics on http://{at}/metrics"));
+    }
     say(&format!("sessionguard listening on http://{addr}"));
-    let served = run(listener, state, shutdown_signal()).await;
+    let served = run_with_metrics(listener, metrics_listener, state, shutdown_signal()).await;
     keeper.abort();
     served.map_err(|source| ServeError::Io { addr, source })
 }

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sessionguard_core::guidance;
 use sessionguard_core::{Clock as _, SystemClock};
-use sessionguard_server::config::{StoreConfig, process_env};
+use sessionguard_server::config::{LogFormat, StoreConfig, process_env};
 use sessionguard_server::{Config, KEY_FILE, Overrides, keys, policy_check};
 use sessionguard_store_redis::RedisStore;
 use tracing_subscriber::EnvFilter;
@@ -94,13 +94,6 @@ fn main() -> ExitCode {
         Command::Audit(args) => return sessionguard_audit::cli::main(args),
         command => Cli { command },
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     match cli.command {
         Command::Serve {
             config,
@@ -116,6 +109,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            init_logs(config.log_format);
             match serve(config, demo) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -135,6 +129,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            init_logs(config.log_format);
             match rotate(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -154,6 +149,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            init_logs(config.log_format);
             match check_policy(&config) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
@@ -163,6 +159,20 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Logs to standard error at `RUST_LOG`'s levels (default `info`), as text or
+/// as one JSON object per line (`log_format`). Nothing logged carries a
+/// secret: fields are ids, reason codes, route templates and error chains.
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+        _ => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use crate::audit_log;
 use crate::config::{AdminToken, Config, IntrospectionToken, ServerConfig};
 use crate::error::ApiError;
+use crate::metrics::{Metrics, Shed};
 use crate::shared_keys::SharedKeys;
 
 /// Why an [`AppState`] could not be built from a configuration.
@@ -79,6 +80,8 @@ struct Shared<S, C> {
     shared_keys: Option<Arc<dyn SharedKeys>>,
     /// When this node last reloaded the shared set for an unknown key.
     last_reload: Mutex<Option<Instant>>,
+    /// The Prometheus registry; also the engine's observer.
+    metrics: Metrics,
 }
 
 impl<S, C> Clone for AppState<S, C> {
@@ -133,11 +136,26 @@ impl<S: Store, C: Clock> AppState<S, C> {
         keys: KeySet,
         shared: Option<Arc<dyn SharedKeys>>,
     ) -> Result<Self, StateError> {
+        Self::with_metrics(config, store, clock, keys, shared, Metrics::new())
+    }
+
+    /// Like [`AppState::with_shared_keys`], counting into `metrics` (which the
+    /// caller may also have wrapped the store with, [`Metrics::measure`]). The
+    /// engine reports its decisions to it ([`sessionguard_core::observe`]).
+    pub fn with_metrics(
+        config: &Config,
+        store: S,
+        clock: C,
+        keys: KeySet,
+        shared: Option<Arc<dyn SharedKeys>>,
+        metrics: Metrics,
+    ) -> Result<Self, StateError> {
         let mut engine = Engine::with_profiles(store, clock, config.profiles.clone())
             .map_err(StateError::Profiles)?
             .with_audit_retention(config.audit.retention)
             .with_throttle(config.throttle)
-            .map_err(StateError::Throttle)?;
+            .map_err(StateError::Throttle)?
+            .with_observer(Arc::new(metrics.clone()));
         let mirror = audit_log::open_mirror(&config.audit.mirror).map_err(|source| {
             StateError::AuditMirror {
                 target: format!("{:?}", config.audit.mirror),
@@ -166,6 +184,7 @@ impl<S: Store, C: Clock> AppState<S, C> {
                 rotation_period: config.keys.rotation_period,
                 shared_keys: shared,
                 last_reload: Mutex::new(None),
+                metrics,
             }),
         })
     }
@@ -277,6 +296,11 @@ impl<S: Store, C: Clock> AppState<S, C> {
         self.inner.rotation_period
     }
 
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// The `[server]` settings.
     pub fn server_config(&self) -> &ServerConfig {
         &self.inner.server
@@ -303,10 +327,13 @@ impl<S: Store, C: Clock> AppState<S, C> {
         T: Send + 'static,
         F: FnOnce(&PasswordHasher) -> T + Send + 'static,
     {
-        let admitted = Admission::enter(&self.inner.hash_admitted, self.inner.hash_capacity)
-            .ok_or(ApiError::Busy {
+        let Some(admitted) = Admission::enter(&self.inner.hash_admitted, self.inner.hash_capacity)
+        else {
+            self.inner.metrics.shed(Shed::PasswordHashQueue);
+            return Err(ApiError::Busy {
                 retry_after: HASH_QUEUE_RETRY,
-            })?;
+            });
+        };
         let permit = Arc::clone(&self.inner.hashing)
             .acquire_owned()
             .await

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sessionguard_core::profile::built_in;
 use sessionguard_core::{OnLimit, Policy, Profiles};
 use sessionguard_jwt::Algorithm;
-use sessionguard_server::config::{AuditMirror, StoreConfig};
+use sessionguard_server::config::{AuditMirror, LogFormat, StoreConfig};
 use sessionguard_server::{Config, ConfigError, Overrides};
 
 const ADMIN: &str = "0123456789abcdef0123456789abcdef-admin";
@@ -894,4 +894,42 @@ fn bad_throttle_settings_are_refused_by_key() {
     // One rule for every profile: not a profile field.
     let msg = refused("[profiles.admin]\nthrottle_failures = 3");
     assert!(msg.contains("unknown field"), "{msg}");
+}
+
+#[test]
+fn metrics_listen_and_log_format_parse_from_the_file_and_the_environment() {
+    let c = parse("").unwrap();
+    assert_eq!(c.metrics_listen, None);
+    assert_eq!(c.log_format, LogFormat::Text);
+    let c = parse("metrics_listen = \"127.0.0.1:9090\"\nlog_format = \"json\"\n").unwrap();
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(c.log_format, LogFormat::Json);
+    let env = env_of(&[
+        ("SESSIONGUARD_METRICS_LISTEN", "127.0.0.1:9191"),
+        ("SESSIONGUARD_LOG_FORMAT", "text"),
+    ]);
+    let c = Config::from_toml(
+        "metrics_listen = \"127.0.0.1:9090\"\nlog_format = \"json\"\n",
+        env,
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:9191".parse().unwrap()));
+    assert_eq!(c.log_format, LogFormat::Text);
+}
+
+#[test]
+fn bad_metrics_listen_and_log_format_are_refused_by_key() {
+    let msg = refused("metrics_listen = \"localhost\"\n");
+    assert!(msg.starts_with("metrics_listen:"), "{msg}");
+    let msg = refused("log_format = \"yaml\"\n");
+    assert!(msg.starts_with("log_format:"), "{msg}");
+    let env = env_of(&[("SESSIONGUARD_LOG_FORMAT", "JSON")]);
+    let msg = Config::from_toml("", env, &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.starts_with("log_format (from SESSIONGUARD_LOG_FORMAT):"),
+        "{msg}"
+    );
 }

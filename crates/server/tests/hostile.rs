@@ -1895,7 +1895,8 @@ fn route_cases() -> Vec<Case> {
         "/v1/admin/users/",
         "/.well-known/openid-configuration",
         "/.well-known/jwks.json/x",
-        "/metrics",
+        "/metrics/",
+        "/metrics/x",
         "/%00",
         "/v1/login%00",
         "/v1/login;jsessionid=x",
@@ -1941,6 +1942,7 @@ fn admin_cases(fx: &Fx) -> Vec<Case> {
                 format!("{name}: alice's sessions"),
                 format!("/v1/admin/users/{}/sessions", fx.user_id),
             ),
+            get(Cat::Admin, format!("{name}: metrics"), "/metrics"),
         ]
     };
     let upper = ADMIN_TOKEN.to_uppercase();

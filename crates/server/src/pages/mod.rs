@@ -58,7 +58,7 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::map_response;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use sessionguard_core::{Clock, Store, Timestamp};
 
 use crate::state::AppState;
@@ -72,31 +72,43 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
-/// The pages' routes, to be merged into the application's router.
-pub fn router<S: Store, C: Clock>() -> Router<AppState<S, C>> {
-    Router::new()
-        .route(
+/// The pages' routes (templates and handlers), for [`router`] and for the
+/// application's list of route templates.
+pub fn routes<S: Store, C: Clock>() -> Vec<(&'static str, MethodRouter<AppState<S, C>>)> {
+    vec![
+        (
             "/login",
             get(login::show::<S, C>).post(login::submit::<S, C>),
-        )
-        .route("/logout", post(account::sign_out::<S, C>))
-        .route("/account", get(account::show::<S, C>))
-        .route("/account/password", post(account::change_password::<S, C>))
-        .route(
+        ),
+        ("/logout", post(account::sign_out::<S, C>)),
+        ("/account", get(account::show::<S, C>)),
+        ("/account/password", post(account::change_password::<S, C>)),
+        (
             "/account/sessions/revoke-others",
             post(account::sign_out_others::<S, C>),
-        )
-        .route(
+        ),
+        (
             "/account/sessions/{id}/revoke",
             post(account::sign_out_session::<S, C>),
-        )
-        .route("/account/api-tokens", post(account::create_token::<S, C>))
-        .route(
+        ),
+        ("/account/api-tokens", post(account::create_token::<S, C>)),
+        (
             "/account/api-tokens/{id}/revoke",
             post(account::revoke_token::<S, C>),
-        )
-        .route("/static/{file}", get(assets::serve))
-        .route("/favicon.ico", get(assets::favicon))
+        ),
+        ("/static/{file}", get(assets::serve)),
+        ("/favicon.ico", get(assets::favicon)),
+    ]
+}
+
+/// The pages' routes with their security headers, to be merged into the
+/// application's router.
+pub fn router<S: Store, C: Clock>() -> Router<AppState<S, C>> {
+    routes::<S, C>()
+        .into_iter()
+        .fold(Router::new(), |router, (path, route)| {
+            router.route(path, route)
+        })
         .layer(map_response(security_headers))
 }
 

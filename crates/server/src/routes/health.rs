@@ -8,10 +8,14 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sessionguard_core::{Clock, Store};
 
 use crate::error::ApiError;
+use crate::extract::Admin;
+use crate::metrics::{self, Metrics};
 use crate::state::AppState;
 
 /// `GET /healthz`: the process is up and serving.
@@ -32,4 +36,24 @@ pub async fn readyz<S: Store, C: Clock>(
         .await
         .map_err(ApiError::Store)?;
     Ok(Json(json!({ "status": "ready" })))
+}
+
+/// `GET /metrics` on the main listener: the Prometheus text of
+/// [`crate::metrics`], for the admin token only (401 `admin_unauthorized`
+/// otherwise). Without authentication on `metrics_listen`.
+pub async fn metrics<S: Store, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    _: Admin,
+) -> Response {
+    metrics_text(state.metrics())
+}
+
+/// The answer of `GET /metrics`: every series, as Prometheus text.
+pub fn metrics_text(metrics: &Metrics) -> Response {
+    let mut res = metrics.render().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
+    );
+    res
 }

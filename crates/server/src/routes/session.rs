@@ -24,6 +24,7 @@ use crate::extract::{
     CheckedSession, Client, Credential, JsonBody, JsonOrForm, LiveSession, OptionalBody, PathParam,
     PeekSession, QueryParams, authenticate_credential, unreadable,
 };
+use crate::metrics::LoginOutcome;
 use crate::passwords::{Checker, Passed, check_password, device_cookie, device_of};
 use crate::routes::{SessionList, SessionView};
 use crate::state::AppState;
@@ -141,7 +142,24 @@ pub struct PasswordLogin {
 /// user's credential epoch, revoking any session token presented in `headers`
 /// (anti-fixation). With `remember`, the answer is to carry the device cookie
 /// ([`PasswordLogin::device`]).
+///
+/// Every call is counted in `sessionguard_logins_total` by its outcome
+/// ([`crate::metrics::LoginOutcome`]).
 pub async fn password_login<S: Store, C: Clock>(
+    state: &AppState<S, C>,
+    headers: &HeaderMap,
+    client: ClientInfo,
+    username: &str,
+    password: String,
+    remember: bool,
+) -> Result<PasswordLogin, ApiError> {
+    let login = log_in(state, headers, client, username, password, remember).await;
+    state.metrics().login(LoginOutcome::of(&login));
+    login
+}
+
+/// [`password_login`], uncounted.
+async fn log_in<S: Store, C: Clock>(
     state: &AppState<S, C>,
     headers: &HeaderMap,
     client: ClientInfo,
