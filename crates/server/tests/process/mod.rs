@@ -18,13 +18,20 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(args: &[&str]) -> Server {
+        Self::start_logging(args, &[("RUST_LOG", "warn")], Stdio::null())
+    }
+
+    /// [`Server::start`] with `env` set and the logs (standard error) sent to
+    /// `logs`.
+    pub(crate) fn start_logging(args: &[&str], env: &[(&str, &str)], logs: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sessionguard"))
             .args(args)
             .env_remove("SESSIONGUARD_ADMIN_TOKEN")
             .env_remove("SESSIONGUARD_LISTEN")
-            .env("RUST_LOG", "warn")
+            .env_remove("SESSIONGUARD_LOG_FORMAT")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(logs)
             .spawn()
             .unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
