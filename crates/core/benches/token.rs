@@ -9,13 +9,18 @@
 //!   check) on a [`MemoryStore`] holding 100 000 live sessions, one user each,
 //!   one picked at random per call. The manual clock does not move, so no touch
 //!   and no rotation is ever due: this is the read path alone.
+//!   `validate_renewing_observed` is the same check through an engine with an
+//!   observer (`sessionguard_core::observe`) counting each check atomically.
 //!
 //! `cargo bench -p sessionguard-core --bench token`; figures in docs/BENCHMARKS.md.
 
 use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use sessionguard_core::observe::{Observation, Observer};
 use sessionguard_core::token::VerifierHash;
 use sessionguard_core::{
     ClientInfo, Engine, ManualClock, MemoryStore, Policy, Store as _, Timestamp, Token, TokenError,
@@ -74,7 +79,7 @@ fn engine(c: &mut Criterion) {
         .build()
         .expect("a current-thread runtime");
     let clock = ManualClock::new(T0);
-    let engine = Engine::with_clock(MemoryStore::new(), clock, Policy::default())
+    let engine = Engine::with_clock(MemoryStore::new(), clock.clone(), Policy::default())
         .expect("the default policy is valid");
     let tokens: Vec<String> = rt.block_on(async {
         let mut tokens = Vec::with_capacity(SESSIONS);
@@ -107,7 +112,37 @@ fn engine(c: &mut Criterion) {
             async move { engine.validate_renewing(black_box(token)).await.is_ok() }
         })
     });
+    // The same sessions (one shared store) through an engine that tells an
+    // observer of each check, as the server's metrics do.
+    let observed = Engine::with_clock(engine.store().clone(), clock, Policy::default())
+        .expect("the default policy is valid")
+        .with_observer(Arc::new(Counting::default()));
+    g.bench_function("validate_renewing_observed/100k_sessions_random", |b| {
+        b.to_async(&rt).iter(|| {
+            let token = tokens[pick.next()].as_str();
+            let engine = &observed;
+            async move { engine.validate_renewing(black_box(token)).await.is_ok() }
+        })
+    });
     g.finish();
+}
+
+/// An observer that counts each observation with one atomic increment per
+/// kind, as a metrics registry's counter does.
+#[derive(Debug, Default)]
+struct Counting([AtomicU64; 2]);
+
+impl Observer for Counting {
+    fn observe(&self, event: Observation) {
+        let at = usize::from(!matches!(
+            event,
+            Observation::Check {
+                outcome: Ok(()),
+                ..
+            }
+        ));
+        self.0[at].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A cheap pseudo-random index (xorshift64*): no dependency, and the same

@@ -79,7 +79,7 @@ impl fmt::Debug for AccessToken {
 /// The answer of a token grant (RFC 6749 §5.1): a new access token, the refresh
 /// token to use next, and the session they belong to. Secret: `Debug` shows
 /// neither token.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     access_token: String,
     token_type: &'static str,

@@ -129,8 +129,27 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
 }
 
 /// Parses JSON; error details give the position or the missing field name, never
-/// a submitted value (which could be a password).
+/// a submitted value (which could be a password). Every body of the API is a
+/// JSON object: anything else is 422 (serde would otherwise read a struct from
+/// an array of its fields in order, `[null, null]` for `{"a":null,"b":null}`).
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        // Well-formed JSON of another type is a shape error; anything else is syntax.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::Malformed {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    detail: "The body must be a JSON object.".to_owned(),
+                },
+                Err(e) => ApiError::malformed(format!(
+                    "The body is not valid JSON (line {}, column {}).",
+                    e.line(),
+                    e.column()
+                )),
+            },
+        );
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         let at = format!("line {}, column {}", e.line(), e.column());
@@ -564,5 +583,33 @@ mod tests {
         assert!(format!("{err}").contains("`password`"));
         let err = parse_json::<Body>(b"{").unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn json_bodies_must_be_objects() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            a: Option<String>,
+            b: Option<String>,
+        }
+        assert!(parse_json::<Body>(br#" {"a": "x"}"#).is_ok());
+        for shape in [
+            &b"[null, null]"[..],
+            b"[\"x\", \"y\"]",
+            b"\"x\"",
+            b"42",
+            b"null",
+        ] {
+            let err = parse_json::<Body>(shape).unwrap_err();
+            assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY, "{shape:?}");
+            assert_eq!(err.code(), "malformed_request");
+        }
+        let err = parse_json::<Body>(b"[1,").unwrap_err();
+        assert_eq!(
+            err.status(),
+            StatusCode::BAD_REQUEST,
+            "broken JSON stays a syntax error"
+        );
     }
 }

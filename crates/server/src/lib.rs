@@ -79,6 +79,7 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod pages;
 pub mod passwords;
 pub mod policy_check;
@@ -142,6 +143,7 @@ pub fn api_routes<S: Store, C: Clock>() -> Vec<(&'static str, MethodRouter<AppSt
         ("/readyz", get(health::readyz::<S, C>)),
         ("/metrics", get(health::metrics::<S, C>)),
         ("/.well-known/jwks.json", get(oauth::jwks::<S, C>)),
+        (openapi::PATH, get(openapi::serve)),
         ("/v1/login", post(session::login::<S, C>)),
         ("/v1/token", post(oauth::token::<S, C>)),
         ("/v1/introspect", post(oauth::introspect::<S, C>)),

@@ -987,3 +987,32 @@ async fn the_reaper_purges_sessions_past_their_tombstone_retention() {
     let err = engine.status(&live.token.reveal()).await.unwrap_err();
     assert!(err.to_string().contains("idle_timeout"), "{err}");
 }
+
+#[tokio::test]
+async fn a_json_body_must_be_an_object_not_an_array_of_its_fields() {
+    let app = TestApp::new();
+    let id = app.create_user("alice", PASSWORD).await;
+    let res = Req::post(&format!("/v1/admin/users/{id}"))
+        .bearer(ADMIN_TOKEN)
+        .json(json!({ "profile": "admin" }))
+        .send(&app)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    // Serde would read `[null, null]` as `{"profile": null, "roles": null}`.
+    Req::post(&format!("/v1/admin/users/{id}"))
+        .bearer(ADMIN_TOKEN)
+        .json(json!([null, null]))
+        .send(&app)
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "malformed_request");
+    let res = Req::get(&format!("/v1/admin/users/{id}"))
+        .bearer(ADMIN_TOKEN)
+        .send(&app)
+        .await;
+    assert_eq!(res.json()["profile"], "admin", "unchanged");
+    Req::post("/v1/login")
+        .json(json!(["alice", PASSWORD]))
+        .send(&app)
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "malformed_request");
+}

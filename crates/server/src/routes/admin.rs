@@ -26,7 +26,7 @@ const ADMIN_REASONS: [Reason; 3] = [
 ];
 
 /// `{"username","password"}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewUser {
     username: String,
     password: String,
@@ -42,13 +42,13 @@ impl fmt::Debug for NewUser {
 }
 
 /// `{"id"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedUser {
     id: String,
 }
 
 /// `{"user_id","user_agent"?,"ip"?}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewSession {
     user_id: String,
     user_agent: Option<String>,
@@ -57,7 +57,7 @@ pub struct NewSession {
 
 /// A sidecar session: the only response that carries a session token in its body,
 /// for the app to hand to its client.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedSession {
     session_token: String,
     session_id: String,
@@ -78,13 +78,13 @@ impl fmt::Debug for CreatedSession {
 }
 
 /// `{"reason"}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RevokeBody {
     reason: String,
 }
 
 /// `{"user_id","reason","revoked_at"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Revoked {
     user_id: String,
     reason: &'static str,
@@ -175,7 +175,7 @@ pub async fn revoke_user<S: Store, C: Clock>(
 
 /// `{"profile"?, "roles"?}`: what to change; an absent field is left as it is,
 /// `"profile": null` returns the user to the default profile.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserUpdate {
     #[serde(default, deserialize_with = "some")]
@@ -193,7 +193,7 @@ where
 }
 
 /// A user as the admin API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     user_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -21,7 +21,7 @@ use crate::state::AppState;
 
 /// `{"name","expires_in"?}`: `expires_in` in seconds, at most (and by default)
 /// `policy.api_token_max_ttl`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewApiToken {
     name: String,
     expires_in: Option<i64>,
@@ -29,7 +29,7 @@ pub struct NewApiToken {
 
 /// The one response that carries an API token: `{"id","token","name",
 /// "created_at","expires_at"}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedApiToken {
     id: String,
     token: String,
@@ -48,7 +48,7 @@ impl fmt::Debug for CreatedApiToken {
 }
 
 /// One entry of a list of API tokens: never the token itself.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiTokenItem {
     id: String,
     name: String,
@@ -70,7 +70,7 @@ impl From<&ApiTokenRecord> for ApiTokenItem {
 }
 
 /// `{"api_tokens": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiTokenList {
     api_tokens: Vec<ApiTokenItem>,
 }

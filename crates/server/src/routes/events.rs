@@ -19,7 +19,7 @@ const DEFAULT_LIMIT: usize = 100;
 pub(crate) const OWN_LIMIT: usize = 50;
 
 /// One event as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     id: u64,
     at: String,
@@ -102,7 +102,7 @@ pub(crate) fn describe(e: &AuditEvent, device: impl Fn(&str) -> Cow<'_, str>) ->
 }
 
 /// A page of events and the cursor of the next one (absent on the last page).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     events: Vec<EventView>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,28 +16,36 @@ use sessionguard_core::{ProfileName, SessionId, SessionRecord, Timestamp, UserId
 /// A session's public information: never its token. Values are written straight
 /// into the JSON (ids and times through `Display`), without intermediate strings:
 /// this is the body of every validation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     #[serde(serialize_with = "display")]
+    #[schema(value_type = String)]
     user_id: UserId,
     #[serde(serialize_with = "display")]
+    #[schema(value_type = String)]
     session_id: SessionId,
     #[serde(serialize_with = "display")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     #[serde(serialize_with = "display")]
+    #[schema(value_type = String, format = DateTime)]
     last_seen_at: Timestamp,
     #[serde(serialize_with = "display")]
+    #[schema(value_type = String, format = DateTime)]
     idle_expires_at: Timestamp,
     #[serde(serialize_with = "display")]
+    #[schema(value_type = String, format = DateTime)]
     absolute_expires_at: Timestamp,
     /// Until when the session counts as recently authenticated (step-up).
     #[serde(serialize_with = "display")]
+    #[schema(value_type = String, format = DateTime)]
     step_up_expires_at: Timestamp,
     /// The profile whose rules the session follows; absent for the default one.
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "display_some"
     )]
+    #[schema(value_type = Option<String>)]
     profile: Option<ProfileName>,
     csrf_token: String,
 }
@@ -75,7 +83,7 @@ impl From<&ValidSession> for SessionView {
 }
 
 /// One entry of a list of sessions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionItem {
     id: String,
     created_at: String,
@@ -107,7 +115,7 @@ impl SessionItem {
 }
 
 /// `{"sessions": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionList {
     sessions: Vec<SessionItem>,
 }

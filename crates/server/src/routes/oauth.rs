@@ -31,7 +31,7 @@ pub const JWKS_CACHE_CONTROL: &str = "public, max-age=300";
 
 /// The parameters of `POST /v1/token` (RFC 6749 §4.3 and §6). All optional, so
 /// that a missing one is answered in the OAuth form. Secrets are never printed.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
     grant_type: Option<String>,
     username: Option<String>,
@@ -52,7 +52,7 @@ impl fmt::Debug for TokenRequest {
 /// `token=..[&token_type_hint=..]` of introspection and revocation. The hint (like
 /// any other parameter) is accepted and ignored: a token's prefix, or its JWT
 /// shape, already says what it is.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenParam {
     token: Option<String>,
 }
@@ -168,7 +168,7 @@ pub async fn token<S: Store, C: Clock>(
 
 /// The RFC 7662 answer. An inactive token is exactly `{"active":false}`: every
 /// other member is left out.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Introspection {
     active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -30,14 +30,14 @@ use crate::routes::{SessionList, SessionView};
 use crate::state::AppState;
 
 /// `{"username","password"}` for login.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
     username: String,
     password: String,
 }
 
 /// `{"current_password","new_password"}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordBody {
     current_password: String,
     new_password: String,
@@ -59,8 +59,8 @@ impl fmt::Debug for PasswordBody {
 }
 
 /// A session view plus, for bearer clients only, the new token.
-#[derive(Serialize)]
-struct RotatedSession {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RotatedSession {
     #[serde(flatten)]
     view: SessionView,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,7 +68,7 @@ struct RotatedSession {
 }
 
 /// `{"refresh_token"}`, optional, for logout with a refresh token.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LogoutBody {
     refresh_token: Option<String>,
 }
@@ -288,7 +288,7 @@ pub async fn current<S: Store, C: Clock>(
 
 /// The current session and the user's roles (and, for a bearer session token
 /// just replaced, the new token).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CurrentSession {
     #[serde(flatten)]
     view: SessionView,
@@ -307,7 +307,7 @@ impl fmt::Debug for CurrentSession {
 }
 
 /// `{"password"}` for a step-up.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ElevateBody {
     password: String,
 }
@@ -394,8 +394,8 @@ pub(crate) async fn reauthenticate<S: Store, C: Clock>(
 
 /// The answer of a step-up with an access token: the session and a new access
 /// token. Secret: `Debug` omits the token.
-#[derive(Serialize)]
-struct ElevatedAccess {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ElevatedAccess {
     #[serde(flatten)]
     view: SessionView,
     access_token: String,
