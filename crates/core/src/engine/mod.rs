@@ -879,21 +879,20 @@ impl<S: Store, C: Clock> Engine<S, C> {
     /// the user's epoch read with it (one store call). The outcome is reported
     /// to the observer.
     async fn check(&self, token: &str, now: Timestamp) -> Result<(SessionState, UserEpoch, bool)> {
-        let checked = self.check_token(token, now).await;
-        self.observer.check(Credential::SessionToken, &checked);
-        checked
-    }
-
-    async fn check_token(
-        &self,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<(SessionState, UserEpoch, bool)> {
+        // The outcome is reported where it is decided (one future, nothing moved
+        // for it: this is the path of every request).
+        let refused = |r: Rejection| {
+            self.observer.tell(Observation::Check {
+                credential: Credential::SessionToken,
+                outcome: Err(r.reason),
+            });
+            Error::Rejected(r)
+        };
         // Parsing rejects malformed, foreign and mistyped tokens before any lookup.
-        let parsed = Token::parse(token, TokenKind::Session)
-            .map_err(|_| Error::Rejected(Rejection::INVALID))?;
+        let parsed =
+            Token::parse(token, TokenKind::Session).map_err(|_| refused(Rejection::INVALID))?;
         let Some((state, epoch)) = self.store.load_session(&parsed.id()).await? else {
-            return Err(Error::Rejected(Rejection::INVALID));
+            return Err(refused(Rejection::INVALID));
         };
         // The verifier is checked before anything about the session is revealed.
         let previous = if parsed.verify(&state.verifier_hash) {
@@ -901,19 +900,23 @@ impl<S: Store, C: Clock> Engine<S, C> {
         } else {
             match state.previous {
                 Some(prev) if parsed.verify(&prev.verifier_hash) => {
-                    decide(&state, &epoch, now)?;
+                    decide_rejection(&state, &epoch, now).map_err(refused)?;
                     if now >= prev.valid_until {
-                        return Err(Error::Rejected(Rejection::ended(Revocation {
+                        return Err(refused(Rejection::ended(Revocation {
                             reason: prev.reason,
                             at: prev.valid_until,
                         })));
                     }
                     true
                 }
-                _ => return Err(Error::Rejected(Rejection::INVALID)),
+                _ => return Err(refused(Rejection::INVALID)),
             }
         };
-        decide(&state, &epoch, now)?;
+        decide_rejection(&state, &epoch, now).map_err(refused)?;
+        self.observer.tell(Observation::Check {
+            credential: Credential::SessionToken,
+            outcome: Ok(()),
+        });
         Ok((state, epoch, previous))
     }
 
@@ -930,11 +933,20 @@ impl<S: Store, C: Clock> Engine<S, C> {
 
 /// [`verdict`], with the displacing client attached to a `displaced` rejection.
 fn decide(state: &SessionState, epoch: &UserEpoch, now: Timestamp) -> Result<()> {
+    decide_rejection(state, epoch, now).map_err(Error::Rejected)
+}
+
+/// [`decide`], the rejection alone.
+fn decide_rejection(
+    state: &SessionState,
+    epoch: &UserEpoch,
+    now: Timestamp,
+) -> Result<(), Rejection> {
     verdict(state, epoch, now).map_err(|mut r| {
         if r.reason == Reason::Displaced {
             r.displaced_by.clone_from(&state.displaced_by);
         }
-        Error::Rejected(r)
+        r
     })
 }
 
