@@ -37,6 +37,8 @@
 //! | `GET /v1/admin/users/{id}/sessions` | admin | a user's live sessions |
 //! | `GET /healthz` | none | liveness: the process serves HTTP (the store is not asked) |
 //! | `GET /readyz` | none | readiness: the store answers and, on Redis, evicts nothing; else 503 |
+//! | `GET /metrics` | admin | Prometheus metrics ([`metrics`]); without authentication on `metrics_listen` |
+//! | `GET /v1/openapi.json` | none | the OpenAPI 3.1 document of this API ([`openapi`]) |
 //!
 //! The web pages for people — `/login`, `/account` and its forms, `/logout`, and
 //! the idle-timeout warning script under `/static/` — are HTML over the same
