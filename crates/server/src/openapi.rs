@@ -264,58 +264,44 @@ impl Op {
         self
     }
 
-    fn path_id(mut self, what: &str) -> Self {
-        self.builder = self.builder.parameter(
-            ParameterBuilder::new()
-                .name("id")
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True)
-                .description(Some(what))
-                .schema(Some(string())),
-        );
-        self
-    }
-
-    fn query(mut self, name: &str, what: &str) -> Self {
+    /// A parameter `name` in `place`, of `schema`.
+    fn param(mut self, place: ParameterIn, name: &str, what: &str, schema: Schema) -> Self {
+        let required = if place == ParameterIn::Path {
+            Required::True
+        } else {
+            Required::False
+        };
         self.builder = self.builder.parameter(
             ParameterBuilder::new()
                 .name(name)
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some(what))
-                .schema(Some(string())),
-        );
-        self
-    }
-
-    /// An optional query parameter that takes one of `values`.
-    fn query_one_of(mut self, name: &str, what: &str, values: &[&str]) -> Self {
-        let schema: Schema = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(values.iter().copied()))
-            .build()
-            .into();
-        self.builder = self.builder.parameter(
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
+                .parameter_in(place)
+                .required(required)
                 .description(Some(what))
                 .schema(Some(schema)),
         );
         self
     }
 
-    fn header(mut self, name: &str, what: &str) -> Self {
-        self.builder = self.builder.parameter(
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(ParameterIn::Header)
-                .required(Required::False)
-                .description(Some(what))
-                .schema(Some(string())),
-        );
-        self
+    fn path_id(self, what: &str) -> Self {
+        self.param(ParameterIn::Path, "id", what, string())
+    }
+
+    fn query(self, name: &str, what: &str) -> Self {
+        self.param(ParameterIn::Query, name, what, string())
+    }
+
+    /// An optional query parameter that takes one of `values`.
+    fn query_one_of(self, name: &str, what: &str, values: &[&str]) -> Self {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values.iter().copied()))
+            .build()
+            .into();
+        self.param(ParameterIn::Query, name, what, schema)
+    }
+
+    fn header(self, name: &str, what: &str) -> Self {
+        self.param(ParameterIn::Header, name, what, string())
     }
 
     fn ok(mut self, status: u16, response: DocResponse) -> Self {

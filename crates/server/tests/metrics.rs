@@ -312,25 +312,7 @@ async fn requests_count_by_route_template_never_by_raw_path() {
 async fn a_full_hash_queue_is_counted_as_shed() {
     let app = TestApp::with_extra("[server]\npassword_hash_queue = 0\n");
     app.create_user("alice", PASSWORD).await;
-    let capacity = app.state.password_hash_capacity();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let held = std::sync::Arc::new(std::sync::Mutex::new(held));
-    let mut jobs = Vec::new();
-    for _ in 0..capacity {
-        let (state, held) = (app.state.clone(), std::sync::Arc::clone(&held));
-        jobs.push(tokio::spawn(async move {
-            state
-                .with_hasher(move |_| {
-                    let _ = held.lock().unwrap().recv();
-                })
-                .await
-        }));
-    }
-    let started = std::time::Instant::now();
-    while app.state.password_jobs() < capacity {
-        assert!(started.elapsed() < Duration::from_secs(10), "jobs admitted");
-        tokio::task::yield_now().await;
-    }
+    let held = app.fill_hash_queue().await;
     let shed = "sessionguard_shed_total{cause=\"password_hash_queue\"}";
     let before = scrape(&app).await;
     assert_eq!(
@@ -346,12 +328,7 @@ async fn a_full_hash_queue_is_counted_as_shed() {
     let after = scrape(&app).await;
     assert_eq!(moved(&before, &after, shed), 1.0);
     assert_eq!(moved(&before, &after, &login_outcome("server_busy")), 1.0);
-    for _ in 0..capacity {
-        release.send(()).unwrap();
-    }
-    for job in jobs {
-        job.await.unwrap().unwrap();
-    }
+    held.release().await;
 }
 
 #[tokio::test]

@@ -246,26 +246,7 @@ async fn a_full_hash_queue_answers_503_and_holds_nothing_against_the_client() {
     let app = TestApp::with_extra(&format!("{POLICY}[server]\npassword_hash_queue = 1\n"));
     app.create_user("alice", PASSWORD).await;
     // Occupy every worker and the queue with jobs that wait for a signal.
-    let capacity = app.state.password_hash_capacity();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let held = std::sync::Arc::new(std::sync::Mutex::new(held));
-    let mut jobs = Vec::new();
-    for _ in 0..capacity {
-        let state = app.state.clone();
-        let held = std::sync::Arc::clone(&held);
-        jobs.push(tokio::spawn(async move {
-            state
-                .with_hasher(move |_| {
-                    let _ = held.lock().unwrap().recv();
-                })
-                .await
-        }));
-    }
-    let started = std::time::Instant::now();
-    while app.state.password_jobs() < capacity {
-        assert!(started.elapsed() < Duration::from_secs(10), "jobs admitted");
-        tokio::task::yield_now().await;
-    }
+    let held = app.fill_hash_queue().await;
 
     // More attempts than the throttle's free ones: each is refused at once,
     // and none is counted against alice.
@@ -280,12 +261,7 @@ async fn a_full_hash_queue_answers_503_and_holds_nothing_against_the_client() {
         res.problem(StatusCode::SERVICE_UNAVAILABLE, "server_busy");
         assert_eq!(res.header("retry-after"), Some("1"));
     }
-    for _ in 0..capacity {
-        release.send(()).unwrap();
-    }
-    for job in jobs {
-        job.await.unwrap().unwrap();
-    }
+    held.release().await;
     let res = login_from(&app, HOME, "alice", PASSWORD).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 }

@@ -153,71 +153,62 @@ pub async fn password_login<S: Store, C: Clock>(
     password: String,
     remember: bool,
 ) -> Result<PasswordLogin, ApiError> {
-    let login = log_in(state, headers, client, username, password, remember).await;
+    let login = async {
+        let password = Password::new(password).map_err(|_| ApiError::InvalidCredentials)?;
+        let device = device_of(headers);
+        let user = state
+            .engine()
+            .store()
+            .find_user_by_username(username)
+            .await?;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let known = user.as_ref().map(|u| u.id.clone());
+        let who = Checker {
+            account: username,
+            client: client.ip(),
+            device: device.as_ref(),
+            // The user, if the name exists; never the name itself: a password typed
+            // into the wrong field must not reach the logs.
+            user: known.as_ref(),
+            session: None,
+            remember,
+        };
+        let passed = check_password(state, who, move |h| {
+            h.verify(&password, hash.as_ref()).then_some(())
+        })
+        .await?;
+        let Some(UserRecord { id, epoch, .. }) = user else {
+            // A verified password without a user cannot happen (`verify(.., None)`
+            // always fails); refuse rather than continue.
+            return Err(ApiError::InvalidCredentials);
+        };
+        // A credential that cannot even be read cannot be a live session to revoke.
+        let presented = sessionguard_http::Credential::from_headers(headers)
+            .ok()
+            .flatten();
+        let issued = state
+            .engine()
+            .login(
+                &id,
+                epoch,
+                client,
+                presented.as_ref().map(sessionguard_http::Credential::token),
+            )
+            .await
+            .map_err(|e| match e {
+                sessionguard_core::Error::Rejected(_) => {
+                    ApiError::Conflict("the user's credentials changed during login")
+                }
+                other => other.into(),
+            })?;
+        Ok(PasswordLogin {
+            issued,
+            device: passed.device,
+        })
+    }
+    .await;
     state.metrics().login(LoginOutcome::of(&login));
     login
-}
-
-/// [`password_login`], uncounted.
-async fn log_in<S: Store, C: Clock>(
-    state: &AppState<S, C>,
-    headers: &HeaderMap,
-    client: ClientInfo,
-    username: &str,
-    password: String,
-    remember: bool,
-) -> Result<PasswordLogin, ApiError> {
-    let password = Password::new(password).map_err(|_| ApiError::InvalidCredentials)?;
-    let device = device_of(headers);
-    let user = state
-        .engine()
-        .store()
-        .find_user_by_username(username)
-        .await?;
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let known = user.as_ref().map(|u| u.id.clone());
-    let who = Checker {
-        account: username,
-        client: client.ip(),
-        device: device.as_ref(),
-        // The user, if the name exists; never the name itself: a password typed
-        // into the wrong field must not reach the logs.
-        user: known.as_ref(),
-        session: None,
-        remember,
-    };
-    let passed = check_password(state, who, move |h| {
-        h.verify(&password, hash.as_ref()).then_some(())
-    })
-    .await?;
-    let Some(UserRecord { id, epoch, .. }) = user else {
-        // A verified password without a user cannot happen (`verify(.., None)`
-        // always fails); refuse rather than continue.
-        return Err(ApiError::InvalidCredentials);
-    };
-    // A credential that cannot even be read cannot be a live session to revoke.
-    let presented = sessionguard_http::Credential::from_headers(headers)
-        .ok()
-        .flatten();
-    let issued = state
-        .engine()
-        .login(
-            &id,
-            epoch,
-            client,
-            presented.as_ref().map(sessionguard_http::Credential::token),
-        )
-        .await
-        .map_err(|e| match e {
-            sessionguard_core::Error::Rejected(_) => {
-                ApiError::Conflict("the user's credentials changed during login")
-            }
-            other => other.into(),
-        })?;
-    Ok(PasswordLogin {
-        issued,
-        device: passed.device,
-    })
 }
 
 /// Checks the password of the user of `session` (step-up, password

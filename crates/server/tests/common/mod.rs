@@ -177,10 +177,53 @@ impl TestApp {
         Login::from(res)
     }
 
+    /// Occupies every password-hash worker and queue place with jobs that wait
+    /// until the returned [`HeldHashQueue`] is released.
+    pub async fn fill_hash_queue(&self) -> HeldHashQueue {
+        let capacity = self.state.password_hash_capacity();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(held));
+        let mut jobs = Vec::new();
+        for _ in 0..capacity {
+            let (state, held) = (self.state.clone(), std::sync::Arc::clone(&held));
+            jobs.push(tokio::spawn(async move {
+                state
+                    .with_hasher(move |_| {
+                        let _ = held.lock().unwrap().recv();
+                    })
+                    .await
+            }));
+        }
+        let started = std::time::Instant::now();
+        while self.state.password_jobs() < capacity {
+            assert!(started.elapsed() < Duration::from_secs(10), "jobs admitted");
+            tokio::task::yield_now().await;
+        }
+        HeldHashQueue { release, jobs }
+    }
+
     /// A user `alice` with [`PASSWORD`], logged in.
     pub async fn alice(&self) -> Login {
         self.create_user("alice", PASSWORD).await;
         self.login("alice", PASSWORD).await
+    }
+}
+
+/// Password jobs holding every place of the hash queue ([`TestApp::fill_hash_queue`]).
+pub struct HeldHashQueue {
+    release: std::sync::mpsc::Sender<()>,
+    jobs: Vec<tokio::task::JoinHandle<Result<(), sessionguard_server::ApiError>>>,
+}
+
+impl HeldHashQueue {
+    /// Lets the jobs finish, and waits for them.
+    pub async fn release(self) {
+        for _ in &self.jobs {
+            self.release.send(()).unwrap();
+        }
+        for job in self.jobs {
+            job.await.unwrap().unwrap();
+        }
     }
 }
 
