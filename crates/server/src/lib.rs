@@ -551,12 +551,13 @@ async fn serve_on<S: Store>(
     }
     let keeper = keys::spawn_key_keeper(state.clone(), keeper, keys::KEY_CHECK_INTERVAL);
     tracing::info!(%addr, public_origin = %config.public_origin, issuer = %config.issuer, "listening");
+    let shutdown = shutdown_signal();
     if let Some(at) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
         tracing::info!(addr = %at, "serving metrics");
         say(&format!("sessionguard metrics on http://{at}/metrics"));
     }
     say(&format!("sessionguard listening on http://{addr}"));
-    let served = run_with_metrics(listener, metrics_listener, state, shutdown_signal()).await;
+    let served = run_with_metrics(listener, metrics_listener, state, shutdown).await;
     keeper.abort();
     served.map_err(|source| ServeError::Io { addr, source })
 }
@@ -616,33 +617,51 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when
+/// this is called, before the server says it listens, so a signal sent as soon
+/// as that line is read already means a clean shutdown (a signal's default
+/// action would end the process at once).
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    // A handler that cannot be installed never fires: the other one, or a
+    // SIGKILL, still ends the server.
+    let handler = |kind, name| match signal(kind) {
+        Ok(sig) => Some(sig),
+        Err(e) => {
+            error::log_background(name, &e);
+            None
+        }
+    };
+    let interrupt = handler(SignalKind::interrupt(), "SIGINT handler");
+    let terminate = handler(SignalKind::terminate(), "SIGTERM handler");
+    async move {
+        let received = |sig: Option<tokio::signal::unix::Signal>| async move {
+            match sig {
+                Some(mut sig) => {
+                    sig.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = received(interrupt) => {},
+            () = received(terminate) => {},
+        }
+        tracing::info!("shutting down");
+    }
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
-            error::log_background("SIGINT handler", &e);
+            error::log_background("Ctrl-C handler", &e);
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(e) => {
-                error::log_background("SIGTERM handler", &e);
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 /// Marks every response uncacheable: bodies carry session data and deadlines.

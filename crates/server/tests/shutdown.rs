@@ -95,3 +95,16 @@ fn past_the_grace_a_request_in_flight_is_cut_off_and_the_server_exits_0() {
     assert_eq!(run.server.wait(), Some(0));
     assert_eq!(read_head(&mut s), None, "cut off without an answer");
 }
+
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_clean_shutdown() {
+    // The handlers are installed before the server says it listens: a SIGTERM
+    // sent the moment that line is read shuts down cleanly (exit 0), rather
+    // than ending the process by the signal's default action.
+    for _ in 0..5 {
+        let data = TempDir::new();
+        let run = start(&data, "");
+        run.server.sigterm();
+        assert_eq!(run.server.wait(), Some(0));
+    }
+}
