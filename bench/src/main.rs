@@ -918,7 +918,7 @@ fn mem(opts: &Opts) -> Result<()> {
             use std::mem::size_of;
             let lines = [
                 (
-                    "SessionRecord (as loaded; the index keeps a compact slot of at most 136 B, rare fields boxed)",
+                    "SessionRecord (as loaded; the index keeps a 96 B slot, rare fields boxed)",
                     size_of::<SessionRecord>(),
                 ),
                 ("  SessionState", size_of::<SessionState>()),
@@ -955,7 +955,7 @@ fn mem(opts: &Opts) -> Result<()> {
                 ),
                 ("SessionId (map key)", size_of::<SessionId>()),
                 (
-                    "UserEpoch (per user; boxed in the index only once bumped)",
+                    "UserEpoch (per user; kept aside in the index only once bumped)",
                     size_of::<UserEpoch>(),
                 ),
             ];
