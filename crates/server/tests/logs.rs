@@ -133,15 +133,10 @@ fn run_flows(format: &str) -> (Vec<String>, Vec<String>) {
     (logs.lines().map(str::to_owned).collect(), secrets)
 }
 
+/// `s` as a form value, as a client would send it.
 fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    let pair = serde_urlencoded::to_string([("", s)]).unwrap();
+    pair.trim_start_matches('=').to_owned()
 }
 
 /// The secrets `line` carries, as they are or in a form a logger could
