@@ -119,26 +119,33 @@ pub fn original_url(headers: &HeaderMap, public_origin: &str) -> Option<String> 
     same.then(|| format!("{public_origin}{uri}"))
 }
 
-/// The `Location` of a login redirect: [`LOGIN_PATH`], with `return_to` (the
-/// original URL, percent-encoded) when there is one.
-pub fn login_location(return_to: Option<&str>) -> HeaderValue {
-    let Some(url) = return_to else {
-        return HeaderValue::from_static(LOGIN_PATH);
-    };
-    let mut location = String::with_capacity(LOGIN_PATH.len() + 11 + url.len() * 3);
+/// The `Location` of a login redirect: [`LOGIN_PATH`] on `public_origin`,
+/// with `return_to` (the original URL, percent-encoded) when there is one.
+///
+/// Absolute, so that it means the same wherever the proxy's answer goes: a
+/// proxy that resolves a relative `Location` against the URL it asked
+/// (Traefik's `forwardAuth` does) would otherwise send the browser to
+/// sessionguard's internal address.
+pub fn login_location(public_origin: &str, return_to: Option<&str>) -> HeaderValue {
+    let extra = return_to.map_or(0, |url| 11 + url.len() * 3);
+    let mut location = String::with_capacity(public_origin.len() + LOGIN_PATH.len() + extra);
+    location.push_str(public_origin);
     location.push_str(LOGIN_PATH);
-    location.push_str("?return_to=");
-    for b in url.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            location.push(char::from(b));
-        } else {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            location.push('%');
-            location.push(char::from(HEX[usize::from(b >> 4)]));
-            location.push(char::from(HEX[usize::from(b & 0xf)]));
+    if let Some(url) = return_to {
+        location.push_str("?return_to=");
+        for b in url.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                location.push(char::from(b));
+            } else {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                location.push('%');
+                location.push(char::from(HEX[usize::from(b >> 4)]));
+                location.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
         }
     }
-    HeaderValue::from_str(&location).expect("percent-encoded ASCII is a header value")
+    // The public origin is validated as an ASCII origin at start-up.
+    HeaderValue::from_str(&location).unwrap_or_else(|_| HeaderValue::from_static(LOGIN_PATH))
 }
 
 #[cfg(test)]
@@ -212,10 +219,10 @@ mod tests {
 
     #[test]
     fn the_login_location_encodes_the_return_url() {
-        assert_eq!(login_location(None), "/login");
+        assert_eq!(login_location(ORIGIN, None), "https://app.example/login");
         assert_eq!(
-            login_location(Some("https://app.example/a?b=c&d")),
-            "/login?return_to=https%3A%2F%2Fapp.example%2Fa%3Fb%3Dc%26d"
+            login_location(ORIGIN, Some("https://app.example/a?b=c&d")),
+            "https://app.example/login?return_to=https%3A%2F%2Fapp.example%2Fa%3Fb%3Dc%26d"
         );
     }
 }

@@ -787,7 +787,7 @@ fn build() -> OpenApi {
             "Any method: the proxy's subrequest. One session check of the credential (the \
              session cookie, or a bearer session, access or API token); the cross-site rule on \
              the original method for cookies. `?redirect=login` answers a refusal with a 302 \
-             to the login page.",
+             to the login page (absolute, on the public origin).",
         )
         .query_one_of(
             "redirect",

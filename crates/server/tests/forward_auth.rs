@@ -1,6 +1,6 @@
 //! `GET /v1/auth`, forward authentication for reverse proxies, over the router
 //! (oneshot) on a counted in-memory store and a manual clock. The same endpoint
-//! behind a real nginx is `tests/nginx.rs`.
+//! behind real nginx, Caddy and Traefik is `tests/proxies.rs`.
 
 mod common;
 
@@ -374,7 +374,9 @@ async fn redirect_login_sends_a_refused_browser_to_the_login_page() {
     assert_eq!(res.status, StatusCode::FOUND);
     assert_eq!(
         res.header("location"),
-        Some("/login?return_to=https%3A%2F%2Fapp.example%2Fapp%2Forders%3Fpage%3D2")
+        Some(
+            "https://app.example/login?return_to=https%3A%2F%2Fapp.example%2Fapp%2Forders%3Fpage%3D2"
+        )
     );
     assert_eq!(res.header("x-auth-reason"), Some("missing_credentials"));
     assert!(res.body.is_empty());
@@ -385,7 +387,7 @@ async fn redirect_login_sends_a_refused_browser_to_the_login_page() {
         .send(&app)
         .await;
     assert_eq!(res.status, StatusCode::FOUND);
-    assert_eq!(res.header("location"), Some("/login"));
+    assert_eq!(res.header("location"), Some("https://app.example/login"));
 }
 
 #[tokio::test]

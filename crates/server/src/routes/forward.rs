@@ -22,7 +22,8 @@
 //! A refusal is `401` with `X-Auth-Reason` (the reason code, `invalid_token`,
 //! or `missing_credentials` when the request carries no credential at all),
 //! `WWW-Authenticate` and a problem document; with `?redirect=login` it is a
-//! `302` to the login page instead, with the original URL as `return_to` when
+//! `302` to the login page instead (an absolute URL on the public origin, which
+//! every proxy passes on unchanged), with the original URL as `return_to` when
 //! it is on the public origin. A cookie-authenticated request whose original
 //! method can change state and whose `Sec-Fetch-Site`/`Origin` say it came
 //! from another site is `403 cross_origin_request` (with `X-Auth-Reason`), so
@@ -176,9 +177,9 @@ fn refused(
     res
 }
 
-/// The login page's location, with the original URL when it is on the public
-/// origin.
+/// The login page's absolute location on the public origin, with the original
+/// URL when it is on that origin.
 fn login_redirect<S: Store, C: Clock>(state: &AppState<S, C>, headers: &HeaderMap) -> HeaderValue {
     let original = forward::original_url(headers, state.public_origin());
-    forward::login_location(original.as_deref())
+    forward::login_location(state.public_origin(), original.as_deref())
 }
