@@ -5,6 +5,10 @@
 //! Identifiers carry structure that is not randomness: a constant prefix
 //! (`sgs_`), a per-user shard, a checksum, a timestamp. So:
 //!
+//! 0. A cookie value that is percent-encoded (`s%3A…` of express-session, a
+//!    `%3D` of base64 padding) is decoded first ([`decoded`]): an encoded `+`
+//!    or `/` takes three characters, which would shift the positions after it
+//!    and mix `%` into the alphabet.
 //! 1. Samples are compared position by position (those of the most common
 //!    length). Positions that never change are constant structure; they add no
 //!    entropy and are left out of everything below.
@@ -25,6 +29,29 @@
 //!    V7.2.3).
 
 use std::collections::HashMap;
+
+/// `value` percent-decoded, when it contains a `%` escape and decodes to UTF-8;
+/// otherwise `value` itself.
+///
+/// ```
+/// use sessionguard_audit::entropy::decoded;
+///
+/// assert_eq!(decoded("s%3Aabc.d%2Be%2F"), "s:abc.d+e/");
+/// assert_eq!(decoded("plain-token_123"), "plain-token_123");
+/// assert_eq!(decoded("100%"), "100%");
+/// ```
+pub fn decoded(value: &str) -> std::borrow::Cow<'_, str> {
+    let escaped = value
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+    if !escaped {
+        return value.into();
+    }
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .unwrap_or(value.into())
+}
 
 /// FIPS 140-2 works on blocks of 20 000 bits.
 pub const FIPS_BLOCK: usize = 20_000;
@@ -411,6 +438,43 @@ mod tests {
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// A signed cookie as express-session sends it: `s:` + a 24-byte id in
+    /// base64url + `.` + a 32-byte signature in unpadded standard base64,
+    /// percent-encoded (`%3A`, and `%2B` / `%2F` wherever the signature has
+    /// `+` or `/`, so the lengths differ).
+    fn express_cookie() -> String {
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(24));
+        let sig = base64::engine::general_purpose::STANDARD_NO_PAD.encode(random_bytes(32));
+        format!("s%3A{url}.{}", sig.replace('+', "%2B").replace('/', "%2F"))
+    }
+
+    #[test]
+    fn percent_encoded_signed_cookies_are_analysed_decoded() {
+        let tokens: Vec<String> = (0..300).map(|_| express_cookie()).collect();
+        // As sent: the escapes shift positions and bring `%` into the alphabet,
+        // and random identifiers look patterned.
+        let raw = analyse(&tokens);
+        assert_eq!(raw.alphabet, Alphabet::Bytes);
+        assert!(raw.fips.unwrap().fails());
+        // Decoded: one length, base64, random.
+        let plain: Vec<String> = tokens.iter().map(|t| decoded(t).into_owned()).collect();
+        let a = analyse(&plain);
+        assert_eq!(a.analysed, 300);
+        assert_eq!(a.length, 2 + 32 + 1 + 43);
+        assert_eq!(a.alphabet, Alphabet::Base64);
+        assert!(a.estimate_bits > 300.0, "{a:?}");
+        let fips = a.fips.unwrap();
+        assert!(!fips.fails(), "{fips:?}");
+    }
+
+    #[test]
+    fn only_escapes_are_decoded() {
+        assert_eq!(decoded("abc%2"), "abc%2");
+        assert_eq!(decoded("%zz%41"), "%zzA");
+        // Not UTF-8 once decoded: left as it is.
+        assert_eq!(decoded("a%FFb"), "a%FFb");
     }
 
     #[test]

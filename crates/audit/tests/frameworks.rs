@@ -1,9 +1,13 @@
-//! The auditor against two real frameworks' ordinary login with their default
-//! session handling: Django 5.2 (`LoginView`, `LogoutView`,
-//! `PasswordChangeView`, database sessions) and Flask 3.1 with Flask-Login 0.6
-//! (`login_user`, `logout_user`, Flask's signed cookie session). The apps are
-//! `tests/frameworks/*.py`, run by the Python of `target/audit-venv`, which
-//! `scripts/test` creates with pinned versions; a missing one fails the test.
+//! The auditor against three real frameworks' ordinary login with their
+//! default session handling: Django 5.2 (`LoginView`, `LogoutView`,
+//! `PasswordChangeView`, database sessions), Flask 3.1 with Flask-Login 0.6
+//! (`login_user`, `logout_user`, Flask's signed cookie session), and Express 5
+//! with express-session 1.19 (the user login of its README: `regenerate` at
+//! login and logout; `MemoryStore`, the signed cookie `connect.sid`). The apps
+//! are `tests/frameworks/*.py`, run by the Python of `target/audit-venv`, and
+//! `tests/frameworks/express/app.js`, run by Node.js with the packages of its
+//! `package-lock.json`; `scripts/test` installs both with pinned versions, and
+//! a missing one fails the test.
 //!
 //! The expected findings, established by reading the installed source and
 //! confirmed by these runs (claims: 3 s idle, 6 s absolute, one session):
@@ -45,6 +49,22 @@
 //!   secret key it still cannot be forged; what it lacks is a per-login value.)
 //! - ok: `fixation` (the login page sets no cookie; a planted cookie fails the
 //!   signature and is replaced).
+//!
+//! Express + express-session
+//! - `cookie_attributes` (medium): the default cookie is `HttpOnly`, not
+//!   `Secure`, with no `SameSite`, and no `Max-Age` (`cookie.maxAge` is null).
+//! - `password_change` (high): the store has no index of a user's sessions and
+//!   the app (like the README's) ends none.
+//! - `concurrent_sessions` (medium): no limit.
+//! - `idle_timeout`, `absolute_timeout` (medium): `MemoryStore` expires a
+//!   session only by its cookie's `expires`, which is null by default: never.
+//! - ok: `logout` and `fixation` (`regenerate` destroys the old session in the
+//!   store, and a planted unsigned identifier fails the cookie signature; with
+//!   `saveUninitialized: true` the pre-login session exists, and is replaced
+//!   at login); `token_entropy`: the cookie is `s:` + 24 random bytes
+//!   (`uid-safe`, base64url) + `.` + an HMAC-SHA256 signature, percent-encoded
+//!   (`s%3A…`, `%2B`, `%2F`, so its length varies): analysed decoded, it is
+//!   one length of base64 and passes.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -79,10 +99,23 @@ fn python() -> PathBuf {
     p
 }
 
-/// Starts a framework app; returns it and its base URL.
-fn start(script: &str, args: &[&str]) -> (App, String) {
+/// Node.js, which `scripts/test` installs (Debian's `nodejs`) for the browser
+/// tests too.
+fn node() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("node"))
+                .find(|p| p.is_file())
+        })
+        .expect("node is not installed: run ./scripts/test, which installs Node.js")
+}
+
+/// Starts a framework app, `script` (in `tests/frameworks`) run by
+/// `interpreter`; returns it and its base URL.
+fn start(interpreter: PathBuf, script: &str, args: &[&str]) -> (App, String) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/frameworks");
-    let mut child = Command::new(python())
+    let mut child = Command::new(interpreter)
         .arg(dir.join(script))
         .args(args)
         .stdout(Stdio::piped())
@@ -132,6 +165,32 @@ fn outcome(r: &Report) -> Vec<(CheckId, Outcome, Option<Severity>)> {
         .collect()
 }
 
+/// The evidence steps of check `id` in `r`.
+fn facts(r: &Report, id: CheckId) -> Vec<&str> {
+    r.check(id)
+        .unwrap()
+        .evidence
+        .iter()
+        .map(|e| e.step.as_str())
+        .collect()
+}
+
+/// Audits the app at `url` with `recipe_file` and `samples` identifiers, and
+/// checks the outcome of every check against `expected` (showing the text
+/// report otherwise) and that no password appears in the report.
+async fn audited(
+    recipe_file: &str,
+    url: &str,
+    samples: usize,
+    expected: Vec<(CheckId, Outcome, Option<Severity>)>,
+) -> Report {
+    let r = run(recipe_file, url, samples).await;
+    let text = render(&r, Format::Text, recipe_file, &Default::default());
+    assert_eq!(outcome(&r), expected, "\n{text}");
+    assert!(!text.contains(PASSWORD) && !text.contains("second password 2"));
+    r
+}
+
 use CheckId::*;
 use Outcome::{NotTested, Ok as Fine, Vulnerable as Vuln};
 use Severity::{High, Medium};
@@ -140,11 +199,15 @@ use Severity::{High, Medium};
 async fn django_defaults_leave_cookie_flags_concurrency_and_long_timeouts() {
     let db = tempfile::tempdir().unwrap();
     let db = db.path().join("db.sqlite3");
-    let (_app, url) = start("django_app.py", &[db.to_str().unwrap(), USER, PASSWORD]);
-    let r = run("django.toml", &url, 200).await;
-    let text = render(&r, Format::Text, "django.toml", &Default::default());
-    assert_eq!(
-        outcome(&r),
+    let (_app, url) = start(
+        python(),
+        "django_app.py",
+        &[db.to_str().unwrap(), USER, PASSWORD],
+    );
+    let r = audited(
+        "django.toml",
+        &url,
+        200,
         vec![
             (Recipe, Fine, None),
             (CookieAttributes, Vuln, Some(Medium)),
@@ -157,10 +220,9 @@ async fn django_defaults_leave_cookie_flags_concurrency_and_long_timeouts() {
             (IdleTimeout, Vuln, Some(Medium)),
             (AbsoluteTimeout, Vuln, Some(Medium)),
         ],
-        "\n{text}"
-    );
-    let cookie = r.check(CookieAttributes).unwrap();
-    let facts: Vec<&str> = cookie.evidence.iter().map(|e| e.step.as_str()).collect();
+    )
+    .await;
+    let facts = facts(&r, CookieAttributes);
     assert!(facts.iter().any(|f| f.contains("no Secure")), "{facts:?}");
     assert!(
         facts.iter().any(|f| f.contains("Max-Age=1209600")),
@@ -170,16 +232,15 @@ async fn django_defaults_leave_cookie_flags_concurrency_and_long_timeouts() {
         !facts.iter().any(|f| f.contains("HttpOnly attribute")),
         "{facts:?}"
     );
-    assert!(!text.contains(PASSWORD) && !text.contains("second password 2"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flask_login_defaults_keep_sessions_alive_after_logout_and_password_change() {
-    let (_app, url) = start("flask_app.py", &[USER, PASSWORD]);
-    let r = run("flask.toml", &url, 300).await;
-    let text = render(&r, Format::Text, "flask.toml", &Default::default());
-    assert_eq!(
-        outcome(&r),
+    let (_app, url) = start(python(), "flask_app.py", &[USER, PASSWORD]);
+    let r = audited(
+        "flask.toml",
+        &url,
+        300,
         vec![
             (Recipe, Fine, None),
             (CookieAttributes, Vuln, Some(Medium)),
@@ -192,16 +253,60 @@ async fn flask_login_defaults_keep_sessions_alive_after_logout_and_password_chan
             (IdleTimeout, Vuln, Some(Medium)),
             (AbsoluteTimeout, Vuln, Some(Medium)),
         ],
-        "\n{text}"
-    );
+    )
+    .await;
     let entropy = r.check(TokenEntropy).unwrap();
     assert!(
         entropy.summary.contains("issued twice"),
         "{}",
         entropy.summary
     );
-    let cookie = r.check(CookieAttributes).unwrap();
-    let facts: Vec<&str> = cookie.evidence.iter().map(|e| e.step.as_str()).collect();
+    let facts = facts(&r, CookieAttributes);
+    assert!(facts.iter().any(|f| f.contains("no SameSite")), "{facts:?}");
+    assert!(!facts.iter().any(|f| f.contains("persistent")), "{facts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn express_session_defaults_keep_other_sessions_after_a_password_change() {
+    let app_js = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/frameworks/express/node_modules/express-session/package.json");
+    assert!(
+        app_js.exists(),
+        "express-session is missing: run ./scripts/test, which installs \
+         tests/frameworks/express's packages with npm ci"
+    );
+    let (_app, url) = start(node(), "express/app.js", &[USER, PASSWORD]);
+    let r = audited(
+        "express.toml",
+        &url,
+        300,
+        vec![
+            (Recipe, Fine, None),
+            (CookieAttributes, Vuln, Some(Medium)),
+            (Fixation, Fine, None),
+            (Logout, Fine, None),
+            (Jwt, NotTested, None),
+            (ConcurrentSessions, Vuln, Some(Medium)),
+            (TokenEntropy, Fine, None),
+            (PasswordChange, Vuln, Some(High)),
+            (IdleTimeout, Vuln, Some(Medium)),
+            (AbsoluteTimeout, Vuln, Some(Medium)),
+        ],
+    )
+    .await;
+    // The signed cookie is percent-encoded (`s%3A…`, `%2B`, `%2F`): analysed
+    // decoded, one length, base64.
+    let entropy = facts(&r, TokenEntropy);
+    assert!(
+        entropy.iter().any(|f| f.contains("percent-encoded")),
+        "{entropy:?}"
+    );
+    assert!(
+        entropy.iter().any(|f| f.contains("alphabet base64")),
+        "{entropy:?}"
+    );
+    let facts = facts(&r, CookieAttributes);
+    assert!(facts.iter().any(|f| f.contains("no Secure")), "{facts:?}");
     assert!(facts.iter().any(|f| f.contains("no SameSite")), "{facts:?}");
     assert!(!facts.iter().any(|f| f.contains("persistent")), "{facts:?}");
 }

@@ -2,7 +2,7 @@
 //! ([`crate::entropy`]).
 
 use crate::agent::{Agent, Fail, Pw};
-use crate::entropy::{FIPS_BLOCK, analyse};
+use crate::entropy::{FIPS_BLOCK, analyse, decoded};
 use crate::model::{CheckId, CheckReport, Severity};
 
 /// Fewer identifiers than this say nothing.
@@ -54,8 +54,18 @@ pub(super) async fn token_entropy(agent: &Agent) -> Result<CheckReport, Fail> {
             .map(|t| t.rsplit('.').next().unwrap_or("").to_owned())
             .collect();
     }
+    let encoded = tokens.iter().any(|t| decoded(t) != t.as_str());
+    if encoded {
+        tokens = tokens.iter().map(|t| decoded(t).into_owned()).collect();
+    }
     let a = analyse(&tokens);
     let mut ev = Vec::new();
+    if encoded {
+        ev.push(agent.fact(
+            "the identifiers are percent-encoded: they are analysed decoded (an escape takes \
+             three characters and would shift the positions after it)",
+        ));
+    }
     if jwts {
         ev.push(agent.fact(
             "the identifiers are JWTs: their signatures are analysed (the claims are readable, not secret)",
