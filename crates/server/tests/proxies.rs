@@ -424,6 +424,21 @@ fn without_a_credential_apis_get_401_and_browsers_the_login_page(kind: Kind) {
         "",
     );
     assert_eq!(res.status, 401);
+    // sessionguard's own files pass without a credential (the sign-in page
+    // needs them), the app's other /static/ files stay the app's.
+    for (file, kind) in [
+        ("idle-warning.js", "javascript"),
+        ("account.js", "javascript"),
+        ("pages.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let res = s.send("GET", &format!("/static/{file}"), &[], "");
+        assert_eq!(res.status, 200, "{file}: {}", res.head);
+        let content_type = res.header("content-type").unwrap_or_default();
+        assert!(content_type.contains(kind), "{file}: {content_type}");
+    }
+    let res = s.send("GET", "/static/app.css", &[], "");
+    assert_eq!(res.status, 302, "the app's own file is behind the check");
     assert_eq!(s.echo.hits(), 0, "nothing reached the app");
 }
 
@@ -466,6 +481,10 @@ fn a_session_reaches_the_app_with_its_identity_until_it_logs_out(kind: Kind) {
         s.send("GET", "/dashboard", &[("cookie", &c)], "").status,
         200
     );
+    // sessionguard's account page, served through the proxy on the app's origin.
+    let res = s.send("GET", "/account", &[("cookie", &c)], "");
+    assert_eq!(res.status, 200, "{}", res.head);
+    assert!(res.body.contains("Your sessions"), "{}", res.body);
 
     // A cross-site POST with the cookie never reaches the app; a same-origin one does.
     let hits = s.echo.hits();
