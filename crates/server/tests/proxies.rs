@@ -543,7 +543,8 @@ fn a_session_reaches_the_app_with_its_identity_until_it_logs_out(kind: Kind) {
 }
 
 /// A role change reaches the app with a renewed cookie passed on to the
-/// client, and personal API tokens are credentials through the proxy.
+/// client, personal API tokens are credentials through the proxy, and the
+/// account page's Sign out reaches sessionguard.
 fn a_role_change_reaches_the_app_with_a_renewed_cookie_and_api_tokens_pass(kind: Kind) {
     let s = stack(kind);
     let (id, browser) = s.alice();
@@ -597,6 +598,27 @@ fn a_role_change_reaches_the_app_with_a_renewed_cookie_and_api_tokens_pass(kind:
     assert_eq!(seen["x-auth-user-id"], id.as_str());
     assert_eq!(seen["x-auth-roles"], "billing,ops");
     assert!(seen.get("x-auth-session-id").is_none());
+
+    // The account page's Sign out, through the proxy, ends the session too.
+    let browser = login(&s.proxy.addr, "alice", PASSWORD).expect("login through the proxy");
+    let c = cookie(&browser);
+    let origin = s.origin();
+    let form = format!("csrf_token={}", browser.csrf);
+    let res = s.send(
+        "POST",
+        "/logout",
+        &[
+            ("cookie", &c),
+            ("origin", &origin),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        &form,
+    );
+    assert_eq!(res.status, 303, "{}\n{}", res.head, res.body);
+    assert_eq!(res.header("location"), Some("/login?reason=logged_out"));
+    let res = s.send("GET", "/api/me", &[("cookie", &c)], "");
+    assert_eq!(res.status, 401);
+    assert_eq!(res.header("x-auth-reason"), Some("logged_out"));
 }
 
 /// Each behaviour, as a test of its own, behind each proxy.
