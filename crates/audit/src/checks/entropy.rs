@@ -54,10 +54,9 @@ pub(super) async fn token_entropy(agent: &Agent) -> Result<CheckReport, Fail> {
             .map(|t| t.rsplit('.').next().unwrap_or("").to_owned())
             .collect();
     }
-    let encoded = tokens.iter().any(|t| decoded(t) != t.as_str());
-    if encoded {
-        tokens = tokens.iter().map(|t| decoded(t).into_owned()).collect();
-    }
+    let plain: Vec<String> = tokens.iter().map(|t| decoded(t).into_owned()).collect();
+    let encoded = plain != tokens;
+    tokens = plain;
     let a = analyse(&tokens);
     let mut ev = Vec::new();
     if encoded {
